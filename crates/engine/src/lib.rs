@@ -1,1 +1,23 @@
-//! (placeholder: being written)
+//! The inference engine: sampling, chat prompts and generation over a model and its
+//! tokenizer. It names no architecture and knows no HTTP.
+//!
+//! - [`sampler`]: llama.cpp's default sampling chain (penalties, top-k, top-p, min-p,
+//!   temperature, seeded draw) with greedy decoding at temperature ≤ 0.
+//! - [`chat`]: the model's chat template (or a fallback) and llama.cpp-style tokenization
+//!   of the rendered prompt.
+//! - [`generate`]: a one-sequence [`Generator`] that prefills the prompt in one batch,
+//!   reuses the KV cache across calls for the common prefix, streams UTF-8-safe text and
+//!   stops at EOG tokens, stop strings, the token limit or a full context.
+//!
+//! Everything returns [`EngineError`]; nothing here panics on model or user input.
+#![forbid(unsafe_code)]
+
+pub mod chat;
+mod error;
+pub mod generate;
+pub mod sampler;
+
+pub use chat::{tokenize_chat_prompt, ChatFormatter, TemplateSource};
+pub use error::EngineError;
+pub use generate::{GenerateParams, Generation, Generator, StopReason, Timings};
+pub use sampler::{Sampler, SamplerConfig, SamplerError};

@@ -1,1 +1,154 @@
-//! (placeholder: being written)
+//! Transformer architectures over GGUF weights: hyper-parameters from metadata, shared
+//! building blocks (`blocks/`), one file per architecture (`arch/`), and a registry
+//! mapping `general.architecture` to its implementation.
+//!
+//! Design choices:
+//! - Weights stay in the file's type inside the mmap (`weights::Matrix` is a tensor index
+//!   entry, sliced on use); only norm weights and biases become f32 vectors.
+//! - Everything a forward pass relies on is validated in `Model::load` (presence, type,
+//!   shape, byte size, head counts), so a forward pass only checks the request itself
+//!   (empty input, token ids, cache capacity) and never panics on file content.
+//! - A prompt runs as one batch (`matmul` with `n_tokens > 1`); only the requested logits
+//!   rows pass through the last layer's output projection, FFN and the vocabulary head.
+//! - Numerics follow llama.cpp's CPU backend: f16 KV cache by default, f32 elsewhere,
+//!   activations quantized by the kernels exactly where ggml quantizes them.
+//! - `trace(name, layer, &x)` marks named intermediates; set `JIKJI_TRACE` to print them.
+#![forbid(unsafe_code)]
+
+pub mod arch;
+pub(crate) mod blocks;
+mod error;
+pub mod hparams;
+mod kv_cache;
+pub mod registry;
+pub mod trace;
+pub(crate) mod weights;
+
+use std::sync::Arc;
+
+pub use arch::Architecture;
+pub use error::ModelError;
+pub use hparams::{HParams, RopeMode};
+pub use jikji_gguf::GgufFile;
+pub use kv_cache::{KvCache, KvType};
+pub use trace::trace;
+
+/// Summary of a loaded model, for engines and the CLI.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelInfo {
+    /// `general.architecture`.
+    pub arch: String,
+    pub n_vocab: usize,
+    pub n_embd: usize,
+    pub n_layer: usize,
+    pub n_ff: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    /// `{arch}.context_length` (0 if absent).
+    pub n_ctx_train: usize,
+    pub sliding_window: Option<usize>,
+    /// Output projection shares the token embedding.
+    pub tied_output: bool,
+}
+
+/// A loaded model: the mapped file and its validated architecture.
+pub struct Model {
+    file: Arc<GgufFile>,
+    arch: Box<dyn Architecture>,
+    info: ModelInfo,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("info", &self.info).finish()
+    }
+}
+
+impl Model {
+    /// Validates the file against its architecture and keeps it mapped.
+    pub fn load(file: Arc<GgufFile>) -> Result<Model, ModelError> {
+        let arch = registry::load(&file)?;
+        let hp = arch.hparams();
+        let info = ModelInfo {
+            arch: hp.arch.clone(),
+            n_vocab: hp.n_vocab,
+            n_embd: hp.n_embd,
+            n_layer: hp.n_layer,
+            n_ff: hp.n_ff,
+            n_head: hp.n_head,
+            n_head_kv: hp.n_head_kv,
+            head_dim: hp.head_dim_k,
+            n_ctx_train: hp.n_ctx_train,
+            sliding_window: hp.sliding_window,
+            tied_output: arch.tied_output(),
+        };
+        Ok(Model { file, arch, info })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn hparams(&self) -> &HParams {
+        self.arch.hparams()
+    }
+
+    pub fn file(&self) -> &Arc<GgufFile> {
+        &self.file
+    }
+
+    /// An empty F16 cache for `n_ctx` positions (llama.cpp's default cache type).
+    pub fn new_cache(&self, n_ctx: usize) -> KvCache {
+        self.new_cache_with(n_ctx, KvType::F16)
+    }
+
+    /// An empty cache of the given element type.
+    pub fn new_cache_with(&self, n_ctx: usize, ty: KvType) -> KvCache {
+        let hp = self.arch.hparams();
+        KvCache::new(hp.n_layer, n_ctx, hp.n_embd_k_gqa(), hp.n_embd_v_gqa(), ty)
+    }
+
+    /// Appends `tokens` at positions `cache.len()..` and returns logits, row-major
+    /// `[n_out, n_vocab]`: every position if `all_logits`, else only the last.
+    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, all_logits: bool) -> Result<Vec<f32>, ModelError> {
+        let rows: Vec<usize> = if all_logits { (0..tokens.len()).collect() } else { vec![tokens.len().saturating_sub(1)] };
+        self.forward_rows(tokens, cache, &rows)
+    }
+
+    /// Like `forward`, returning logits only for the batch rows in `out_rows`
+    /// (strictly ascending indices into `tokens`), `[out_rows.len(), n_vocab]`.
+    pub fn forward_rows(&self, tokens: &[u32], cache: &mut KvCache, out_rows: &[usize]) -> Result<Vec<f32>, ModelError> {
+        if tokens.is_empty() {
+            return Err(ModelError::EmptyInput);
+        }
+        let hp = self.arch.hparams();
+        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= hp.n_vocab) {
+            return Err(ModelError::TokenOutOfRange { token, n_vocab: hp.n_vocab });
+        }
+        if cache.layers.len() != hp.n_layer || cache.k_width != hp.n_embd_k_gqa() || cache.v_width != hp.n_embd_v_gqa() {
+            return Err(ModelError::CacheMismatch(format!(
+                "cache has {} layers of widths {}/{}, model needs {} of {}/{}",
+                cache.layers.len(),
+                cache.k_width,
+                cache.v_width,
+                hp.n_layer,
+                hp.n_embd_k_gqa(),
+                hp.n_embd_v_gqa()
+            )));
+        }
+        let needed = cache.len() + tokens.len();
+        if needed > cache.n_ctx() {
+            return Err(ModelError::ContextOverflow { needed, n_ctx: cache.n_ctx() });
+        }
+        if out_rows.is_empty() || out_rows.windows(2).any(|w| w[0] >= w[1]) || out_rows.iter().any(|&r| r >= tokens.len()) {
+            return Err(ModelError::BadRequest(format!(
+                "output rows {out_rows:?} must be non-empty, ascending and below {}",
+                tokens.len()
+            )));
+        }
+        let logits = self.arch.forward(&self.file, tokens, cache, out_rows)?;
+        cache.len = needed;
+        Ok(logits)
+    }
+}

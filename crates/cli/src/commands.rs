@@ -1,0 +1,269 @@
+//! The subcommands other than `inspect`.
+
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use jikji_engine::{
+    chat, tokenize_chat_prompt, ChatFormatter, GenerateParams, Generation, Generator, Sampler, SamplerConfig,
+    StopReason,
+};
+use jikji_gguf::GgufFile;
+use jikji_models::Model;
+use jikji_tokenizer::Tokenizer;
+use serde_json::Value;
+
+use crate::{ChatArgs, ModelArgs, RunArgs, SamplingArgs};
+
+/// Default context when `--ctx` is not given (capped by the model's training context).
+const DEFAULT_CTX: usize = 4096;
+
+/// True when the error chain ends in a closed stdout (e.g. piped into `head`).
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
+}
+
+/// Resolves `-m` (catalog name or path) and opens the file.
+pub fn open_file(model: &str) -> Result<(PathBuf, Arc<GgufFile>)> {
+    let path = jikji_catalog::resolve(model)?;
+    let file = GgufFile::open(&path).with_context(|| format!("cannot read model file {}", path.display()))?;
+    Ok((path, Arc::new(file)))
+}
+
+fn open_tokenizer(path: &Path, file: &GgufFile) -> Result<Tokenizer> {
+    Tokenizer::from_gguf(file).with_context(|| format!("cannot build the tokenizer of {}", path.display()))
+}
+
+/// A model ready to generate: file, weights, tokenizer.
+struct Loaded {
+    path: PathBuf,
+    file: Arc<GgufFile>,
+    model: Model,
+    tokenizer: Tokenizer,
+}
+
+fn load(args: &ModelArgs) -> Result<Loaded> {
+    if let Some(t) = args.threads {
+        if t == 0 {
+            bail!("--threads must be at least 1");
+        }
+        jikji_kernels::set_num_threads(t);
+    }
+    let (path, file) = open_file(&args.model)?;
+    let tokenizer = open_tokenizer(&path, &file)?;
+    let model = Model::load(file.clone()).with_context(|| format!("cannot load model {}", path.display()))?;
+    Ok(Loaded { path, file, model, tokenizer })
+}
+
+fn context_size(args: &ModelArgs, model: &Model) -> Result<usize> {
+    let train = model.info().n_ctx_train;
+    match args.ctx {
+        Some(0) => bail!("--ctx must be at least 1"),
+        Some(n) => Ok(n),
+        None if train > 0 => Ok(train.min(DEFAULT_CTX)),
+        None => Ok(DEFAULT_CTX),
+    }
+}
+
+fn sampler(args: &SamplingArgs) -> Result<Sampler> {
+    let seed = args.seed.unwrap_or_else(random_seed);
+    let cfg = SamplerConfig {
+        temperature: args.temp,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        min_p: args.min_p,
+        repeat_penalty: args.repeat_penalty,
+        presence_penalty: args.presence_penalty,
+        frequency_penalty: args.frequency_penalty,
+        penalty_last_n: args.repeat_last_n,
+        seed,
+    };
+    Ok(Sampler::new(cfg)?)
+}
+
+fn random_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+fn formatter(loaded: &Loaded) -> Result<ChatFormatter> {
+    ChatFormatter::from_gguf(&loaded.file, &loaded.tokenizer)
+        .with_context(|| format!("cannot use the chat template of {}", loaded.path.display()))
+}
+
+/// Writes a piece of text to stdout and flushes; a write error stops generation and is
+/// kept for the caller.
+fn stream_to(out: &mut io::StdoutLock<'_>, err: &mut Option<io::Error>, piece: &str) -> ControlFlow<()> {
+    match out.write_all(piece.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(e) => {
+            *err = Some(e);
+            ControlFlow::Break(())
+        }
+    }
+}
+
+fn report_timings(g: &Generation) {
+    let t = &g.timings;
+    let stop = match &g.stop {
+        StopReason::Eog(_) => "end of generation".to_string(),
+        StopReason::MaxTokens => "token limit".to_string(),
+        StopReason::StopString(s) => format!("stop string {s:?}"),
+        StopReason::ContextFull => "context full".to_string(),
+        StopReason::Cancelled => "cancelled".to_string(),
+    };
+    let _ = writeln!(
+        io::stderr(),
+        "[prompt: {} tokens ({} reused) in {:.2} s, {:.1} tok/s | generated: {} tokens in {:.2} s, {:.1} tok/s | stop: {}]",
+        t.prompt_evaluated,
+        t.prompt_reused,
+        t.prompt_time.as_secs_f64(),
+        t.prompt_tokens_per_second(),
+        t.generated,
+        t.generation_time.as_secs_f64(),
+        t.generation_tokens_per_second(),
+        stop
+    );
+}
+
+pub fn pull(name: &str) -> Result<()> {
+    let path = jikji_catalog::pull(name)?;
+    writeln!(io::stdout(), "{}", path.display())?;
+    Ok(())
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let loaded = load(&args.model)?;
+    let n_ctx = context_size(&args.model, &loaded.model)?;
+    let mut sampler = sampler(&args.sampling)?;
+    let prompt_ids = if args.raw {
+        if args.system.is_some() {
+            bail!("--system needs the chat template; it cannot be combined with --raw");
+        }
+        loaded.tokenizer.encode(&args.prompt, true, true).context("cannot tokenize the prompt")?
+    } else {
+        let fmt = formatter(&loaded)?;
+        let mut messages = Vec::new();
+        if let Some(sys) = &args.system {
+            messages.push(chat::message("system", sys));
+        }
+        messages.push(chat::message("user", &args.prompt));
+        let rendered = fmt.render(&Value::Array(messages), true)?;
+        tokenize_chat_prompt(&loaded.tokenizer, &rendered)?
+    };
+    if prompt_ids.is_empty() {
+        bail!("the prompt is empty after tokenization (this model adds no BOS); give some text");
+    }
+    let params = GenerateParams { max_tokens: args.n_predict, stop: args.stop.clone(), render_special: false };
+    let mut generator = Generator::new(&loaded.model, &loaded.tokenizer, n_ctx)?;
+    let stdout = io::stdout();
+    if args.json {
+        let g = generator.generate(&prompt_ids, &params, &mut sampler, |_| ControlFlow::Continue(()))?;
+        let obj = serde_json::json!({ "prompt_ids": g.prompt_ids, "ids": g.ids, "text": g.text });
+        let mut out = stdout.lock();
+        writeln!(out, "{obj}")?;
+        out.flush()?;
+        report_timings(&g);
+        return Ok(());
+    }
+    let mut out = stdout.lock();
+    let mut write_err = None;
+    let g = generator.generate(&prompt_ids, &params, &mut sampler, |piece| stream_to(&mut out, &mut write_err, piece))?;
+    if let Some(e) = write_err {
+        return Err(e.into());
+    }
+    if io::stdout().is_terminal() {
+        writeln!(out)?;
+    }
+    out.flush()?;
+    report_timings(&g);
+    Ok(())
+}
+
+pub fn chat(args: ChatArgs) -> Result<()> {
+    let loaded = load(&args.model)?;
+    let n_ctx = context_size(&args.model, &loaded.model)?;
+    let fmt = formatter(&loaded)?;
+    let mut sampler = sampler(&args.sampling)?;
+    let params = GenerateParams { max_tokens: args.n_predict, ..GenerateParams::default() };
+    let mut generator = Generator::new(&loaded.model, &loaded.tokenizer, n_ctx)?;
+    let mut messages: Vec<Value> = Vec::new();
+    if let Some(sys) = &args.system {
+        messages.push(chat::message("system", sys));
+    }
+    let interactive = io::stdin().is_terminal();
+    if interactive {
+        let _ = writeln!(io::stderr(), "jikji chat with {} — type a message; /exit or Ctrl-D quits.", loaded.path.display());
+    }
+    let stdin = io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        if interactive {
+            let _ = write!(io::stderr(), "> ");
+            let _ = io::stderr().flush();
+        }
+        let line = match lines.next() {
+            None => break,
+            Some(l) => l.context("cannot read stdin")?,
+        };
+        let text = line.trim_end_matches('\r');
+        if text.trim() == "/exit" {
+            break;
+        }
+        if text.trim().is_empty() {
+            continue;
+        }
+        messages.push(chat::message("user", text));
+        let rendered = fmt.render(&Value::Array(messages.clone()), true)?;
+        let ids = tokenize_chat_prompt(&loaded.tokenizer, &rendered)?;
+        let stdout = io::stdout();
+        let mut out = stdout.lock();
+        let mut write_err = None;
+        let g = generator
+            .generate(&ids, &params, &mut sampler, |piece| stream_to(&mut out, &mut write_err, piece))
+            .context("generation failed (the conversation may no longer fit the context; try a larger --ctx)")?;
+        if let Some(e) = write_err {
+            return Err(e.into());
+        }
+        writeln!(out)?;
+        out.flush()?;
+        report_timings(&g);
+        messages.push(chat::message("assistant", &g.text));
+    }
+    Ok(())
+}
+
+pub fn tokenize(model: &str, special: bool, text: &str) -> Result<()> {
+    let (path, file) = open_file(model)?;
+    let tok = open_tokenizer(&path, &file)?;
+    let ids = tok.encode(text, special, special).context("cannot tokenize the text")?;
+    let mut out = io::stdout().lock();
+    writeln!(out, "{}", serde_json::to_string(&ids)?)?;
+    out.flush()?;
+    Ok(())
+}
+
+pub fn template(model: &str, messages_path: &Path) -> Result<()> {
+    let src = std::fs::read_to_string(messages_path)
+        .with_context(|| format!("cannot read {}", messages_path.display()))?;
+    let messages: Value = serde_json::from_str(&src)
+        .with_context(|| format!("{} is not valid JSON", messages_path.display()))?;
+    if !messages.is_array() {
+        bail!("{} must hold a JSON array of messages", messages_path.display());
+    }
+    let (path, file) = open_file(model)?;
+    let tok = open_tokenizer(&path, &file)?;
+    let fmt = ChatFormatter::from_gguf(&file, &tok)
+        .with_context(|| format!("cannot use the chat template of {}", path.display()))?;
+    let rendered = fmt.render(&messages, true)?;
+    let mut out = io::stdout().lock();
+    out.write_all(rendered.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}

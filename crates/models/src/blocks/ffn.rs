@@ -1,0 +1,41 @@
+//! Feed-forward blocks: the gated MLP `down(act(gate(x)) * up(x))` (SwiGLU with SiLU, GeGLU
+//! with tanh-GELU), as llama.cpp's `build_ffn(.., LLM_FFN_PAR)`.
+
+use crate::error::ModelError;
+use crate::weights::Matrix;
+use jikji_gguf::GgufFile;
+use jikji_kernels::{matmul, ops};
+
+/// Activation applied to the gate branch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Silu,
+    GeluTanh,
+}
+
+/// Weights of a gated FFN.
+#[derive(Clone, Debug)]
+pub struct GatedFfn {
+    pub gate: Matrix, // [n_ff, n_embd]
+    pub up: Matrix,   // [n_ff, n_embd]
+    pub down: Matrix, // [n_embd, n_ff]
+    pub act: Activation,
+}
+
+impl GatedFfn {
+    /// `x`: `[n_tokens, n_embd]` (already normalised) → `out`: `[n_tokens, n_embd]`.
+    pub fn forward(&self, file: &GgufFile, x: &[f32], n_tokens: usize, out: &mut [f32]) -> Result<(), ModelError> {
+        let n_ff = self.gate.rows;
+        let mut g = vec![0.0f32; n_tokens * n_ff]; // [n_tokens, n_ff]
+        let mut u = vec![0.0f32; n_tokens * n_ff]; // [n_tokens, n_ff]
+        matmul(&self.gate.view(file), x, n_tokens, &mut g)?;
+        matmul(&self.up.view(file), x, n_tokens, &mut u)?;
+        match self.act {
+            Activation::Silu => ops::swiglu_inplace(&mut g, &u)?,
+            Activation::GeluTanh => ops::geglu_inplace(&mut g, &u)?,
+        }
+        crate::trace::trace("ffn_act", None, &g);
+        matmul(&self.down.view(file), &g, n_tokens, out)?;
+        Ok(())
+    }
+}

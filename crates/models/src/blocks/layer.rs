@@ -1,0 +1,158 @@
+//! Whole-block helpers shared by architectures: token embedding, the attention block
+//! (projections, optional biases, optional per-head QK-norm, rope, cache write, attention),
+//! and the output head (final norm + vocabulary projection on the requested rows only).
+
+use super::attention::{attention, AttnShape};
+use super::rope::Rope;
+use crate::error::ModelError;
+use crate::hparams::HParams;
+use crate::kv_cache::LayerKv;
+use crate::trace::trace;
+use crate::weights::{Loader, Matrix};
+use jikji_gguf::GgufFile;
+use jikji_kernels::ops::rms_norm_weighted_inplace;
+use jikji_kernels::{get_row, matmul};
+
+/// Attention weights of one layer; `blk.{il}.attn_*`.
+#[derive(Clone, Debug)]
+pub struct AttnWeights {
+    pub wq: Matrix,               // [n_head * head_dim_k, n_embd]
+    pub wk: Matrix,               // [n_head_kv * head_dim_k, n_embd]
+    pub wv: Matrix,               // [n_head_kv * head_dim_v, n_embd]
+    pub wo: Matrix,               // [n_embd, n_head * head_dim_v]
+    pub bq: Option<Vec<f32>>,     // [n_head * head_dim_k]
+    pub bk: Option<Vec<f32>>,     // [n_head_kv * head_dim_k]
+    pub bv: Option<Vec<f32>>,     // [n_head_kv * head_dim_v]
+    pub q_norm: Option<Vec<f32>>, // [head_dim_k]
+    pub k_norm: Option<Vec<f32>>, // [head_dim_k]
+}
+
+impl AttnWeights {
+    /// Loads `blk.{il}.attn_{q,k,v,output}.weight`, biases `attn_{q,k,v}.bias` and
+    /// `attn_{q,k}_norm.weight` when present; `require_bias` / `require_qk_norm` make the
+    /// optional ones mandatory for architectures that always have them.
+    pub fn load(ld: &Loader, hp: &HParams, il: usize, require_bias: bool, require_qk_norm: bool) -> Result<Self, ModelError> {
+        let n = |s: &str| format!("blk.{il}.{s}");
+        let (qd, kd, vd) = (hp.n_head * hp.head_dim_k, hp.n_embd_k_gqa(), hp.n_embd_v_gqa());
+        let vec = |name: String, len: usize, required: bool| -> Result<Option<Vec<f32>>, ModelError> {
+            if required {
+                ld.vector(&name, len).map(Some)
+            } else {
+                ld.opt_vector(&name, len)
+            }
+        };
+        let q_norm = vec(n("attn_q_norm.weight"), hp.head_dim_k, require_qk_norm)?;
+        let k_norm = vec(n("attn_k_norm.weight"), hp.head_dim_k, require_qk_norm || q_norm.is_some())?;
+        Ok(AttnWeights {
+            wq: ld.matrix(&n("attn_q.weight"), qd, hp.n_embd)?,
+            wk: ld.matrix(&n("attn_k.weight"), kd, hp.n_embd)?,
+            wv: ld.matrix(&n("attn_v.weight"), vd, hp.n_embd)?,
+            wo: ld.matrix(&n("attn_output.weight"), hp.n_embd, hp.n_head * hp.head_dim_v)?,
+            bq: vec(n("attn_q.bias"), qd, require_bias)?,
+            bk: vec(n("attn_k.bias"), kd, require_bias)?,
+            bv: vec(n("attn_v.bias"), vd, require_bias)?,
+            k_norm: if q_norm.is_some() { k_norm } else { None },
+            q_norm,
+        })
+    }
+
+    /// Runs attention for `x` (`[n_tokens, n_embd]`, already normalised) at positions
+    /// `pos0..`, writing this batch's keys/values into `kv`. Returns the per-head context
+    /// `[n_tokens, n_head * head_dim_v]`, before the output projection.
+    #[allow(clippy::too_many_arguments)]
+    pub fn context(
+        &self,
+        file: &GgufFile,
+        hp: &HParams,
+        shape: &AttnShape,
+        rope: &Rope,
+        q_prescale: Option<f32>,
+        x: &[f32],
+        n_tokens: usize,
+        pos0: usize,
+        kv: &mut LayerKv,
+        f16_math: bool,
+        il: usize,
+    ) -> Result<Vec<f32>, ModelError> {
+        let (qd, kd, vd) = (self.wq.rows, self.wk.rows, self.wv.rows);
+        let mut q = vec![0.0f32; n_tokens * qd]; // [n_tokens, n_head * head_dim_k]
+        let mut k = vec![0.0f32; n_tokens * kd]; // [n_tokens, n_head_kv * head_dim_k]
+        let mut v = vec![0.0f32; n_tokens * vd]; // [n_tokens, n_head_kv * head_dim_v]
+        matmul(&self.wq.view(file), x, n_tokens, &mut q)?;
+        matmul(&self.wk.view(file), x, n_tokens, &mut k)?;
+        matmul(&self.wv.view(file), x, n_tokens, &mut v)?;
+        for (buf, bias) in [(&mut q, &self.bq), (&mut k, &self.bk), (&mut v, &self.bv)] {
+            if let Some(b) = bias {
+                for row in buf.chunks_exact_mut(b.len()) {
+                    row.iter_mut().zip(b).for_each(|(a, c)| *a += c);
+                }
+            }
+        }
+        trace("Qcur", Some(il), &q);
+        trace("Kcur", Some(il), &k);
+        trace("Vcur", Some(il), &v);
+        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+            rms_norm_weighted_inplace(&mut q, qn, hp.rms_eps)?;
+            rms_norm_weighted_inplace(&mut k, kn, hp.rms_eps)?;
+            trace("Qcur_normed", Some(il), &q);
+            trace("Kcur_normed", Some(il), &k);
+        }
+        rope.apply(&mut q, n_tokens, hp.head_dim_k, pos0)?;
+        rope.apply(&mut k, n_tokens, hp.head_dim_k, pos0)?;
+        if let Some(s) = q_prescale {
+            q.iter_mut().for_each(|a| *a *= s);
+        }
+        trace("Qcur_rope", Some(il), &q);
+        trace("Kcur_rope", Some(il), &k);
+        kv.k.write(pos0 * kd, &k);
+        kv.v.write(pos0 * vd, &v);
+        let mut ctx = vec![0.0f32; n_tokens * hp.n_head * hp.head_dim_v]; // [n_tokens, n_head * head_dim_v]
+        attention(shape, &q, kv, pos0, n_tokens, f16_math, &mut ctx);
+        trace("kqv_out", Some(il), &ctx);
+        Ok(ctx)
+    }
+
+    /// Output projection: `ctx` `[n_rows, n_head * head_dim_v]` → `[n_rows, n_embd]`.
+    pub fn project_out(&self, file: &GgufFile, ctx: &[f32], n_rows: usize) -> Result<Vec<f32>, ModelError> {
+        let mut out = vec![0.0f32; n_rows * self.wo.rows];
+        matmul(&self.wo.view(file), ctx, n_rows, &mut out)?;
+        Ok(out)
+    }
+}
+
+/// Looks up embedding rows: `[tokens.len(), n_embd]`.
+pub fn embed(file: &GgufFile, tok_embd: &Matrix, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+    let n_embd = tok_embd.cols;
+    let mut x = vec![0.0f32; tokens.len() * n_embd];
+    let view = tok_embd.view(file);
+    for (row, &t) in x.chunks_exact_mut(n_embd).zip(tokens) {
+        get_row(&view, t as usize, row)?;
+    }
+    Ok(x)
+}
+
+/// Keeps only `rows` (indices into the row-major `[n, width]` buffer `x`).
+pub fn select_rows(x: &[f32], width: usize, rows: &[usize]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(rows.len() * width);
+    for &r in rows {
+        out.extend_from_slice(&x[r * width..(r + 1) * width]);
+    }
+    out
+}
+
+/// Final norm and vocabulary projection: `x` `[n_rows, n_embd]` → logits `[n_rows, n_vocab]`.
+pub fn output_head(
+    file: &GgufFile,
+    mut x: Vec<f32>,
+    n_rows: usize,
+    norm: &[f32],
+    eps: f32,
+    output: &Matrix,
+) -> Result<Vec<f32>, ModelError> {
+    rms_norm_weighted_inplace(&mut x, norm, eps)?;
+    trace("result_norm", None, &x);
+    let mut logits = vec![0.0f32; n_rows * output.rows]; // [n_rows, n_vocab]
+    matmul(&output.view(file), &x, n_rows, &mut logits)?;
+    trace("result_output", None, &logits);
+    Ok(logits)
+}
