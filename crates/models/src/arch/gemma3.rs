@@ -10,16 +10,16 @@
 //! - queries scaled by `1/sqrt(head_dim)` after rope, then `q·k` unscaled; llama.cpp uses
 //!   `1/sqrt(n_embd/n_head)` for the 27B model only, which it recognises by its layer
 //!   count; we key on metadata alone, so that variant is not reproduced;
-//! - interleaved local/global attention: with period `p` (`gemma3.attention.
-//!   sliding_window_pattern` if present, else 6 as llama.cpp sets), layer `il` is local
-//!   (sliding window `gemma3.attention.sliding_window`, rope base 10000, no rope scaling)
-//!   unless `il % p == p - 1`, which is global (rope base `gemma3.rope.freq_base` and
-//!   `rope.scaling`);
+//! - interleaved local/global attention: `gemma3.attention.sliding_window_pattern` (a
+//!   per-layer bool array, or a period `p`; default 6 as llama.cpp sets) marks layer `il`
+//!   local unless `il % p == p - 1`; local layers use the sliding window
+//!   `gemma3.attention.sliding_window` and rope base `gemma3.rope.freq_base_swa` (default
+//!   10000) without scaling, global layers `gemma3.rope.freq_base` and `rope.scaling`;
 //! - NEOX rope; output tied to the embedding when `output.weight` is absent;
 //! - no final logit soft-capping (llama.cpp applies it only without sliding windows).
 //!
 //! GGUF keys: `gemma3.*` of `hparams.rs`, `gemma3.attention.sliding_window` (required),
-//! optional `gemma3.attention.sliding_window_pattern`.
+//! optional `gemma3.attention.sliding_window_pattern`, `gemma3.rope.freq_base_swa`.
 //! Tensors: `token_embd.weight`, `output_norm.weight`, optional `output.weight`, per layer
 //! `blk.N.attn_norm.weight`, `attn_{q,k,v,output}.weight`, `attn_{q,k}_norm.weight`,
 //! `post_attention_norm.weight`, `ffn_norm.weight`, `ffn_{gate,up,down}.weight`,
@@ -36,7 +36,7 @@ use crate::hparams::{HParams, Meta, RopeMode};
 use crate::kv_cache::{KvCache, KvType};
 use crate::trace::trace;
 use crate::weights::{Loader, Matrix};
-use jikji_gguf::GgufFile;
+use jikji_gguf::{GgufFile, Value};
 
 /// Rope base of local (sliding-window) layers, fixed by the model family.
 const LOCAL_ROPE_BASE: f32 = 10000.0;
@@ -56,6 +56,7 @@ struct Layer {
 pub struct Gemma3 {
     hp: HParams,
     window: usize,
+    local_base: f32,
     tok_embd: Matrix,      // [n_vocab, n_embd]
     output_norm: Vec<f32>, // [n_embd]
     output: Matrix,        // [n_vocab, n_embd]
@@ -63,13 +64,38 @@ pub struct Gemma3 {
     layers: Vec<Layer>,
 }
 
+/// Which layers use the sliding window: `attention.sliding_window_pattern` as a per-layer
+/// bool array, or as a period `p` (layer `il` is local unless `il % p == p - 1`), else the
+/// default period 6.
+fn local_layers(file: &GgufFile, meta: &Meta, n_layer: usize) -> Result<Vec<bool>, ModelError> {
+    let key = meta.key("attention.sliding_window_pattern");
+    if let Some(Value::Array(items)) = file.get(&key) {
+        if items.len() != n_layer {
+            return Err(ModelError::BadHparams(format!("`{key}` has {} entries for {n_layer} layers", items.len())));
+        }
+        return items
+            .iter()
+            .map(|v| match v {
+                Value::Bool(b) => Ok(*b),
+                _ => Err(ModelError::BadHparams(format!("`{key}` must hold booleans"))),
+            })
+            .collect();
+    }
+    let period = meta.opt_uint("attention.sliding_window_pattern")?.unwrap_or(DEFAULT_SWA_PERIOD);
+    if period == 0 {
+        return Err(ModelError::BadHparams(format!("`{key}` is 0")));
+    }
+    Ok((0..n_layer).map(|il| il % period < period - 1).collect())
+}
+
 pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>, ModelError> {
     let hp = HParams::from_gguf(file, "gemma3")?;
     let window = hp.sliding_window.ok_or_else(|| ModelError::MissingKey("gemma3.attention.sliding_window".into()))?;
     let meta = Meta { file, arch: "gemma3" };
-    let period = meta.opt_uint("attention.sliding_window_pattern")?.unwrap_or(DEFAULT_SWA_PERIOD);
-    if period == 0 {
-        return Err(ModelError::BadHparams("gemma3.attention.sliding_window_pattern is 0".into()));
+    let local = local_layers(file, &meta, hp.n_layer)?;
+    let local_base = meta.f32("rope.freq_base_swa")?.unwrap_or(LOCAL_ROPE_BASE);
+    if !(local_base.is_finite() && local_base > 0.0) {
+        return Err(ModelError::BadHparams(format!("gemma3.rope.freq_base_swa {local_base} must be > 0")));
     }
     let ld = Loader::new(file);
     let tok_embd = ld.matrix("token_embd.weight", hp.n_vocab, hp.n_embd)?;
@@ -93,10 +119,10 @@ pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>, ModelError> {
                 act: Activation::GeluTanh,
             },
             post_ffn_norm: ld.vector(&n("post_ffw_norm.weight"), hp.n_embd)?,
-            local: il % period < period - 1,
+            local: local[il],
         });
     }
-    Ok(Box::new(Gemma3 { hp, window, tok_embd, output_norm, output, tied, layers }))
+    Ok(Box::new(Gemma3 { hp, window, local_base, tok_embd, output_norm, output, tied, layers }))
 }
 
 impl Architecture for Gemma3 {
@@ -122,7 +148,7 @@ impl Architecture for Gemma3 {
         let mut h = vec![0.0f32; n * n_embd]; // [rows, n_embd]
         for (il, l) in self.layers.iter().enumerate() {
             let (rope, window) = if l.local {
-                (Rope { mode: RopeMode::Neox, n_rot: hp.n_rot, base: LOCAL_ROPE_BASE, freq_scale: 1.0, freq_factors: None }, Some(self.window))
+                (Rope { mode: RopeMode::Neox, n_rot: hp.n_rot, base: self.local_base, freq_scale: 1.0, freq_factors: None }, Some(self.window))
             } else {
                 (Rope { mode: RopeMode::Neox, n_rot: hp.n_rot, base: hp.rope_base, freq_scale: hp.rope_freq_scale, freq_factors: None }, None)
             };

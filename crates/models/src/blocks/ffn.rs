@@ -1,6 +1,7 @@
 //! Feed-forward blocks: the gated MLP `down(act(gate(x)) * up(x))` (SwiGLU with SiLU, GeGLU
 //! with tanh-GELU), as llama.cpp's `build_ffn(.., LLM_FFN_PAR)`.
 
+use super::linear::project_many;
 use crate::error::ModelError;
 use crate::weights::Matrix;
 use jikji_gguf::GgufFile;
@@ -25,11 +26,11 @@ pub struct GatedFfn {
 impl GatedFfn {
     /// `x`: `[n_tokens, n_embd]` (already normalised) → `out`: `[n_tokens, n_embd]`.
     pub fn forward(&self, file: &GgufFile, x: &[f32], n_tokens: usize, out: &mut [f32]) -> Result<(), ModelError> {
-        let n_ff = self.gate.rows;
-        let mut g = vec![0.0f32; n_tokens * n_ff]; // [n_tokens, n_ff]
-        let mut u = vec![0.0f32; n_tokens * n_ff]; // [n_tokens, n_ff]
-        matmul(&self.gate.view(file), x, n_tokens, &mut g)?;
-        matmul(&self.up.view(file), x, n_tokens, &mut u)?;
+        let mut gu = project_many(file, &[&self.gate, &self.up], x, n_tokens)?.into_iter();
+        let (mut g, u) = match (gu.next(), gu.next()) {
+            (Some(g), Some(u)) => (g, u), // [n_tokens, n_ff] each
+            _ => return Err(ModelError::BadRequest("projection count".into())),
+        };
         match self.act {
             Activation::Silu => ops::swiglu_inplace(&mut g, &u)?,
             Activation::GeluTanh => ops::geglu_inplace(&mut g, &u)?,

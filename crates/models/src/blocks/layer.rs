@@ -3,6 +3,7 @@
 //! and the output head (final norm + vocabulary projection on the requested rows only).
 
 use super::attention::{attention, AttnShape};
+use super::linear::project_many;
 use super::rope::Rope;
 use crate::error::ModelError;
 use crate::hparams::HParams;
@@ -74,13 +75,12 @@ impl AttnWeights {
         f16_math: bool,
         il: usize,
     ) -> Result<Vec<f32>, ModelError> {
-        let (qd, kd, vd) = (self.wq.rows, self.wk.rows, self.wv.rows);
-        let mut q = vec![0.0f32; n_tokens * qd]; // [n_tokens, n_head * head_dim_k]
-        let mut k = vec![0.0f32; n_tokens * kd]; // [n_tokens, n_head_kv * head_dim_k]
-        let mut v = vec![0.0f32; n_tokens * vd]; // [n_tokens, n_head_kv * head_dim_v]
-        matmul(&self.wq.view(file), x, n_tokens, &mut q)?;
-        matmul(&self.wk.view(file), x, n_tokens, &mut k)?;
-        matmul(&self.wv.view(file), x, n_tokens, &mut v)?;
+        let (kd, vd) = (self.wk.rows, self.wv.rows);
+        let mut qkv = project_many(file, &[&self.wq, &self.wk, &self.wv], x, n_tokens)?.into_iter();
+        let (mut q, mut k, mut v) = match (qkv.next(), qkv.next(), qkv.next()) {
+            (Some(q), Some(k), Some(v)) => (q, k, v), // [n_tokens, n_head * head_dim_k], [n_tokens, kd], [n_tokens, vd]
+            _ => return Err(ModelError::BadRequest("projection count".into())),
+        };
         for (buf, bias) in [(&mut q, &self.bq), (&mut k, &self.bk), (&mut v, &self.bv)] {
             if let Some(b) = bias {
                 for row in buf.chunks_exact_mut(b.len()) {

@@ -9,5 +9,6 @@
 
 pub mod attention;
 pub mod layer;
+pub mod linear;
 pub mod ffn;
 pub mod rope;
