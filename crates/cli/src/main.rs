@@ -3,6 +3,7 @@
 //! stderr with a non-zero exit code; nothing here unwraps user input.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod commands;
 mod inspect;
 
@@ -50,6 +51,8 @@ enum Cmd {
         model: String,
         messages: std::path::PathBuf,
     },
+    /// Measure prompt-processing and generation speed (tokens/s), like llama-bench.
+    Bench(bench::BenchArgs),
     /// Show a model file's metadata and tensor table.
     Inspect {
         /// Catalog name or path.
@@ -153,6 +156,7 @@ fn main() -> ExitCode {
         Cmd::Tokenize { model, special, text } => commands::tokenize(&model, special, &text),
         Cmd::Template { model, messages } => commands::template(&model, &messages),
         Cmd::Inspect { model } => inspect::inspect(&model),
+        Cmd::Bench(args) => bench::bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,58 +1,135 @@
-//! Rough matmul throughput per weight type (a program, not a test):
-//! `cargo run --release -p jikji-kernels --example matmul_speed [threads]`.
-use jikji_kernels::{matmul, quantize_row, set_num_threads, GgmlType, WeightView};
-use std::time::Instant;
+//! Matmul throughput per weight type (a program, not a test):
+//! `cargo run --release -p jikji-kernels --example matmul_speed [-- ISA [TYPE...]]`
+//!
+//! For each type: GMAC/s of `matmul_quantized` on a [4864 x 1024] weight (the FFN shape
+//! of the small benchmark models) with 1 token (decoding: weight streaming) and 64 tokens
+//! (prompt processing: tiles), on 1 and 2 threads, for the chosen instruction set (default:
+//! the best this CPU has; `scalar` gives the reference kernels, i.e. the "before").
+//! 1 thread is timed in thread CPU time, 2 threads in wall time (best of batches; on a shared
+//! machine the 2-thread figures are noisy); the activation quantizer is timed separately,
+//! per token row.
+use jikji_kernels::{matmul_quantized_isa, quantize_activations_isa, quantize_row, set_num_threads, GgmlType, Isa, WeightView};
+use std::time::{Duration, Instant};
 
 fn main() {
-    let threads: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    set_num_threads(threads);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let isa = args.first().and_then(|s| Isa::from_name(s)).unwrap_or_else(jikji_kernels::isa);
+    if !isa.is_supported() {
+        eprintln!("{} is not supported by this CPU", isa.name());
+        return;
+    }
+    let only: Vec<&str> = args.iter().skip(1).map(|s| s.as_str()).collect();
     let (rows, cols) = (4864usize, 1024usize);
     let mut seed = 1u64;
-    let x: Vec<f32> = (0..rows * cols)
-        .map(|_| {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-        })
-        .collect();
-    let only = std::env::args().nth(2);
-    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::F16, GgmlType::BF16, GgmlType::F32] {
-        if only.as_deref().is_some_and(|o| o != ty.name()) {
+    let mut rnd = || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+    };
+    let wf: Vec<f32> = (0..rows * cols).map(|_| rnd()).collect();
+    let x: Vec<f32> = (0..64 * cols).map(|_| rnd()).collect();
+    println!("isa {}; weight [{rows} x {cols}]; GMAC/s (best of runs)", isa.name());
+    println!("{:>5} | {:>9} {:>9} | {:>9} {:>9} | quantize", "type", "t1 tok1", "t2 tok1", "t1 tok64", "t2 tok64");
+    let types = [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+        GgmlType::F16,
+        GgmlType::BF16,
+        GgmlType::F32,
+    ];
+    for ty in types {
+        if !only.is_empty() && !only.iter().any(|o| o.eq_ignore_ascii_case(ty.name())) {
             continue;
         }
         let rb = ty.row_bytes(cols as u64).unwrap_or(0) as usize;
         let mut w = vec![0u8; rb * rows];
-        for (src, dst) in x.chunks_exact(cols).zip(w.chunks_exact_mut(rb)) {
+        for (src, dst) in wf.chunks_exact(cols).zip(w.chunks_exact_mut(rb)) {
             if let Err(e) = quantize_row(ty, src, dst) {
                 eprintln!("{ty}: {e}");
                 return;
             }
         }
         let view = WeightView { ty, data: &w, rows, cols };
-        let act = &x[..cols];
-        let mut y = vec![0.0f32; rows];
-        // Best of several runs, and CPU time as well as wall time: the machine may be shared.
-        let mut secs = f64::MAX;
-        let reps = 30;
-        let cpu0 = cpu_seconds();
-        for _ in 0..reps {
-            let t = Instant::now();
-            if let Err(e) = matmul(&view, act, 1, &mut y) {
-                eprintln!("{ty}: {e}");
-                return;
+        let mut cells = Vec::new();
+        for toks in [1usize, 64] {
+            let xq = match quantize_activations_isa(isa, ty, &x[..toks * cols], cols, toks) {
+                Ok(q) => q,
+                Err(e) => {
+                    eprintln!("{ty}: {e}");
+                    return;
+                }
+            };
+            let mut y = vec![0.0f32; rows * toks];
+            for threads in [1usize, 2] {
+                set_num_threads(threads);
+                let secs = best_time(
+                    || {
+                        if let Err(e) = matmul_quantized_isa(isa, &view, &xq, toks, &mut y) {
+                            eprintln!("{ty}: {e}");
+                        }
+                    },
+                    threads == 1,
+                );
+                cells.push((rows * cols * toks) as f64 / secs / 1e9);
             }
-            secs = secs.min(t.elapsed().as_secs_f64());
         }
-        let cpu = (cpu_seconds() - cpu0) / reps as f64;
-        println!("{ty:>5}: CPU {:7.3} ms per matmul ({:5.2} GMAC/s per core)", cpu * 1e3, (rows * cols) as f64 / cpu / 1e9);
-        println!("{ty:>5}: {:7.3} ms per [{rows} x {cols}] x 1 token, {:6.2} GMAC/s", secs * 1e3, (rows * cols) as f64 / secs / 1e9);
+        let qsecs = best_time(
+            || {
+                let _ = quantize_activations_isa(isa, ty, &x, cols, 64);
+            },
+            true,
+        );
+        println!(
+            "{:>5} | {:9.2} {:9.2} | {:9.2} {:9.2} | {:6.1} ns/row",
+            ty.name(),
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            qsecs / 64.0 * 1e9
+        );
     }
 }
 
-/// CPU time of this process so far (Linux `/proc/self/schedstat`), 0 elsewhere.
-fn cpu_seconds() -> f64 {
-    std::fs::read_to_string("/proc/self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()))
-        .map(|ns| ns / 1e9)
-        .unwrap_or(0.0)
+/// Seconds per call of `f`: the best over batches of calls lasting ~10 ms each, for about
+/// 0.4 s. With `cpu`, the calling thread's CPU time (immune to other processes on a shared
+/// machine, exact for single-threaded runs); otherwise wall time.
+fn best_time(mut f: impl FnMut(), cpu: bool) -> f64 {
+    let wall = Instant::now();
+    let now = |cpu: bool| if cpu { thread_cpu_seconds() } else { wall.elapsed().as_secs_f64() };
+    f(); // warm-up (pool threads, caches)
+    let t = Instant::now();
+    f();
+    let one = t.elapsed().as_secs_f64().max(1e-7);
+    let batch = ((0.01 / one) as usize).clamp(1, 1000);
+    let start = Instant::now();
+    let mut best = f64::MAX;
+    let mut runs = 0;
+    while runs < 3 || start.elapsed() < Duration::from_millis(400) {
+        let t0 = now(cpu);
+        for _ in 0..batch {
+            f();
+        }
+        best = best.min((now(cpu) - t0) / batch as f64);
+        runs += 1;
+    }
+    best
+}
+
+/// CPU time of the calling thread (`CLOCK_THREAD_CPUTIME_ID`).
+fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }

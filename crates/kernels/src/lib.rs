@@ -14,14 +14,21 @@
 //!   the (memory-mapped) weight bytes; no f32 copy of a matrix is ever made.
 //!   [`quantize_activations`] + [`matmul_quantized`] let a caller quantize one input once
 //!   for several weights of the same type (Q, K, V; gate, up).
-//! - **Scalar first.** Everything here is the scalar reference (`fp`, `legacy`, `kquants`,
-//!   `ops`), written over slices and `chunks_exact` so the compiler can auto-vectorize.
-//!   SIMD modules, when added, get a scalar twin to be tested against: these.
+//! - **Scalar reference, SIMD twins.** `fp`, `legacy`, `kquants` are the scalar reference
+//!   (ggml's portable numerics, public as [`scalar`]). `simd/` holds AVX2, AVX-512 and
+//!   AVX-512 VNNI kernels (one macro body, three feature sets) and NEON for aarch64, chosen
+//!   once at run time ([`isa`], `cpu.rs`). The x86 dots reproduce ggml's x86 operation
+//!   order (8 integer lanes per block, `fma` into f32 lanes, `hsum_float_8`), so they match
+//!   llama.cpp's x86 build bit for bit and the scalar twin within f32 rounding; the SIMD
+//!   activation quantizers write the reference's bytes. `tests/simd_vs_scalar.rs` checks
+//!   every kernel on every level the CPU has; the `*_isa` functions pick a level by hand.
+//! - **Tiles.** Matrix products run 4 weight rows × 4 tokens per kernel call (each weight
+//!   block unpacked once per 4 tokens, each activation block reused by 4 rows); every
+//!   output keeps the single-dot operation order, so results never depend on batch size.
 //! - **Errors, not panics.** Every public entry point validates lengths against the block
 //!   geometry and returns [`KernelError`]; internal block code only sees validated slices.
-//! - **Threads.** `matmul` splits weight rows across `std::thread::scope` threads
-//!   ([`set_num_threads`], default = available parallelism) only when the work is large
-//!   enough to pay for spawning; a persistent pool can replace this without API change.
+//! - **Threads.** `matmul` splits weight rows into contiguous chunks run by the persistent
+//!   [`pool`] ([`set_num_threads`]) when the work is large enough to pay for a fork/join.
 //!
 //! Block layouts are documented in `legacy.rs` (32-element formats) and `kquants.rs`
 //! (256-element K-quants).
@@ -31,13 +38,17 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+pub mod cpu;
 mod fp;
 mod kquants;
 mod legacy;
 pub mod ops;
+mod simd;
+pub mod pool;
 pub use half;
 mod util;
 
+pub use cpu::{isa, Isa};
 pub use jikji_gguf::GgmlType;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +59,8 @@ pub enum KernelError {
     BadLength { ty: GgmlType, len: usize, block: usize },
     #[error("buffer size mismatch: {0}")]
     Size(String),
+    #[error("instruction set {} is not supported by this CPU", .0.name())]
+    UnsupportedIsa(Isa),
 }
 
 /// A weight matrix stored in its file type: `rows` rows of `cols` elements each
@@ -195,10 +208,37 @@ pub fn vec_dot_type(ty: GgmlType) -> GgmlType {
 pub fn try_vec_dot(ty: GgmlType, n: usize, w_row: &[u8], x_row: &[u8]) -> Result<f32, KernelError> {
     check_bytes(ty, n, w_row.len(), "vec_dot weight row")?;
     check_bytes(vec_dot_type(ty), n, x_row.len(), "vec_dot activation row")?;
-    Ok(dot_unchecked(ty, w_row, x_row))
+    Ok(dot_dispatch(isa(), ty, w_row, x_row))
 }
 
-/// Dispatch on validated rows (whole blocks, matching lengths).
+/// As [`try_vec_dot`] with the kernels of instruction set `isa` (an error if this CPU
+/// lacks it); `Isa::Scalar` is the reference. For tests and benchmarks.
+pub fn vec_dot_isa(isa: Isa, ty: GgmlType, n: usize, w_row: &[u8], x_row: &[u8]) -> Result<f32, KernelError> {
+    if !isa.is_supported() {
+        return Err(KernelError::UnsupportedIsa(isa));
+    }
+    check_bytes(ty, n, w_row.len(), "vec_dot weight row")?;
+    check_bytes(vec_dot_type(ty), n, x_row.len(), "vec_dot activation row")?;
+    Ok(dot_dispatch(isa, ty, w_row, x_row))
+}
+
+/// One dot on validated rows with the SIMD kernel of `isa` (supported) or the scalar one.
+fn dot_dispatch(isa: Isa, ty: GgmlType, w: &[u8], x: &[u8]) -> f32 {
+    match simd::matrix_fn(isa, ty) {
+        Some(f) if !w.is_empty() => {
+            let nb = w.len() / ty.type_size();
+            let mut out = 0.0f32;
+            // SAFETY: `isa` is supported (checked by every caller); `w` holds `nb` whole
+            // blocks of `ty` and `x` the matching `nb` blocks of `vec_dot_type(ty)`
+            // (validated lengths); one output is written to `out`.
+            unsafe { f(w.as_ptr(), w.len(), x.as_ptr(), x.len(), nb, 1, 1, &mut out, 0, 0) };
+            out
+        }
+        _ => dot_unchecked(ty, w, x),
+    }
+}
+
+/// The scalar reference dot, on validated rows (whole blocks, matching lengths).
 #[inline]
 fn dot_unchecked(ty: GgmlType, w: &[u8], x: &[u8]) -> f32 {
     use GgmlType::*;
@@ -223,7 +263,7 @@ fn dot_unchecked(ty: GgmlType, w: &[u8], x: &[u8]) -> f32 {
 }
 
 /// Dot product of one weight row (`n` elements of `ty`) with an activation row already
-/// quantized to `vec_dot_type(ty)`.
+/// quantized to `vec_dot_type(ty)`, with the best kernels of this CPU.
 ///
 /// Never panics: if a length does not match `n` (or the type has no dot) the result is
 /// NaN, which poisons every downstream value visibly. Use [`try_vec_dot`] for an error.
@@ -231,12 +271,30 @@ pub fn vec_dot(ty: GgmlType, n: usize, w_row: &[u8], x_row: &[u8]) -> f32 {
     try_vec_dot(ty, n, w_row, x_row).unwrap_or(f32::NAN)
 }
 
+/// The scalar reference kernels every SIMD kernel is tested against (ggml's portable
+/// numerics). Same contracts as the crate-level functions of the same names.
+pub mod scalar {
+    use super::{check_bytes, dot_unchecked, vec_dot_type, GgmlType, KernelError};
+
+    /// The scalar twin of [`crate::try_vec_dot`].
+    pub fn vec_dot(ty: GgmlType, n: usize, w_row: &[u8], x_row: &[u8]) -> Result<f32, KernelError> {
+        check_bytes(ty, n, w_row.len(), "vec_dot weight row")?;
+        check_bytes(vec_dot_type(ty), n, x_row.len(), "vec_dot activation row")?;
+        Ok(dot_unchecked(ty, w_row, x_row))
+    }
+
+    /// The scalar reference quantizer (= [`crate::quantize_row`]).
+    pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), KernelError> {
+        super::quantize_row(ty, src, dst)
+    }
+}
+
 // ------------------------------------------------------------------ threads
 
 static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
 
-/// Sets the number of threads `matmul` may use (0 restores the default: the machine's
-/// available parallelism).
+/// Sets the number of threads `matmul` and [`pool::parallel_for`] may use (0 restores the
+/// default: the machine's physical cores, see [`pool::physical_cores`]).
 pub fn set_num_threads(n: usize) {
     NUM_THREADS.store(n, Ordering::Relaxed);
 }
@@ -244,20 +302,40 @@ pub fn set_num_threads(n: usize) {
 /// The number of threads `matmul` may use.
 pub fn num_threads() -> usize {
     match NUM_THREADS.load(Ordering::Relaxed) {
-        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        0 => pool::physical_cores(),
         n => n,
     }
 }
 
-/// Multiply-accumulates per thread below which spawning a thread costs more than it saves.
-const MIN_WORK_PER_THREAD: usize = 1 << 18;
+/// Multiply-accumulates per thread below which splitting an operation over the pool costs
+/// more than it saves (a pool fork/join is a few microseconds).
+const MIN_WORK_PER_THREAD: usize = 1 << 16;
+
+/// Activation bytes one token block of a matmul task may span (kept in L2 while the task's
+/// weight rows stream past it).
+const TOKEN_BLOCK_BYTES: usize = 192 * 1024;
 
 // ------------------------------------------------------------------ matmul
 
 /// Quantizes `n_tokens` activation rows (`x`: [n_tokens, cols] f32) to
 /// `vec_dot_type(weight_ty)`, ready for [`matmul_quantized`]. Lets a caller quantize an
 /// input once and multiply it by several weights of the same type (e.g. Q, K, V).
+/// The bytes are those of the scalar reference quantizer whatever the instruction set.
 pub fn quantize_activations(weight_ty: GgmlType, x: &[f32], cols: usize, n_tokens: usize) -> Result<Vec<u8>, KernelError> {
+    quantize_activations_isa(isa(), weight_ty, x, cols, n_tokens)
+}
+
+/// As [`quantize_activations`] with the kernels of `isa` (an error if this CPU lacks it).
+pub fn quantize_activations_isa(
+    isa: Isa,
+    weight_ty: GgmlType,
+    x: &[f32],
+    cols: usize,
+    n_tokens: usize,
+) -> Result<Vec<u8>, KernelError> {
+    if !isa.is_supported() {
+        return Err(KernelError::UnsupportedIsa(isa));
+    }
     supported(weight_ty)?;
     let vt = vec_dot_type(weight_ty);
     let need = cols
@@ -272,8 +350,14 @@ pub fn quantize_activations(weight_ty: GgmlType, x: &[f32], cols: usize, n_token
         .ok_or_else(|| KernelError::Size("quantized activation size overflows".into()))?;
     let mut xq = vec![0u8; total];
     if cols > 0 {
+        let fast = simd::quant_fn(isa, vt);
         for (src, dst) in x.chunks_exact(cols).zip(xq.chunks_exact_mut(xrb.max(1))) {
-            quantize_row(vt, src, dst)?;
+            match fast {
+                // SAFETY: `isa` is supported (checked above); `src` is whole blocks of `vt`
+                // (`row_bytes` accepted `cols`) and `dst` exactly their quantized size.
+                Some(f) => unsafe { f(src, dst) },
+                None => quantize_row(vt, src, dst)?,
+            }
         }
     }
     Ok(xq)
@@ -289,7 +373,21 @@ pub fn matmul(w: &WeightView, x: &[f32], n_tokens: usize, y: &mut [f32]) -> Resu
 
 /// As [`matmul`], with the activations already quantized by [`quantize_activations`]
 /// (`xq`: `n_tokens` rows of `vec_dot_type(w.ty)`).
+///
+/// Work split: weight rows are cut into contiguous chunks (a multiple of the 4-row tile)
+/// claimed by the pool's threads, each streaming its rows linearly; within a chunk, tokens
+/// are taken in blocks whose activations stay in L2, and the SIMD kernel computes 4 rows ×
+/// 4 tokens at a time. Each output is the same single-dot sequence of operations whatever
+/// the split, so results do not depend on the thread count or the batch size.
 pub fn matmul_quantized(w: &WeightView, xq: &[u8], n_tokens: usize, y: &mut [f32]) -> Result<(), KernelError> {
+    matmul_quantized_isa(isa(), w, xq, n_tokens, y)
+}
+
+/// As [`matmul_quantized`] with the kernels of `isa` (an error if this CPU lacks it).
+pub fn matmul_quantized_isa(isa: Isa, w: &WeightView, xq: &[u8], n_tokens: usize, y: &mut [f32]) -> Result<(), KernelError> {
+    if !isa.is_supported() {
+        return Err(KernelError::UnsupportedIsa(isa));
+    }
     let wrb = w.validate()?;
     let xrb = row_bytes(vec_dot_type(w.ty), w.cols)?;
     let xneed = xrb.checked_mul(n_tokens).ok_or_else(|| KernelError::Size("activation size overflows".into()))?;
@@ -308,48 +406,56 @@ pub fn matmul_quantized(w: &WeightView, xq: &[u8], n_tokens: usize, y: &mut [f32
         return Ok(());
     }
 
+    let job = RowJob {
+        ty: w.ty,
+        data: w.data,
+        wrb,
+        xq,
+        xrb,
+        n_tokens,
+        rows: w.rows,
+        nb: w.cols / w.ty.block_size(),
+        kernel: simd::matrix_fn(isa, w.ty),
+        tok_block: (TOKEN_BLOCK_BYTES / xrb).max(4) / 4 * 4,
+    };
     let work = w.rows.saturating_mul(w.cols).saturating_mul(n_tokens);
-    let nt = num_threads().min(work / MIN_WORK_PER_THREAD).min(w.rows).max(1);
-    let rows_per = w.rows.div_ceil(nt);
-    let job = RowJob { ty: w.ty, data: w.data, wrb, xq, xrb, n_tokens };
-
-    if n_tokens == 1 {
-        // y is [rows]: each thread owns a contiguous slice of it.
-        if nt == 1 {
-            job.run(0, y);
-        } else {
-            std::thread::scope(|s| {
-                for (i, chunk) in y.chunks_mut(rows_per).enumerate() {
-                    let job = &job;
-                    s.spawn(move || job.run(i * rows_per, chunk));
-                }
-            });
-        }
+    let nt = num_threads().min(work / MIN_WORK_PER_THREAD).max(1);
+    if nt == 1 {
+        // SAFETY: `y` is [n_tokens, rows] (checked above) and exclusively borrowed.
+        unsafe { job.run(0, w.rows, y.as_mut_ptr()) };
         return Ok(());
     }
-
-    // Several tokens: each thread fills a [its rows, n_tokens] buffer (a weight row stays
-    // in cache while it meets every token), then the buffers are scattered into y.
-    let mut buf = vec![0.0f32; yneed];
-    if nt == 1 {
-        job.run(0, &mut buf);
-    } else {
-        std::thread::scope(|s| {
-            for (i, chunk) in buf.chunks_mut(rows_per * n_tokens).enumerate() {
-                let job = &job;
-                s.spawn(move || job.run(i * rows_per, chunk));
-            }
-        });
-    }
-    for (r, per_token) in buf.chunks_exact(n_tokens).enumerate() {
-        for (t, &v) in per_token.iter().enumerate() {
-            y[t * w.rows + r] = v;
+    // Several chunks per thread so a thread slowed by a neighbour does not hold up the rest.
+    let per_thread = if n_tokens == 1 { 2 } else { 4 };
+    let chunk = w.rows.div_ceil(nt * per_thread).div_ceil(4).max(1) * 4;
+    let n_tasks = w.rows.div_ceil(chunk);
+    let out = OutPtr(y.as_mut_ptr());
+    pool::parallel_for(n_tasks, &|i| {
+        let r0 = i * chunk;
+        let r1 = (r0 + chunk).min(job.rows);
+        if r0 < r1 {
+            // SAFETY: tasks own disjoint row ranges, so no two write the same element of
+            // `y` ([n_tokens, rows], exclusively borrowed for the whole parallel_for).
+            unsafe { job.run(r0, r1, out.get()) };
         }
-    }
+    });
     Ok(())
 }
 
-/// One thread's share of a matmul, over validated buffers.
+/// `y`'s base pointer, shared by tasks writing disjoint elements.
+struct OutPtr(*mut f32);
+// SAFETY: the pointer is only dereferenced for disjoint elements, one task each, while the
+// owning `&mut [f32]` is borrowed by `matmul_quantized_isa`.
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// A method, so closures capture the whole (Sync) wrapper, not the raw field.
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// A matmul over validated buffers, run one row range at a time.
 struct RowJob<'a> {
     ty: GgmlType,
     data: &'a [u8],
@@ -357,16 +463,50 @@ struct RowJob<'a> {
     xq: &'a [u8],
     xrb: usize,
     n_tokens: usize,
+    rows: usize,
+    /// Blocks per row.
+    nb: usize,
+    /// The SIMD kernel of a supported instruction set, or `None` for the scalar reference.
+    kernel: Option<simd::MatrixFn>,
+    /// Tokens per L2-sized activation block (a multiple of 4).
+    tok_block: usize,
 }
 
 impl RowJob<'_> {
-    /// Fills `out` ([rows, n_tokens], starting at weight row `r0`).
-    fn run(&self, r0: usize, out: &mut [f32]) {
-        let rows = self.data.chunks_exact(self.wrb).skip(r0);
-        for (w_row, per_token) in rows.zip(out.chunks_exact_mut(self.n_tokens)) {
-            for (o, x_row) in per_token.iter_mut().zip(self.xq.chunks_exact(self.xrb)) {
-                *o = dot_unchecked(self.ty, w_row, x_row);
+    /// Writes y[t, r] for rows `r0..r1` and every token.
+    ///
+    /// # Safety
+    /// `y` must point to `n_tokens * rows` writable floats that no one else writes in
+    /// rows `r0..r1`, and `r0 <= r1 <= rows`.
+    unsafe fn run(&self, r0: usize, r1: usize, y: *mut f32) {
+        let Some(f) = self.kernel else {
+            for r in r0..r1 {
+                let w_row = &self.data[r * self.wrb..(r + 1) * self.wrb];
+                for (t, x_row) in self.xq.chunks_exact(self.xrb).enumerate() {
+                    *y.add(t * self.rows + r) = dot_unchecked(self.ty, w_row, x_row);
+                }
             }
+            return;
+        };
+        let mut t0 = 0;
+        while t0 < self.n_tokens {
+            let nt = self.tok_block.min(self.n_tokens - t0);
+            // The kernel reads rows r0..r1 of the weights and tokens t0..t0+nt of the
+            // activations (in bounds: validated sizes) and writes y[t, r] at
+            // y + r + t * rows for those rows and tokens.
+            f(
+                self.data.as_ptr().add(r0 * self.wrb),
+                self.wrb,
+                self.xq.as_ptr().add(t0 * self.xrb),
+                self.xrb,
+                self.nb,
+                r1 - r0,
+                nt,
+                y.add(t0 * self.rows + r0),
+                1,
+                self.rows,
+            );
+            t0 += nt;
         }
     }
 }

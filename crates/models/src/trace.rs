@@ -4,6 +4,9 @@
 //! per call goes to stderr with the length, the first values, the sum and the RMS, in the
 //! spirit of llama.cpp's `cb(cur, name, il)` callbacks, so a run can be diffed against a
 //! peer's dump. Set `JIKJI_TRACE=<name>` to print only intermediates whose name contains it.
+//! With `JIKJI_TRACE_DIR=<dir>` as well, each traced tensor is also written in full to
+//! `<dir>/<name>-<layer>.bin` (four little-endian i64 dims — length, 1, 1, 1 — then the f32
+//! values), for an element-by-element diff; the last call of a name and layer wins.
 
 use std::sync::OnceLock;
 
@@ -28,4 +31,18 @@ pub fn trace(name: &str, layer: Option<usize>, x: &[f32]) {
     let head: Vec<String> = x.iter().take(4).map(|v| format!("{v:.5}")).collect();
     let l = layer.map_or_else(|| "-".to_string(), |l| l.to_string());
     eprintln!("[trace] {name:<16} layer {l:>3} n={:<8} sum={sum:<14.6} rms={rms:<12.6} [{}]", x.len(), head.join(", "));
+    if let Some(dir) = std::env::var_os("JIKJI_TRACE_DIR") {
+        let file = match layer {
+            Some(l) => format!("{name}-{l}.bin"),
+            None => format!("{name}.bin"),
+        };
+        let mut bytes = Vec::with_capacity(32 + 4 * x.len());
+        for d in [x.len() as i64, 1, 1, 1] {
+            bytes.extend_from_slice(&d.to_le_bytes());
+        }
+        x.iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
+        if let Err(e) = std::fs::write(std::path::Path::new(&dir).join(&file), bytes) {
+            eprintln!("[trace] cannot write {file}: {e}");
+        }
+    }
 }

@@ -105,7 +105,7 @@ pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>, ModelError> {
         None => (tok_embd.clone(), true),
     };
     let mut layers = Vec::with_capacity(hp.n_layer);
-    for il in 0..hp.n_layer {
+    for (il, &is_local) in local.iter().enumerate() {
         let n = |s: &str| format!("blk.{il}.{s}");
         layers.push(Layer {
             attn_norm: ld.vector(&n("attn_norm.weight"), hp.n_embd)?,
@@ -119,7 +119,7 @@ pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>, ModelError> {
                 act: Activation::GeluTanh,
             },
             post_ffn_norm: ld.vector(&n("post_ffw_norm.weight"), hp.n_embd)?,
-            local: local[il],
+            local: is_local,
         });
     }
     Ok(Box::new(Gemma3 { hp, window, local_base, tok_embd, output_norm, output, tied, layers }))

@@ -5,16 +5,24 @@
 //! reads kv head `h / (n_head / n_head_kv)`. Token `t` (position `pos0 + t`) sees cache rows
 //! `0 ..= pos0 + t`, further limited to the last `window` positions on sliding-window
 //! layers (llama.cpp's standard SWA: key `j` is hidden when `pos - j >= window`).
+//!
+//! Numerics reproduce llama.cpp's non-flash-attention CPU path on x86 (AVX-512 build), where
+//! the reference fixtures come from; the small models amplify last-bit differences here
+//! into visible logit differences, so the operation order is part of the contract:
+//! - scores `kq = k16 · q16`: with an f16 cache the queries are rounded to f16 (ggml converts
+//!   the f32 operand of an f16 `mul_mat`); a batch (`n_tokens ≥ 2`) goes through llamafile's
+//!   `tinyBLAS` (16 f32 lanes of FMAs over the head dim, then a tree reduction), a single
+//!   token through `ggml_vec_dot_f16` (4 × 16 lanes over steps of 64, tree, f64 tail);
+//! - softmax `ggml_soft_max_ext`: scale, mask, max, `exp` by ggml's AVX-512 polynomial
+//!   (`ggml_v_expf`) in chunks of 16 positions summed per chunk into an f64 total, then
+//!   multiplied by `(1 / sum) as f32`;
+//! - output `kqv = v16 · p16`: probabilities rounded to f16, then the same two dot orders
+//!   over the positions.
+//!
+//! An f32 cache skips the f16 roundings (a debugging aid, not a peer configuration).
 
+use super::peer::{reduce16, v_expf};
 use crate::kv_cache::LayerKv;
-use jikji_kernels::ops::softmax_inplace;
-
-/// Rounds each value through f16 (what ggml does to an f32 operand of an f16 matmul).
-fn round_f16(x: &mut [f32]) {
-    for v in x.iter_mut() {
-        *v = half::f16::from_f32(*v).to_f32();
-    }
-}
 
 /// Shape and scaling of one attention layer.
 #[derive(Clone, Copy, Debug)]
@@ -27,6 +35,85 @@ pub struct AttnShape {
     pub kq_scale: f32,
     /// Sliding window length, `None` for global attention.
     pub window: Option<usize>,
+}
+
+/// Rounds each value through f16.
+fn round_f16(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = half::f16::from_f32(*v).to_f32();
+    }
+}
+
+/// Dot product in the order of one of ggml's x86 kernels. `terms` yields `(index, a, b)`
+/// with increasing indices; absent indices are zero terms (which do not change the sums).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DotOrder {
+    /// llamafile `tinyBLAS` (batch): lane `i % 16`, FMA, one tree reduction.
+    Gemm,
+    /// `ggml_vec_dot_f16` (one token): register `(i % 64) / 16`, lane `i % 16`, FMA;
+    /// registers 0+2, 1+3, then 0+1, tree reduction to f64; indices past the last
+    /// multiple of 64 (`tail_from`) added in f64.
+    VecDot { tail_from: usize },
+}
+
+fn dot(order: DotOrder, terms: impl Iterator<Item = (usize, f32, f32)>) -> f32 {
+    match order {
+        DotOrder::Gemm => {
+            let mut lanes = [0.0f32; 16];
+            for (i, a, b) in terms {
+                lanes[i % 16] = a.mul_add(b, lanes[i % 16]);
+            }
+            reduce16(&lanes)
+        }
+        DotOrder::VecDot { tail_from } => {
+            let mut regs = [[0.0f32; 16]; 4];
+            let mut tail = 0.0f64;
+            for (i, a, b) in terms {
+                if i >= tail_from {
+                    tail += (a * b) as f64;
+                } else {
+                    let r = &mut regs[(i % 64) / 16][i % 16];
+                    *r = a.mul_add(b, *r);
+                }
+            }
+            let mut x0 = [0.0f32; 16];
+            for l in 0..16 {
+                let a = regs[0][l] + regs[2][l];
+                let b = regs[1][l] + regs[3][l];
+                x0[l] = a + b;
+            }
+            (reduce16(&x0) as f64 + tail) as f32
+        }
+    }
+}
+
+/// Softmax over the visible scores `s` (positions `lo..lo + s.len()`), in place.
+fn softmax_ggml(s: &mut [f32], lo: usize) {
+    let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        s.fill(0.0);
+        return;
+    }
+    let mut sum = 0.0f64;
+    let mut chunk = [0.0f32; 16];
+    let mut current = usize::MAX;
+    for (k, v) in s.iter_mut().enumerate() {
+        let pos = lo + k;
+        if pos / 16 != current {
+            if current != usize::MAX {
+                sum += reduce16(&chunk) as f64;
+            }
+            chunk = [0.0; 16];
+            current = pos / 16;
+        }
+        *v = v_expf(*v - max);
+        chunk[pos % 16] = *v;
+    }
+    sum += reduce16(&chunk) as f64;
+    let inv = (1.0 / sum) as f32;
+    for v in s.iter_mut() {
+        *v *= inv;
+    }
 }
 
 /// Writes the attention output `[n_tokens, n_head * head_dim_v]` into `out`.
@@ -53,9 +140,19 @@ pub fn attention(
 
     let group = s.n_head / s.n_head_kv;
     let (dk, dv) = (s.head_dim_k, s.head_dim_v);
+    let order = |len: usize| {
+        if n_tokens >= 2 {
+            DotOrder::Gemm
+        } else {
+            DotOrder::VecDot { tail_from: len - len % 64 }
+        }
+    };
+    let kq_order = order(dk);
+    // ggml pads the cache length it attends over to a multiple of 64 or more, so the
+    // position dot never has a tail.
+    let kqv_order = if n_tokens >= 2 { DotOrder::Gemm } else { DotOrder::VecDot { tail_from: usize::MAX } };
     let mut qh = vec![0.0f32; dk];
     let mut scores = vec![0.0f32; n_kv];
-    let mut acc = vec![0.0f32; dv];
     for t in 0..n_tokens {
         let pos = pos0 + t;
         let lo = match s.window {
@@ -72,21 +169,18 @@ pub fn attention(
             let sc = &mut scores[visible.clone()];
             for (j, sj) in visible.clone().zip(sc.iter_mut()) {
                 let kr = &kf[j * kw + kvh * dk..][..dk];
-                let dot: f32 = qh.iter().zip(kr).map(|(a, b)| a * b).sum();
-                *sj = dot * s.kq_scale;
+                let d = dot(kq_order, qh.iter().zip(kr).enumerate().map(|(i, (&a, &b))| (i, b, a)));
+                *sj = d * s.kq_scale;
             }
-            softmax_inplace(sc);
+            softmax_ggml(sc, lo);
             if f16_math {
                 round_f16(sc);
             }
-            acc.iter_mut().for_each(|a| *a = 0.0);
-            for (j, &p) in visible.clone().zip(sc.iter()) {
-                let vr = &vf[j * vw + kvh * dv..][..dv];
-                for (a, &v) in acc.iter_mut().zip(vr) {
-                    *a += p * v;
-                }
+            let o = &mut out[t * s.n_head * dv + h * dv..][..dv];
+            for (d, od) in o.iter_mut().enumerate() {
+                let col = kvh * dv + d;
+                *od = dot(kqv_order, visible.clone().zip(sc.iter()).map(|(j, &p)| (j, vf[j * vw + col], p)));
             }
-            out[t * s.n_head * dv + h * dv..][..dv].copy_from_slice(&acc);
         }
     }
 }
@@ -113,5 +207,13 @@ mod tests {
         let e = 1f32.exp();
         assert!((out[2] - 10.0 * e / (e + 1.0)).abs() < 1e-4);
         assert!((out[3] - 20.0 / (e + 1.0)).abs() < 1e-4);
+    }
+
+    #[test]
+    fn dot_orders_agree_with_a_plain_sum_on_exact_values() {
+        let terms: Vec<(usize, f32, f32)> = (0..200).map(|i| (i, (i % 7) as f32, (i % 5) as f32)).collect();
+        let plain: f32 = terms.iter().map(|t| t.1 * t.2).sum();
+        assert_eq!(dot(DotOrder::Gemm, terms.iter().copied()), plain);
+        assert_eq!(dot(DotOrder::VecDot { tail_from: 192 }, terms.iter().copied()), plain);
     }
 }

@@ -1,11 +1,12 @@
 //! Feed-forward blocks: the gated MLP `down(act(gate(x)) * up(x))` (SwiGLU with SiLU, GeGLU
 //! with tanh-GELU), as llama.cpp's `build_ffn(.., LLM_FFN_PAR)`.
 
-use super::linear::project_many;
+use super::linear::{self, project_many};
+use super::peer;
 use crate::error::ModelError;
 use crate::weights::Matrix;
 use jikji_gguf::GgufFile;
-use jikji_kernels::{matmul, ops};
+use jikji_kernels::ops;
 
 /// Activation applied to the gate branch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,11 +33,15 @@ impl GatedFfn {
             _ => return Err(ModelError::BadRequest("projection count".into())),
         };
         match self.act {
-            Activation::Silu => ops::swiglu_inplace(&mut g, &u)?,
+            Activation::Silu => {
+                for (gr, ur) in g.chunks_exact_mut(self.gate.rows).zip(u.chunks_exact(self.gate.rows)) {
+                    peer::swiglu_row(gr, ur);
+                }
+            }
             Activation::GeluTanh => ops::geglu_inplace(&mut g, &u)?,
         }
         crate::trace::trace("ffn_act", None, &g);
-        matmul(&self.down.view(file), &g, n_tokens, out)?;
+        out.copy_from_slice(&linear::matmul(file, &self.down, &g, n_tokens)?);
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 //! and the output head (final norm + vocabulary projection on the requested rows only).
 
 use super::attention::{attention, AttnShape};
-use super::linear::project_many;
+use super::linear::{self, project_many};
 use super::rope::Rope;
 use crate::error::ModelError;
 use crate::hparams::HParams;
@@ -12,7 +12,7 @@ use crate::trace::trace;
 use crate::weights::{Loader, Matrix};
 use jikji_gguf::GgufFile;
 use jikji_kernels::ops::rms_norm_weighted_inplace;
-use jikji_kernels::{get_row, matmul};
+use jikji_kernels::get_row;
 
 /// Attention weights of one layer; `blk.{il}.attn_*`.
 #[derive(Clone, Debug)]
@@ -114,9 +114,7 @@ impl AttnWeights {
 
     /// Output projection: `ctx` `[n_rows, n_head * head_dim_v]` → `[n_rows, n_embd]`.
     pub fn project_out(&self, file: &GgufFile, ctx: &[f32], n_rows: usize) -> Result<Vec<f32>, ModelError> {
-        let mut out = vec![0.0f32; n_rows * self.wo.rows];
-        matmul(&self.wo.view(file), ctx, n_rows, &mut out)?;
-        Ok(out)
+        linear::matmul(file, &self.wo, ctx, n_rows)
     }
 }
 
@@ -151,8 +149,7 @@ pub fn output_head(
 ) -> Result<Vec<f32>, ModelError> {
     rms_norm_weighted_inplace(&mut x, norm, eps)?;
     trace("result_norm", None, &x);
-    let mut logits = vec![0.0f32; n_rows * output.rows]; // [n_rows, n_vocab]
-    matmul(&output.view(file), &x, n_rows, &mut logits)?;
+    let logits = linear::matmul_head(file, output, &x, n_rows)?; // [n_rows, n_vocab]
     trace("result_output", None, &logits);
     Ok(logits)
 }

@@ -1,10 +1,11 @@
 //! Rotary position embeddings of one layer: mode, rotated dims, base, linear scaling and
-//! optional per-pair frequency factors (`rope_freqs.weight`), applied by
-//! `jikji_kernels::ops::rope` (ggml's `rope_ext` with `ext_factor = 0`).
+//! optional per-pair frequency factors (`rope_freqs.weight`), applied by `peer::rope`
+//! (ggml's `rope_ext` with `ext_factor = 0`, including the FMA contraction of the peer's
+//! build; `jikji_kernels::ops::rope` computes the same formula with separate roundings).
 
 use crate::error::ModelError;
 use crate::hparams::RopeMode;
-use jikji_kernels::ops::{rope, RopeParams};
+use super::peer;
 
 /// Rotary parameters of one layer.
 #[derive(Clone, Copy, Debug)]
@@ -22,17 +23,21 @@ impl Rope<'_> {
         if n_tokens == 0 || head_dim == 0 {
             return Ok(());
         }
-        let n_heads = x.len() / (n_tokens * head_dim);
+        if self.n_rot & 1 == 1 || self.n_rot > head_dim || x.len().checked_rem(n_tokens * head_dim) != Some(0) {
+            return Err(ModelError::BadRequest(format!(
+                "rope: n_rot {} / head_dim {head_dim} / {} values for {n_tokens} tokens",
+                self.n_rot,
+                x.len()
+            )));
+        }
+        if let Some(f) = self.freq_factors {
+            if f.len() < self.n_rot / 2 {
+                return Err(ModelError::BadRequest(format!("rope: {} frequency factors for {} pairs", f.len(), self.n_rot / 2)));
+            }
+        }
         let positions: Vec<usize> = (pos0..pos0 + n_tokens).collect();
-        let p = RopeParams {
-            mode: self.mode,
-            n_rot: self.n_rot,
-            theta_base: self.base,
-            freq_scale: self.freq_scale,
-            attn_factor: 1.0,
-            freq_factors: self.freq_factors,
-        };
-        rope(x, n_tokens, n_heads, head_dim, &positions, &p)?;
+        let neox = self.mode == RopeMode::Neox;
+        peer::rope(x, head_dim, &positions, self.n_rot, neox, self.base, self.freq_scale, self.freq_factors);
         Ok(())
     }
 }

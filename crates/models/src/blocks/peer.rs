@@ -1,0 +1,260 @@
+//! llama.cpp's x86 numerics, reproduced operation by operation.
+//!
+//! The reference fixtures come from llama.cpp built for x86 with AVX-512 (see
+//! `tests/fixtures/README.md`), and the small test models amplify a single last-bit
+//! difference (one flipped f16 or Q8 rounding) into logit differences of 0.1–1 a few layers
+//! later. Matching the peer therefore means matching its order of operations, not just its
+//! formulas. Each function names the ggml routine it mirrors; all of them were checked
+//! against a peer dump of every intermediate tensor (bit-identical through all 30 layers of
+//! SmolLM2-135M on a prompt).
+//!
+//! These are compute kernels and belong in `jikji-kernels` (with SIMD twins); they live
+//! here, private to the models, until the kernels crate takes them over.
+
+use jikji_gguf::GgmlType;
+
+/// `_mm512_reduce_add_ps` as GCC expands it: upper and lower halves added (8, 4, 2, 1).
+#[inline]
+pub fn reduce16(l: &[f32; 16]) -> f32 {
+    let mut t8 = [0.0f32; 8];
+    for i in 0..8 {
+        t8[i] = l[i + 8] + l[i];
+    }
+    let t4 = [t8[4] + t8[0], t8[5] + t8[1], t8[6] + t8[2], t8[7] + t8[3]];
+    (t4[0] + t4[2]) + (t4[1] + t4[3])
+}
+
+/// `ggml_v_expf` (AVX-512) for one lane: a degree-5 polynomial with a `scalef`, accurate
+/// to about 1 ulp but not always equal to `expf`.
+pub fn v_expf(x: f32) -> f32 {
+    let r = 12_582_912.0f32; // 0x1.8p23
+    let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), r); // 0x1.715476p+0
+    let n = z - r;
+    let b = (-n).mul_add(f32::from_bits(0x35bf_be8e), (-n).mul_add(f32::from_bits(0x3f31_7200), x));
+    let u = b * b;
+    let p = f32::from_bits(0x3c07_2010).mul_add(b, f32::from_bits(0x3d2b_9f17));
+    let q = f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb));
+    let s = f32::from_bits(0x3f7f_fff6).mul_add(b, 1.0);
+    let j = p.mul_add(u, q).mul_add(u, s);
+    if n.abs() > 192.0 {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    // scalef(j, n): j * 2^n rounded once (the f64 product is exact).
+    (j as f64 * 2f64.powi(n as i32)) as f32
+}
+
+/// `ggml_vec_swiglu_f32` on one row: `silu(gate) * up`, where full chunks of 16 use
+/// `ggml_v_silu` (`x / (1 + v_expf(-x))`) and the tail `x / (1 + expf(-x))`.
+pub fn swiglu_row(gate: &mut [f32], up: &[f32]) {
+    let full = gate.len() - gate.len() % 16;
+    for (i, (g, &u)) in gate.iter_mut().zip(up).enumerate() {
+        let x = *g;
+        let e = if i < full { v_expf(0.0 - x) } else { (-x).exp() };
+        *g = (x / (1.0 + e)) * u;
+    }
+}
+
+/// ggml's `rope_yarn` cache (ext_factor 0) and `rotate_pairs`, with the multiply-adds
+/// GCC contracts (`-ffp-contract=fast` with `-mfma`): `x0*c - x1*s` becomes
+/// `fma(x0, c, -(x1*s))` and `x0*s + x1*c` becomes `fma(x0, s, x1*c)`.
+/// `x`: `[n_tokens, n_heads, head_dim]`, token `t` at `positions[t]`; `neox` picks the pairs.
+#[allow(clippy::too_many_arguments)]
+pub fn rope(
+    x: &mut [f32],
+    head_dim: usize,
+    positions: &[usize],
+    n_rot: usize,
+    neox: bool,
+    base: f32,
+    freq_scale: f32,
+    freq_factors: Option<&[f32]>,
+) {
+    if n_rot == 0 || head_dim == 0 || positions.is_empty() {
+        return;
+    }
+    let row = x.len() / positions.len();
+    let theta_scale = base.powf(-2.0 / n_rot as f32);
+    let half = n_rot / 2;
+    let mut cache = vec![0.0f32; n_rot];
+    for (tok, &pos) in x.chunks_exact_mut(row).zip(positions) {
+        let mut theta = pos as f32;
+        for (k, cs) in cache.chunks_exact_mut(2).enumerate() {
+            let ff = freq_factors.and_then(|f| f.get(k).copied()).unwrap_or(1.0);
+            let t = freq_scale * (theta / ff);
+            cs[0] = t.cos();
+            cs[1] = t.sin();
+            theta *= theta_scale;
+        }
+        for head in tok.chunks_exact_mut(head_dim) {
+            for i in 0..half {
+                let (a, b) = if neox { (i, i + half) } else { (2 * i, 2 * i + 1) };
+                let (c, s) = (cache[2 * i], cache[2 * i + 1]);
+                let (x0, x1) = (head[a], head[b]);
+                head[a] = x0.mul_add(c, -(x1 * s));
+                head[b] = x0.mul_add(s, x1 * c);
+            }
+        }
+    }
+}
+
+const QK8: usize = 32;
+
+/// `quantize_row_q8_0` / `quantize_row_q8_1` from `arch/x86/quants.c`: `d = amax / 127`
+/// (stored f16), `id = 127 / amax`, round half to even, and for Q8_1 `s = f16(d * Σq)`.
+/// (ggml's portable reference uses `1 / d` and `roundf`, which differ in the last bit.)
+pub fn quantize_row_q8(x: &[f32], with_sum: bool, out: &mut Vec<u8>) {
+    for b in x.chunks_exact(QK8) {
+        let amax = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        out.extend_from_slice(&half::f16::from_f32(d).to_le_bytes());
+        let s_at = out.len();
+        if with_sum {
+            out.extend_from_slice(&[0, 0]);
+        }
+        let mut sum = 0i32;
+        for &v in b {
+            let q = (v * id).round_ties_even() as i32;
+            sum += q;
+            out.push(q as i8 as u8);
+        }
+        if with_sum {
+            out[s_at..s_at + 2].copy_from_slice(&half::f16::from_f32(d * sum as f32).to_le_bytes());
+        }
+    }
+}
+
+/// Activation types `quantize_row_q8` produces.
+pub fn q8_with_sum(vec_dot_type: GgmlType) -> Option<bool> {
+    match vec_dot_type {
+        GgmlType::Q8_0 => Some(false),
+        GgmlType::Q8_1 => Some(true),
+        _ => None,
+    }
+}
+
+fn f16_at(b: &[u8], i: usize) -> f32 {
+    half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+/// Block layout of the legacy formats whose x86 dot order is reproduced: bytes per block
+/// and whether the Q8_1 sum term (`m_w * s_x`) applies.
+pub fn legacy_block(ty: GgmlType) -> Option<(usize, bool)> {
+    match ty {
+        GgmlType::Q4_1 => Some((20, true)),
+        GgmlType::Q5_0 => Some((22, false)),
+        GgmlType::Q5_1 => Some((24, true)),
+        GgmlType::Q8_0 => Some((34, false)),
+        _ => None,
+    }
+}
+
+/// The 32 integer weights of one block, in element order.
+fn unpack(ty: GgmlType, b: &[u8], q: &mut [i32; 32]) {
+    let nib = |qs: &[u8], j: usize| if j < 16 { qs[j] & 0x0F } else { qs[j - 16] >> 4 } as i32;
+    match ty {
+        GgmlType::Q4_1 => (0..32).for_each(|j| q[j] = nib(&b[4..20], j)),
+        GgmlType::Q5_0 | GgmlType::Q5_1 => {
+            let at = if ty == GgmlType::Q5_0 { 2 } else { 4 };
+            let qh = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+            let off = if ty == GgmlType::Q5_0 { 16 } else { 0 };
+            (0..32).for_each(|j| q[j] = (nib(&b[at + 4..at + 20], j) | (((qh >> j) & 1) << 4) as i32) - off);
+        }
+        _ => (0..32).for_each(|j| q[j] = b[2 + j] as i8 as i32),
+    }
+}
+
+/// Dot of one weight row of a legacy type with one Q8_0/Q8_1 activation row, in the order
+/// of ggml's x86 kernels — `ggml_vec_dot_{q4_1_q8_1, q5_0_q8_0, q5_1_q8_1, q8_0_q8_0}`
+/// (AVX2 paths, single tokens) and llamafile's `tinyBLAS_Q0_AVX` (batches), which agree:
+/// per block 8 lanes of 4-product integer sums, `acc = fma(d_w * d_x, lane, acc)`; the 8
+/// lanes summed as `hsum_float_8` does, then the separately accumulated `m_w * s_x` terms
+/// (Q4_1/Q5_1) added.
+pub fn dot_legacy(ty: GgmlType, w_row: &[u8], x_row: &[u8]) -> f32 {
+    let Some((wb, with_sum)) = legacy_block(ty) else { return f32::NAN };
+    let xb = if with_sum { 36 } else { 34 };
+    let xq_at = if with_sum { 4 } else { 2 };
+    let mut acc = [0.0f32; 8];
+    let mut summs = 0.0f32;
+    let mut q = [0i32; 32];
+    for (bw, bx) in w_row.chunks_exact(wb).zip(x_row.chunks_exact(xb)) {
+        if with_sum {
+            summs += f16_at(bw, 2) * f16_at(bx, 2);
+        }
+        let d = f16_at(bw, 0) * f16_at(bx, 0);
+        unpack(ty, bw, &mut q);
+        for (lane, a) in acc.iter_mut().enumerate() {
+            let sum: i32 = (lane * 4..lane * 4 + 4).map(|j| q[j] * (bx[xq_at + j] as i8 as i32)).sum();
+            *a = fma_f64(d, sum, *a);
+        }
+    }
+    let r4 = [acc[4] + acc[0], acc[5] + acc[1], acc[6] + acc[2], acc[7] + acc[3]];
+    ((r4[0] + r4[2]) + (r4[1] + r4[3])) + summs
+}
+
+/// `fma(d, sum, acc)` through f64: `d * sum` is exact there (24-bit by ≤ 15-bit), so the
+/// only difference from a true fused multiply-add is a double rounding in the rare case the
+/// f64 sum lands exactly between two f32 values; `f32::mul_add` is a library call without
+/// the `fma` target feature, far too slow for the innermost loop.
+#[inline(always)]
+fn fma_f64(d: f32, sum: i32, acc: f32) -> f32 {
+    (d as f64 * sum as f64 + acc as f64) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polynomial_exp_is_within_two_ulp_of_exp() {
+        for i in -2000..=100 {
+            let x = i as f32 * 0.05;
+            let (a, b) = (v_expf(x), x.exp());
+            assert!((a - b).abs() <= 2.5e-7 * b.max(f32::MIN_POSITIVE), "x={x}: {a} vs {b}");
+        }
+        assert_eq!(v_expf(f32::NEG_INFINITY), 0.0);
+    }
+
+    #[test]
+    fn q8_rounding_uses_127_over_amax_and_ties_to_even() {
+        // 2.5 → 2 (ties to even; roundf would give 3), -3.5 → -4.
+        let mut x = vec![0.0f32; 32];
+        x[0] = 127.0;
+        x[1] = 2.5;
+        x[2] = -3.5;
+        let mut out = Vec::new();
+        quantize_row_q8(&x, true, &mut out);
+        assert_eq!(out.len(), 36);
+        assert_eq!(f16_at(&out, 0), 1.0);
+        assert_eq!((out[4] as i8, out[5] as i8, out[6] as i8), (127, 2, -4));
+        assert_eq!(f16_at(&out, 2), 125.0);
+    }
+
+    #[test]
+    fn q4_1_dot_equals_the_dequantized_sum_on_exact_values() {
+        // One block: d_w = 1, m_w = 0.5, nibbles j % 16; activations d_x = 1, q = j - 16.
+        let mut w = vec![0u8; 20];
+        w[0..2].copy_from_slice(&half::f16::from_f32(1.0).to_le_bytes());
+        w[2..4].copy_from_slice(&half::f16::from_f32(0.5).to_le_bytes());
+        for j in 0..16 {
+            w[4 + j] = (j as u8) | ((15 - j as u8) << 4);
+        }
+        let xs: Vec<f32> = (0..32).map(|j| j as f32 - 16.0).collect();
+        let mut x = Vec::new();
+        quantize_row_q8(&xs.iter().map(|v| v * 127.0 / 16.0).collect::<Vec<_>>(), true, &mut x);
+        let wv: Vec<f32> = (0..32).map(|j| if j < 16 { j as f32 } else { (31 - j) as f32 } + 0.5).collect();
+        let d_x = f16_at(&x, 0);
+        let want: f32 = (0..32).map(|j| wv[j] * (x[4 + j] as i8 as f32) * d_x).sum();
+        assert!((dot_legacy(GgmlType::Q4_1, &w, &x) - want).abs() < 1e-3 * want.abs());
+    }
+
+    #[test]
+    fn fused_rope_keeps_norms_and_is_identity_at_position_zero() {
+        let mut x = vec![0.6f32, 0.8, 0.0, 0.0];
+        rope(&mut x, 4, &[0], 4, false, 10000.0, 1.0, None);
+        assert_eq!(x, vec![0.6, 0.8, 0.0, 0.0]);
+        rope(&mut x, 4, &[3], 4, true, 10000.0, 1.0, None);
+        let n: f32 = x.iter().map(|v| v * v).sum();
+        assert!((n - 1.0).abs() < 1e-6);
+    }
+}
