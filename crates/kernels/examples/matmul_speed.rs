@@ -1,11 +1,11 @@
 //! Matmul throughput per weight type (a program, not a test):
-//! `cargo run --release -p jikji-kernels --example matmul_speed [-- ISA [TYPE...]]`
+//! `cargo run --release -p jikji-kernels --example matmul_speed [-- ISA [TYPE...] [--wall]]`
 //!
 //! For each type: GMAC/s of `matmul_quantized` on a [4864 x 1024] weight (the FFN shape
 //! of the small benchmark models) with 1 token (decoding: weight streaming) and 64 tokens
 //! (prompt processing: tiles), on 1 and 2 threads, for the chosen instruction set (default:
 //! the best this CPU has; `scalar` gives the reference kernels, i.e. the "before").
-//! 1 thread is timed in thread CPU time, 2 threads in wall time (best of batches; on a shared
+//! 1 thread is timed in thread CPU time (wall time with `--wall`), 2 threads in wall time (best of batches; on a shared
 //! machine the 2-thread figures are noisy); the activation quantizer is timed separately,
 //! per token row.
 use jikji_kernels::{matmul_quantized_isa, quantize_activations_isa, quantize_row, set_num_threads, GgmlType, Isa, WeightView};
@@ -18,7 +18,8 @@ fn main() {
         eprintln!("{} is not supported by this CPU", isa.name());
         return;
     }
-    let only: Vec<&str> = args.iter().skip(1).map(|s| s.as_str()).collect();
+    let wall = args.iter().any(|a| a == "--wall");
+    let only: Vec<&str> = args.iter().skip(1).filter(|a| !a.starts_with("--")).map(|s| s.as_str()).collect();
     let (rows, cols) = (4864usize, 1024usize);
     let mut seed = 1u64;
     let mut rnd = || {
@@ -75,7 +76,7 @@ fn main() {
                             eprintln!("{ty}: {e}");
                         }
                     },
-                    threads == 1,
+                    threads == 1 && !wall,
                 );
                 cells.push((rows * cols * toks) as f64 / secs / 1e9);
             }

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 /// How long an idle worker busy-waits for the next job before parking. Long enough to
 /// bridge the serial parts of a forward pass between two parallel operations (and the
 /// sampling between two decoded tokens), short enough that an idle server sleeps.
-pub const SPIN: Duration = Duration::from_millis(3);
+pub const SPIN: Duration = Duration::from_millis(1);
 
 /// Runs `f(i)` for every `i` in `0..n_tasks`, spread over [`crate::num_threads`] threads
 /// (the calling thread included), and returns once all calls have returned. Each index is

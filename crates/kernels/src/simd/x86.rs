@@ -9,13 +9,17 @@
 //! acc)`; at the end `hsum_float_8` plus the separately accumulated min/sum terms. Integer
 //! lane sums are exact however they are formed (maddubs+madd, or VNNI `vpdpbusd`/
 //! `vpdpwssd`), so every level gives bit-identical results, and the same as llama.cpp.
-//! Signed×signed products use the `sign` trick (|w| × sign(w)·x), which like ggml assumes
-//! 8-bit quants in -127..=127 (what every quantizer writes; -128 would wrap).
+//! Signed×signed products (Q4_0, Q5_0, Q8_0 against Q8_0): without VNNI ggml's `sign` trick
+//! (|w| × sign(w)·y, which like ggml assumes activation quants in -127..=127, what every
+//! quantizer writes); with VNNI the activation is offset to unsigned once per token
+//! (y + 128) and the lane starts at -128·Σw (computed once per weight block), so one
+//! `vpdpbusd` gives Σ w·y exactly.
 //!
-//! **Tiles.** [`Kern`] splits a format into `unpack` (a weight block into registers, once)
-//! and `step` (one activation block against an unpacked weight block). `tile::<K, R, T>`
-//! runs R weight rows × T tokens over all blocks, so each weight block is unpacked once per
-//! T tokens and each activation block is loaded from L1 once per row. Every (row, token)
+//! **Tiles.** `Kern` splits a format into `unpack` (a weight block into registers, once per
+//! tile), `prep` (an activation block, once per tile and token: scale broadcast, offset) and
+//! `step` (one pair). `tile::<K, R, T>` runs R weight rows × T tokens over all blocks, so
+//! each weight block is unpacked once per T tokens and each activation block prepared once
+//! per R rows. Every (row, token)
 //! output still sees exactly the single-dot sequence of operations, so results do not depend
 //! on the tiling or on the number of tokens in a batch.
 //!

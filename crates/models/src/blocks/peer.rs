@@ -201,6 +201,127 @@ fn fma_f64(d: f32, sum: i32, acc: f32) -> f32 {
     (d as f64 * sum as f64 + acc as f64) as f32
 }
 
+/// Bytes of one Q8_K activation block: `d: f32`, `qs: [i8; 256]`, `bsums: [i16; 16]`.
+pub const Q8K_BYTES: usize = 292;
+const Q4K_BYTES: usize = 144;
+const Q6K_BYTES: usize = 210;
+
+/// Bytes per 256-value block of the K-quant weights whose x86 order is reproduced here.
+pub fn kquant_block(ty: GgmlType) -> Option<usize> {
+    match ty {
+        GgmlType::Q4_K => Some(Q4K_BYTES),
+        GgmlType::Q6_K => Some(Q6K_BYTES),
+        _ => None,
+    }
+}
+
+/// The parts of one Q8_K block: scale, 256 quants, 16 sums of 16 quants.
+fn q8k_parts(b: &[u8]) -> (f32, &[u8], [i32; 16]) {
+    let d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let mut bsums = [0i32; 16];
+    for (j, s) in bsums.iter_mut().enumerate() {
+        *s = i16::from_le_bytes([b[260 + 2 * j], b[261 + 2 * j]]) as i32;
+    }
+    (d, &b[4..260], bsums)
+}
+
+/// Scale and min (6 bits each) of sub-block `j` of a Q4_K block (`get_scale_min_k4`).
+fn q4k_scale_min(q: &[u8], j: usize) -> (i32, i32) {
+    if j < 4 {
+        ((q[j] & 63) as i32, (q[j + 4] & 63) as i32)
+    } else {
+        (
+            ((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4)) as i32,
+            ((q[j + 4] >> 4) | ((q[j] >> 6) << 4)) as i32,
+        )
+    }
+}
+
+/// Dot of one Q4_K weight row with one Q8_K activation row, as llama.cpp's x86 build
+/// computes it. Q4_K matrices whose row count is a multiple of 8 are repacked there
+/// (`block_q4_Kx8`) and multiplied by `ggml_gemv_q4_K_8x8_q8_K` or
+/// `ggml_gemm_q4_K_8x8_q8_K`. Both sum integers exactly (sub-block scale × Σ q4·q8, and
+/// min × sum of the activation quants) and differ only in how often they fold those into
+/// the two float accumulators with a fused multiply-add: once per 256-value super-block in
+/// the gemv, once per pair of sub-blocks (64 values) in the gemm (`per_pair`). The result is
+/// `acc - acc_min`, `acc` scaled by `d_w * d_x`, `acc_min` by `dmin_w * d_x`.
+pub fn dot_q4_k(w_row: &[u8], x_row: &[u8], per_pair: bool) -> f32 {
+    let (mut acc, mut acc_min) = (0.0f32, 0.0f32);
+    for (bw, bx) in w_row.chunks_exact(Q4K_BYTES).zip(x_row.chunks_exact(Q8K_BYTES)) {
+        let (dx, q8, bsums) = q8k_parts(bx);
+        let (d, dmin) = (f16_at(bw, 0) * dx, f16_at(bw, 2) * dx);
+        let (scales, qs) = (&bw[4..16], &bw[16..144]);
+        let (mut isum, mut imin) = (0i32, 0i32);
+        for pair in 0..4 {
+            let q4 = &qs[32 * pair..32 * pair + 32];
+            for half in 0..2 {
+                let j = 2 * pair + half;
+                let (sc, m) = q4k_scale_min(scales, j);
+                let x = &q8[32 * j..32 * j + 32];
+                let dot: i32 = q4
+                    .iter()
+                    .zip(x)
+                    .map(|(&w, &x)| (if half == 0 { w & 0x0F } else { w >> 4 }) as i32 * (x as i8) as i32)
+                    .sum();
+                isum += sc * dot;
+                imin += m * (bsums[2 * j] + bsums[2 * j + 1]);
+            }
+            if per_pair {
+                acc = (isum as f32).mul_add(d, acc);
+                acc_min = (imin as f32).mul_add(dmin, acc_min);
+                (isum, imin) = (0, 0);
+            }
+        }
+        if !per_pair {
+            acc = (isum as f32).mul_add(d, acc);
+            acc_min = (imin as f32).mul_add(dmin, acc_min);
+        }
+    }
+    acc - acc_min
+}
+
+/// Dot of one Q6_K weight row with one Q8_K activation row in the order of
+/// `ggml_vec_dot_q6_K_q8_K` (AVX2 path; Q6_K is not repacked on x86, so single tokens and
+/// batches both use it). Per super-block, 8 integer lanes: lane `l` holds the scaled
+/// products of the values at `i % 32` in `4l..4l+4` (unsigned 6-bit weights), minus
+/// `32 ×` the scaled activation sums of values `32l..32l+32` (the `-32` offset applied
+/// through `bsums`); each lane is folded into its float accumulator with
+/// `fma(d_w * d_x, lane, acc)`, and the 8 accumulators summed as `hsum_float_8`.
+pub fn dot_q6_k(w_row: &[u8], x_row: &[u8]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for (bw, bx) in w_row.chunks_exact(Q6K_BYTES).zip(x_row.chunks_exact(Q8K_BYTES)) {
+        let (dx, q8, bsums) = q8k_parts(bx);
+        let d = dx * f16_at(bw, 208);
+        let (ql, qh, sc) = (&bw[0..128], &bw[128..192], &bw[192..208]);
+        let scale = |i: usize| sc[i] as i8 as i32;
+        let mut lanes = [0i32; 8];
+        for half in 0..2 {
+            let (ql, qh) = (&ql[64 * half..64 * half + 64], &qh[32 * half..32 * half + 32]);
+            for k in 0..4 {
+                // Chunk k: values 128·half + 32k + b, b in 0..32.
+                let base = 128 * half + 32 * k;
+                for (l, lane) in lanes.iter_mut().enumerate() {
+                    let s = scale((base + 4 * l) / 16);
+                    let mut p = 0i32;
+                    for b in 4 * l..4 * l + 4 {
+                        let low = if k % 2 == 0 { ql[b] } else { ql[32 + b] };
+                        let low = if k < 2 { low & 0x0F } else { low >> 4 };
+                        let high = (qh[b] >> (2 * k)) & 3;
+                        p += (low | (high << 4)) as i32 * (q8[base + b] as i8) as i32;
+                    }
+                    *lane += s * p;
+                }
+            }
+        }
+        for (l, (a, lane)) in acc.iter_mut().zip(lanes).enumerate() {
+            let sub = bsums[2 * l] * scale(2 * l) + bsums[2 * l + 1] * scale(2 * l + 1);
+            *a = d.mul_add((lane - (sub << 5)) as f32, *a);
+        }
+    }
+    let r4 = [acc[4] + acc[0], acc[5] + acc[1], acc[6] + acc[2], acc[7] + acc[3]];
+    (r4[0] + r4[2]) + (r4[1] + r4[3])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
