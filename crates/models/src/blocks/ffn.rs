@@ -6,7 +6,6 @@ use super::peer;
 use crate::error::ModelError;
 use crate::weights::Matrix;
 use jikji_gguf::GgufFile;
-use jikji_kernels::ops;
 
 /// Activation applied to the gate branch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,7 +37,11 @@ impl GatedFfn {
                     peer::swiglu_row(gr, ur);
                 }
             }
-            Activation::GeluTanh => ops::geglu_inplace(&mut g, &u)?,
+            Activation::GeluTanh => {
+                for (gr, ur) in g.chunks_exact_mut(self.gate.rows).zip(u.chunks_exact(self.gate.rows)) {
+                    peer::geglu_row(gr, ur);
+                }
+            }
         }
         crate::trace::trace("ffn_act", None, &g);
         out.copy_from_slice(&linear::matmul(file, &self.down, &g, n_tokens)?);

@@ -90,8 +90,8 @@ pub fn project_many(file: &GgufFile, mats: &[&Matrix], x: &[f32], n_tokens: usiz
 /// Q4_K when the peer repacks it (row count a multiple of 8).
 fn peer_kquant(ty: GgmlType, rows: usize, cols: usize) -> Option<usize> {
     let wb = peer::kquant_block(ty)?;
-    let repacked = ty != GgmlType::Q4_K || rows % 8 == 0;
-    (cols % 256 == 0 && repacked).then_some(wb)
+    let repacked = ty != GgmlType::Q4_K || rows.is_multiple_of(8);
+    (cols.is_multiple_of(256) && repacked).then_some(wb)
 }
 
 /// Legacy-format weights (`peer::legacy_block`): `peer::dot_legacy` for every (token, row);
@@ -115,6 +115,8 @@ fn matmul_kquant(w: &WeightView, w_block: usize, xq: &[u8], n_tokens: usize, y: 
         let (wr, xr) = (&w.data[r * wrb..(r + 1) * wrb], &xq[t * xrb..(t + 1) * xrb]);
         if q4 {
             peer::dot_q4_k(wr, xr, t < gemm_tokens)
+        } else if n_tokens >= 8 {
+            peer::dot_q6_k_tiled(wr, xr)
         } else {
             peer::dot_q6_k(wr, xr)
         }
@@ -146,43 +148,30 @@ fn parallel_rows(rows: usize, n_tokens: usize, y: &mut [f32], dot: &(dyn Fn(usiz
 }
 
 #[cfg(test)]
-mod probe {
+mod tests {
     use super::*;
-    fn rd(p: &str) -> Vec<f32> {
-        let b = std::fs::read(p).unwrap();
-        b[32..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-    }
+
     #[test]
-    #[ignore]
-    fn probe_layer0_ffn() {
-        let d = "/tmp/models_peer/dump/gem3_17";
-        let file = GgufFile::open(std::path::Path::new(&std::env::var("HOME").unwrap()).join(".cache/jikji/models/gemma-3-270m-q4_k_m.gguf")).unwrap();
-        let layer = std::env::var("L").unwrap_or("0".into());
-        let mut g = rd(&format!("{d}/ffn_gate-{layer}.bin"));
-        let u = rd(&format!("{d}/ffn_up-{layer}.bin"));
-        let pg = rd(&format!("{d}/ffn_geglu-{layer}.bin"));
-        jikji_kernels::ops::geglu_inplace(&mut g, &u).unwrap();
-        let md = g.iter().zip(&pg).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-        eprintln!("geglu max diff {md}");
-        let g0 = rd(&format!("{d}/ffn_gate-{layer}.bin"));
-        let mut shown = 0;
-        for i in 0..g.len() {
-            if g[i] != pg[i] && shown < 8 {
-                shown += 1;
-                let x = g0[i];
-                let xh = half::f16::from_f32(x);
-                eprintln!("x={x} xh={} bits={:#x} ours={} peer={} up={} peer/up={} ours/up={}", xh.to_f32(), xh.to_bits(), g[i], pg[i], u[i], pg[i]/u[i], g[i]/u[i]);
+    fn parallel_rows_places_every_row_and_token() {
+        for rows in [1usize, 7, 64] {
+            for n_tokens in [1usize, 3, 17] {
+                let mut y = vec![f32::NAN; rows * n_tokens];
+                parallel_rows(rows, n_tokens, &mut y, &|r, t| (r * 1000 + t) as f32);
+                for t in 0..n_tokens {
+                    for r in 0..rows {
+                        assert_eq!(y[t * rows + r], (r * 1000 + t) as f32);
+                    }
+                }
             }
         }
-        let info = file.tensor(&format!("blk.{layer}.ffn_down.weight")).unwrap().clone();
-        let m = Matrix { info, rows: 640, cols: 2048 };
-        let n = pg.len() / 2048;
-        let y = matmul(&file, &m, &pg, n).unwrap();
-        let po = rd(&format!("{d}/ffn_out-{layer}.bin"));
-        for t in 0..n {
-            let md = (0..640).map(|r| (y[t * 640 + r] - po[t * 640 + r]).abs()).fold(0.0f32, f32::max);
-            eprint!("{md:.2e} ");
-        }
-        eprintln!("  ({:?})", m.info.ggml_type);
+    }
+
+    #[test]
+    fn only_repacked_q4_k_and_q6_k_take_the_peer_k_quant_path() {
+        assert_eq!(peer_kquant(GgmlType::Q4_K, 640, 2048), Some(144));
+        assert_eq!(peer_kquant(GgmlType::Q4_K, 644, 2048), None);
+        assert_eq!(peer_kquant(GgmlType::Q6_K, 644, 2048), Some(210));
+        assert_eq!(peer_kquant(GgmlType::Q6_K, 640, 640), None);
+        assert_eq!(peer_kquant(GgmlType::Q5_K, 640, 2048), None);
     }
 }

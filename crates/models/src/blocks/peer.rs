@@ -6,7 +6,15 @@
 //! later. Matching the peer therefore means matching its order of operations, not just its
 //! formulas. Each function names the ggml routine it mirrors; all of them were checked
 //! against a peer dump of every intermediate tensor (bit-identical through all 30 layers of
-//! SmolLM2-135M on a prompt).
+//! SmolLM2-135M on a prompt; gemma3-270m and qwen2.5-0.5b, with their Q4_K/Q6_K matrices
+//! and GeGLU, on 6- to 24-token prompts).
+//!
+//! Which K-quant routine the peer runs depends on the matrix and the batch, so the callers
+//! (`linear.rs`) pick the matching function: Q4_K with a row count that is a multiple of 8
+//! is repacked (gemm for the first `n - n % 4` tokens, gemv for the rest: `dot_q4_k`); other
+//! K-quants go to the tiled matmul from 8 tokens on (`dot_q6_k_tiled`) and to the plain
+//! `vec_dot` below that (`dot_q6_k`). Activations are Q8_K from ggml's reference quantizer
+//! on every path (the 4-row quantizer of the repacked gemm gives the same products).
 //!
 //! These are compute kernels and belong in `jikji-kernels` (with SIMD twins); they live
 //! here, private to the models, until the kernels crate takes them over.
@@ -41,6 +49,39 @@ pub fn v_expf(x: f32) -> f32 {
     }
     // scalef(j, n): j * 2^n rounded once (the f64 product is exact).
     (j as f64 * 2f64.powi(n as i32)) as f32
+}
+
+/// ggml's GELU table (`ggml_table_gelu_f16`): for every f16 bit pattern, `ggml_gelu_f32`
+/// of its value rounded to f16, as `0.5·x·(1 + tanhf(√(2/π)·x·(1 + 0.044715·x²)))` with the
+/// multiply-add GCC contracts (`1 + (0.044715·x)·x` fused) and the C library's `tanhf`.
+fn gelu_table() -> &'static [f32] {
+    static T: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
+    T.get_or_init(|| {
+        (0..=u16::MAX)
+            .map(|bits| {
+                let x = half::f16::from_bits(bits).to_f32();
+                let inner = (0.044_715f32 * x).mul_add(x, 1.0);
+                let g = 0.5 * x * (1.0 + (0.797_884_6f32 * x * inner).tanh());
+                half::f16::from_f32(g).to_f32()
+            })
+            .collect()
+    })
+}
+
+/// `ggml_vec_geglu_f32` (with `GGML_GELU_FP16`) on one row: `gelu(gate) * up`, GELU read
+/// from the f16 table except `0` at `x <= -10` and `x` at `x >= 10`.
+pub fn geglu_row(gate: &mut [f32], up: &[f32]) {
+    let t = gelu_table();
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let x = *g;
+        *g = if x <= -10.0 {
+            0.0
+        } else if x >= 10.0 {
+            x * u
+        } else {
+            t[half::f16::from_f32(x).to_bits() as usize] * u
+        };
+    }
 }
 
 /// `ggml_vec_swiglu_f32` on one row: `silu(gate) * up`, where full chunks of 16 use
@@ -258,11 +299,8 @@ pub fn dot_q4_k(w_row: &[u8], x_row: &[u8], per_pair: bool) -> f32 {
                 let j = 2 * pair + half;
                 let (sc, m) = q4k_scale_min(scales, j);
                 let x = &q8[32 * j..32 * j + 32];
-                let dot: i32 = q4
-                    .iter()
-                    .zip(x)
-                    .map(|(&w, &x)| (if half == 0 { w & 0x0F } else { w >> 4 }) as i32 * (x as i8) as i32)
-                    .sum();
+                let shift = 4 * half as u32;
+                let dot: i32 = q4.iter().zip(x).map(|(&w, &x)| ((w >> shift) & 0x0F) as i32 * (x as i8) as i32).sum();
                 isum += sc * dot;
                 imin += m * (bsums[2 * j] + bsums[2 * j + 1]);
             }
@@ -280,37 +318,64 @@ pub fn dot_q4_k(w_row: &[u8], x_row: &[u8], per_pair: bool) -> f32 {
     acc - acc_min
 }
 
+/// The 256 unsigned 6-bit weights of one Q6_K block (`ql` low nibbles | `qh` pairs << 4),
+/// in element order; the weight is the value minus 32.
+fn q6k_unpack(bw: &[u8], q: &mut [i32; 256]) {
+    let (ql, qh) = (&bw[0..128], &bw[128..192]);
+    for half in 0..2 {
+        let (ql, qh, q) = (&ql[64 * half..64 * half + 64], &qh[32 * half..32 * half + 32], &mut q[128 * half..128 * half + 128]);
+        for b in 0..32 {
+            let h = qh[b] as i32;
+            q[b] = (ql[b] & 0x0F) as i32 | ((h & 3) << 4);
+            q[32 + b] = (ql[32 + b] & 0x0F) as i32 | (((h >> 2) & 3) << 4);
+            q[64 + b] = (ql[b] >> 4) as i32 | (((h >> 4) & 3) << 4);
+            q[96 + b] = (ql[32 + b] >> 4) as i32 | (((h >> 6) & 3) << 4);
+        }
+    }
+}
+
+/// Dot of one Q6_K weight row with one Q8_K activation row, for batches of at least 8
+/// tokens: llama.cpp then routes non-repacked K-quant weights to its tiled matmul
+/// (`ggml_compute_forward_mul_mat_tiled`, AVX-512 VNNI microkernel), which sums each
+/// 256-value super-block exactly in integers (`Σ scale·(q6 - 32)·q8`) and folds it into the
+/// output as `acc = fma(f32(isum) * d_w, d_x, acc)`, super-blocks in order.
+pub fn dot_q6_k_tiled(w_row: &[u8], x_row: &[u8]) -> f32 {
+    let mut acc = 0.0f32;
+    let mut q = [0i32; 256];
+    for (bw, bx) in w_row.chunks_exact(Q6K_BYTES).zip(x_row.chunks_exact(Q8K_BYTES)) {
+        let (dx, q8, _) = q8k_parts(bx);
+        q6k_unpack(bw, &mut q);
+        let mut isum = 0i32;
+        for (s, (qs, xs)) in q.chunks_exact(16).zip(q8.chunks_exact(16)).enumerate() {
+            let raw: i32 = qs.iter().zip(xs).map(|(&w, &x)| (w - 32) * (x as i8) as i32).sum();
+            isum += (bw[192 + s] as i8 as i32) * raw;
+        }
+        acc = (isum as f32 * f16_at(bw, 208)).mul_add(dx, acc);
+    }
+    acc
+}
+
 /// Dot of one Q6_K weight row with one Q8_K activation row in the order of
-/// `ggml_vec_dot_q6_K_q8_K` (AVX2 path; Q6_K is not repacked on x86, so single tokens and
-/// batches both use it). Per super-block, 8 integer lanes: lane `l` holds the scaled
+/// `ggml_vec_dot_q6_K_q8_K` (AVX2 path), which llama.cpp uses for batches of fewer than 8
+/// tokens (Q6_K is not repacked on x86). Per super-block, 8 integer lanes: lane `l` holds the scaled
 /// products of the values at `i % 32` in `4l..4l+4` (unsigned 6-bit weights), minus
 /// `32 ×` the scaled activation sums of values `32l..32l+32` (the `-32` offset applied
 /// through `bsums`); each lane is folded into its float accumulator with
 /// `fma(d_w * d_x, lane, acc)`, and the 8 accumulators summed as `hsum_float_8`.
 pub fn dot_q6_k(w_row: &[u8], x_row: &[u8]) -> f32 {
     let mut acc = [0.0f32; 8];
+    let mut q = [0i32; 256];
     for (bw, bx) in w_row.chunks_exact(Q6K_BYTES).zip(x_row.chunks_exact(Q8K_BYTES)) {
         let (dx, q8, bsums) = q8k_parts(bx);
         let d = dx * f16_at(bw, 208);
-        let (ql, qh, sc) = (&bw[0..128], &bw[128..192], &bw[192..208]);
-        let scale = |i: usize| sc[i] as i8 as i32;
+        let scale = |i: usize| bw[192 + i] as i8 as i32;
+        q6k_unpack(bw, &mut q);
         let mut lanes = [0i32; 8];
-        for half in 0..2 {
-            let (ql, qh) = (&ql[64 * half..64 * half + 64], &qh[32 * half..32 * half + 32]);
-            for k in 0..4 {
-                // Chunk k: values 128·half + 32k + b, b in 0..32.
-                let base = 128 * half + 32 * k;
-                for (l, lane) in lanes.iter_mut().enumerate() {
-                    let s = scale((base + 4 * l) / 16);
-                    let mut p = 0i32;
-                    for b in 4 * l..4 * l + 4 {
-                        let low = if k % 2 == 0 { ql[b] } else { ql[32 + b] };
-                        let low = if k < 2 { low & 0x0F } else { low >> 4 };
-                        let high = (qh[b] >> (2 * k)) & 3;
-                        p += (low | (high << 4)) as i32 * (q8[base + b] as i8) as i32;
-                    }
-                    *lane += s * p;
-                }
+        // Chunk c holds values 32c..32c+32; its lane l the 4 values from 32c + 4l.
+        for (c, (qc, xc)) in q.chunks_exact(32).zip(q8.chunks_exact(32)).enumerate() {
+            for (l, lane) in lanes.iter_mut().enumerate() {
+                let p: i32 = (4 * l..4 * l + 4).map(|b| qc[b] * (xc[b] as i8) as i32).sum();
+                *lane += scale(2 * c + l / 4) * p;
             }
         }
         for (l, (a, lane)) in acc.iter_mut().zip(lanes).enumerate() {
@@ -377,5 +442,60 @@ mod tests {
         rope(&mut x, 4, &[3], 4, true, 10000.0, 1.0, None);
         let n: f32 = x.iter().map(|v| v * v).sum();
         assert!((n - 1.0).abs() < 1e-6);
+    }
+
+    /// A Q8_K block with `d = 1` and the given quants (bsums filled in).
+    fn q8k_block(q: &[i8]) -> Vec<u8> {
+        let mut b = 1.0f32.to_le_bytes().to_vec();
+        b.extend(q.iter().map(|&v| v as u8));
+        for c in q.chunks_exact(16) {
+            b.extend_from_slice(&(c.iter().map(|&v| v as i16).sum::<i16>()).to_le_bytes());
+        }
+        b
+    }
+
+    /// Σ dequantized weight × activation quant, in f64 (exact for these small integers).
+    fn reference_dot(ty: GgmlType, w: &[u8], q: &[i8]) -> f64 {
+        let mut wf = vec![0.0f32; q.len()];
+        jikji_kernels::dequantize_row(ty, w, &mut wf).unwrap();
+        wf.iter().zip(q).map(|(&a, &b)| a as f64 * b as f64).sum()
+    }
+
+    #[test]
+    fn k_quant_dots_equal_the_dequantized_sum_on_exact_values() {
+        let q: Vec<i8> = (0..512i32).map(|i| (i * 37 % 255 - 127) as i8).collect();
+        let x: Vec<u8> = q.chunks_exact(256).flat_map(q8k_block).collect();
+        // Q4_K: d = 1, dmin = 0.5, 6-bit scales/mins from a pattern, nibbles i % 16.
+        let mut w4 = Vec::new();
+        for blk in 0..2u8 {
+            w4.extend_from_slice(&half::f16::from_f32(1.0).to_le_bytes());
+            w4.extend_from_slice(&half::f16::from_f32(0.5).to_le_bytes());
+            w4.extend((0..12u8).map(|j| j.wrapping_mul(29).wrapping_add(blk * 7)));
+            w4.extend((0..128u8).map(|j| j.wrapping_mul(11) ^ blk));
+        }
+        let want = reference_dot(GgmlType::Q4_K, &w4, &q);
+        assert_eq!(dot_q4_k(&w4, &x, false) as f64, want);
+        assert_eq!(dot_q4_k(&w4, &x, true) as f64, want);
+        // Q6_K: d = 1, signed scales, 6-bit weights from a pattern.
+        let mut w6 = Vec::new();
+        for blk in 0..2u8 {
+            w6.extend((0..128u8).map(|j| j.wrapping_mul(13) ^ blk));
+            w6.extend((0..64u8).map(|j| j.wrapping_mul(7) ^ (blk << 3)));
+            w6.extend((0..16i8).map(|j| (j * 5 - 40 + blk as i8) as u8));
+            w6.extend_from_slice(&half::f16::from_f32(1.0).to_le_bytes());
+        }
+        let want = reference_dot(GgmlType::Q6_K, &w6, &q);
+        assert_eq!(dot_q6_k(&w6, &x) as f64, want);
+        assert_eq!(dot_q6_k_tiled(&w6, &x) as f64, want);
+    }
+
+    #[test]
+    fn geglu_uses_the_f16_table_inside_and_exact_values_outside_ten() {
+        let mut g = vec![-12.0f32, 12.0, 0.0, 1.0, -1.9987345];
+        geglu_row(&mut g, &[2.0, 2.0, 2.0, 1.0, 1.0]);
+        assert_eq!(&g[..3], &[0.0, 24.0, 0.0]);
+        assert!((g[3] - 0.841_192).abs() < 1e-3);
+        // ggml's table entry for f16 0xbfff (a value where `1 + tanh` cancels).
+        assert_eq!(g[4], -0.045_501_71);
     }
 }
