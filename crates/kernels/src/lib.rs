@@ -30,6 +30,11 @@
 //! - **Threads.** `matmul` splits weight rows into contiguous chunks run by the persistent
 //!   [`pool`] ([`set_num_threads`]) when the work is large enough to pay for a fork/join.
 //!
+//! - **Peer-specific orders.** Where llama.cpp's x86 build does not run `vec_dot` (its
+//!   repacked Q4_K gemm/gemv, its tiled matmul for Q6_K), [`peer_order`] reproduces those
+//!   fold points ([`matmul_peer_kquant`]); [`lanes`] holds the lane-wise f32 FMA sums,
+//!   reductions and polynomial `exp` that attention and SwiGLU need in ggml's order.
+//!
 //! Block layouts are documented in `legacy.rs` (32-element formats) and `kquants.rs`
 //! (256-element K-quants).
 
@@ -42,13 +47,16 @@ pub mod cpu;
 mod fp;
 mod kquants;
 mod legacy;
+pub mod lanes;
 pub mod ops;
+pub mod peer_order;
 mod simd;
 pub mod pool;
 pub use half;
 mod util;
 
 pub use cpu::{isa, Isa};
+pub use peer_order::{matmul_peer_kquant, matmul_peer_kquant_isa, peer_kquant_supported};
 pub use jikji_gguf::GgmlType;
 
 #[derive(Debug, thiserror::Error)]

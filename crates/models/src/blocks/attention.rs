@@ -21,7 +21,10 @@
 //!
 //! An f32 cache skips the f16 roundings (a debugging aid, not a peer configuration).
 
-use super::peer::{reduce16, v_expf};
+use super::peer::reduce16;
+use jikji_kernels::lanes::{dot16_rows, fma_lanes, v_expf_slice};
+use jikji_kernels::pool::parallel_for;
+use std::sync::Mutex;
 use crate::kv_cache::LayerKv;
 
 /// Shape and scaling of one attention layer.
@@ -56,30 +59,30 @@ enum DotOrder {
     VecDot { tail_from: usize },
 }
 
-fn dot(order: DotOrder, terms: impl Iterator<Item = (usize, f32, f32)>) -> f32 {
+/// Σ `a[k]·b[k]` for terms at indices `first + k`, in `order` (the lanes are the absolute
+/// index modulo 16 or 64, so a sum that starts at `first` matches one over zero-padded
+/// terms from a multiple of 16). The lane FMAs run in `jikji_kernels::lanes` (SIMD, same
+/// bits as one at a time).
+fn dot(order: DotOrder, a: &[f32], b: &[f32], first: usize) -> f32 {
+    let n = a.len().min(b.len());
     match order {
         DotOrder::Gemm => {
             let mut lanes = [0.0f32; 16];
-            for (i, a, b) in terms {
-                lanes[i % 16] = a.mul_add(b, lanes[i % 16]);
-            }
+            fma_lanes(&a[..n], &b[..n], first, &mut lanes);
             reduce16(&lanes)
         }
         DotOrder::VecDot { tail_from } => {
-            let mut regs = [[0.0f32; 16]; 4];
+            let split = tail_from.saturating_sub(first).min(n);
+            let mut regs = [0.0f32; 64]; // register r lane l at 16 r + l
+            fma_lanes(&a[..split], &b[..split], first, &mut regs);
             let mut tail = 0.0f64;
-            for (i, a, b) in terms {
-                if i >= tail_from {
-                    tail += (a * b) as f64;
-                } else {
-                    let r = &mut regs[(i % 64) / 16][i % 16];
-                    *r = a.mul_add(b, *r);
-                }
+            for (&x, &y) in a[split..n].iter().zip(&b[split..n]) {
+                tail += (x * y) as f64;
             }
             let mut x0 = [0.0f32; 16];
             for l in 0..16 {
-                let a = regs[0][l] + regs[2][l];
-                let b = regs[1][l] + regs[3][l];
+                let a = regs[l] + regs[32 + l];
+                let b = regs[16 + l] + regs[48 + l];
                 x0[l] = a + b;
             }
             (reduce16(&x0) as f64 + tail) as f32
@@ -94,10 +97,14 @@ fn softmax_ggml(s: &mut [f32], lo: usize) {
         s.fill(0.0);
         return;
     }
+    for v in s.iter_mut() {
+        *v -= max;
+    }
+    v_expf_slice(s);
     let mut sum = 0.0f64;
     let mut chunk = [0.0f32; 16];
     let mut current = usize::MAX;
-    for (k, v) in s.iter_mut().enumerate() {
+    for (k, &v) in s.iter().enumerate() {
         let pos = lo + k;
         if pos / 16 != current {
             if current != usize::MAX {
@@ -106,8 +113,7 @@ fn softmax_ggml(s: &mut [f32], lo: usize) {
             chunk = [0.0; 16];
             current = pos / 16;
         }
-        *v = v_expf(*v - max);
-        chunk[pos % 16] = *v;
+        chunk[pos % 16] = v;
     }
     sum += reduce16(&chunk) as f64;
     let inv = (1.0 / sum) as f32;
@@ -138,49 +144,65 @@ pub fn attention(
     layer.k.read(0, &mut kf);
     layer.v.read(0, &mut vf);
 
+    // V transposed, so each output element is a contiguous dot over positions.
+    let mut vt = vec![0.0f32; vw * n_kv]; // [n_head_kv * head_dim_v, n_kv]
+    for (j, row) in vf.chunks_exact(vw.max(1)).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            vt[c * n_kv + j] = v;
+        }
+    }
+
     let group = s.n_head / s.n_head_kv;
     let (dk, dv) = (s.head_dim_k, s.head_dim_v);
-    let order = |len: usize| {
-        if n_tokens >= 2 {
-            DotOrder::Gemm
-        } else {
-            DotOrder::VecDot { tail_from: len - len % 64 }
-        }
-    };
-    let kq_order = order(dk);
+    let kq_order = if n_tokens >= 2 { DotOrder::Gemm } else { DotOrder::VecDot { tail_from: dk - dk % 64 } };
     // ggml pads the cache length it attends over to a multiple of 64 or more, so the
     // position dot never has a tail.
     let kqv_order = if n_tokens >= 2 { DotOrder::Gemm } else { DotOrder::VecDot { tail_from: usize::MAX } };
-    let mut qh = vec![0.0f32; dk];
-    let mut scores = vec![0.0f32; n_kv];
-    for t in 0..n_tokens {
-        let pos = pos0 + t;
-        let lo = match s.window {
-            Some(w) => (pos + 1).saturating_sub(w),
-            None => 0,
-        };
-        let visible = lo..pos + 1;
-        for h in 0..s.n_head {
-            let kvh = h / group;
+    // One task per query head, each into its own `[n_tokens, dv]` buffer.
+    let bufs: Vec<Mutex<Vec<f32>>> = (0..s.n_head).map(|_| Mutex::new(Vec::new())).collect();
+    parallel_for(s.n_head, &|h| {
+        let kvh = h / group;
+        let mut qh = vec![0.0f32; dk];
+        let mut scores = vec![0.0f32; n_kv];
+        let mut o = vec![0.0f32; n_tokens * dv]; // [n_tokens, dv]
+        for t in 0..n_tokens {
+            let pos = pos0 + t;
+            let lo = match s.window {
+                Some(w) => (pos + 1).saturating_sub(w),
+                None => 0,
+            };
             qh.copy_from_slice(&q[t * s.n_head * dk + h * dk..][..dk]);
             if f16_math {
                 round_f16(&mut qh);
             }
-            let sc = &mut scores[visible.clone()];
-            for (j, sj) in visible.clone().zip(sc.iter_mut()) {
-                let kr = &kf[j * kw + kvh * dk..][..dk];
-                let d = dot(kq_order, qh.iter().zip(kr).enumerate().map(|(i, (&a, &b))| (i, b, a)));
-                *sj = d * s.kq_scale;
+            let sc = &mut scores[lo..pos + 1];
+            if kq_order == DotOrder::Gemm {
+                // All visible keys against the query at once (same order as `dot`).
+                dot16_rows(&kf[lo * kw + kvh * dk..], kw, &qh, sc);
+                for v in sc.iter_mut() {
+                    *v *= s.kq_scale;
+                }
+            } else {
+                for (j, sj) in (lo..pos + 1).zip(sc.iter_mut()) {
+                    let kr = &kf[j * kw + kvh * dk..][..dk];
+                    *sj = dot(kq_order, kr, &qh, 0) * s.kq_scale;
+                }
             }
             softmax_ggml(sc, lo);
             if f16_math {
                 round_f16(sc);
             }
-            let o = &mut out[t * s.n_head * dv + h * dv..][..dv];
-            for (d, od) in o.iter_mut().enumerate() {
+            for (d, od) in o[t * dv..(t + 1) * dv].iter_mut().enumerate() {
                 let col = kvh * dv + d;
-                *od = dot(kqv_order, visible.clone().zip(sc.iter()).map(|(j, &p)| (j, vf[j * vw + col], p)));
+                *od = dot(kqv_order, &vt[col * n_kv + lo..col * n_kv + pos + 1], sc, lo);
             }
+        }
+        *bufs[h].lock().unwrap_or_else(|e| e.into_inner()) = o;
+    });
+    for (h, buf) in bufs.into_iter().enumerate() {
+        let buf = buf.into_inner().unwrap_or_else(|e| e.into_inner());
+        for (t, row) in buf.chunks_exact(dv.max(1)).enumerate() {
+            out[t * s.n_head * dv + h * dv..][..dv].copy_from_slice(row);
         }
     }
 }
@@ -211,9 +233,12 @@ mod tests {
 
     #[test]
     fn dot_orders_agree_with_a_plain_sum_on_exact_values() {
-        let terms: Vec<(usize, f32, f32)> = (0..200).map(|i| (i, (i % 7) as f32, (i % 5) as f32)).collect();
-        let plain: f32 = terms.iter().map(|t| t.1 * t.2).sum();
-        assert_eq!(dot(DotOrder::Gemm, terms.iter().copied()), plain);
-        assert_eq!(dot(DotOrder::VecDot { tail_from: 192 }, terms.iter().copied()), plain);
+        let a: Vec<f32> = (0..200).map(|i| (i % 7) as f32).collect();
+        let b: Vec<f32> = (0..200).map(|i| (i % 5) as f32).collect();
+        let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert_eq!(dot(DotOrder::Gemm, &a, &b, 0), plain);
+        assert_eq!(dot(DotOrder::Gemm, &a, &b, 13), plain);
+        assert_eq!(dot(DotOrder::VecDot { tail_from: 192 }, &a, &b, 0), plain);
+        assert_eq!(dot(DotOrder::VecDot { tail_from: usize::MAX }, &a, &b, 5), plain);
     }
 }

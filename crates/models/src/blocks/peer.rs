@@ -9,46 +9,17 @@
 //! SmolLM2-135M on a prompt; gemma3-270m and qwen2.5-0.5b, with their Q4_K/Q6_K matrices
 //! and GeGLU, on 6- to 24-token prompts).
 //!
-//! Which K-quant routine the peer runs depends on the matrix and the batch, so the callers
-//! (`linear.rs`) pick the matching function: Q4_K with a row count that is a multiple of 8
-//! is repacked (gemm for the first `n - n % 4` tokens, gemv for the rest: `dot_q4_k`); other
-//! K-quants go to the tiled matmul from 8 tokens on (`dot_q6_k_tiled`) and to the plain
-//! `vec_dot` below that (`dot_q6_k`). Activations are Q8_K from ggml's reference quantizer
-//! on every path (the 4-row quantizer of the repacked gemm gives the same products).
-//!
-//! These are compute kernels and belong in `jikji-kernels` (with SIMD twins); they live
-//! here, private to the models, until the kernels crate takes them over.
+//! The quantized dot products that used to live here (legacy formats in ggml's AVX2
+//! order, Q4_K/Q6_K in the peer's repacked/tiled orders) are now SIMD kernels in
+//! `jikji-kernels` (`matmul_quantized`, `matmul_peer_kquant`) with scalar twins there;
+//! what remains are the elementwise routines and the Q8 activation quantizer.
 
 use jikji_gguf::GgmlType;
 
-/// `_mm512_reduce_add_ps` as GCC expands it: upper and lower halves added (8, 4, 2, 1).
+/// `_mm512_reduce_add_ps` as GCC expands it (`jikji_kernels::lanes::reduce16`).
 #[inline]
 pub fn reduce16(l: &[f32; 16]) -> f32 {
-    let mut t8 = [0.0f32; 8];
-    for i in 0..8 {
-        t8[i] = l[i + 8] + l[i];
-    }
-    let t4 = [t8[4] + t8[0], t8[5] + t8[1], t8[6] + t8[2], t8[7] + t8[3]];
-    (t4[0] + t4[2]) + (t4[1] + t4[3])
-}
-
-/// `ggml_v_expf` (AVX-512) for one lane: a degree-5 polynomial with a `scalef`, accurate
-/// to about 1 ulp but not always equal to `expf`.
-pub fn v_expf(x: f32) -> f32 {
-    let r = 12_582_912.0f32; // 0x1.8p23
-    let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), r); // 0x1.715476p+0
-    let n = z - r;
-    let b = (-n).mul_add(f32::from_bits(0x35bf_be8e), (-n).mul_add(f32::from_bits(0x3f31_7200), x));
-    let u = b * b;
-    let p = f32::from_bits(0x3c07_2010).mul_add(b, f32::from_bits(0x3d2b_9f17));
-    let q = f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb));
-    let s = f32::from_bits(0x3f7f_fff6).mul_add(b, 1.0);
-    let j = p.mul_add(u, q).mul_add(u, s);
-    if n.abs() > 192.0 {
-        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
-    }
-    // scalef(j, n): j * 2^n rounded once (the f64 product is exact).
-    (j as f64 * 2f64.powi(n as i32)) as f32
+    jikji_kernels::lanes::reduce16(l)
 }
 
 /// ggml's GELU table (`ggml_table_gelu_f16`): for every f16 bit pattern, `ggml_gelu_f32`
@@ -88,9 +59,11 @@ pub fn geglu_row(gate: &mut [f32], up: &[f32]) {
 /// `ggml_v_silu` (`x / (1 + v_expf(-x))`) and the tail `x / (1 + expf(-x))`.
 pub fn swiglu_row(gate: &mut [f32], up: &[f32]) {
     let full = gate.len() - gate.len() % 16;
+    let mut e: Vec<f32> = gate[..full].iter().map(|&x| 0.0 - x).collect();
+    jikji_kernels::lanes::v_expf_slice(&mut e);
     for (i, (g, &u)) in gate.iter_mut().zip(up).enumerate() {
         let x = *g;
-        let e = if i < full { v_expf(0.0 - x) } else { (-x).exp() };
+        let e = if i < full { e[i] } else { (-x).exp() };
         *g = (x / (1.0 + e)) * u;
     }
 }
@@ -155,13 +128,26 @@ pub fn quantize_row_q8(x: &[f32], with_sum: bool, out: &mut Vec<u8>) {
         }
         let mut sum = 0i32;
         for &v in b {
-            let q = (v * id).round_ties_even() as i32;
+            let q = round_half_even(v * id);
             sum += q;
             out.push(q as i8 as u8);
         }
         if with_sum {
             out[s_at..s_at + 2].copy_from_slice(&half::f16::from_f32(d * sum as f32).to_le_bytes());
         }
+    }
+}
+
+/// `x.round_ties_even() as i32` without the library call: for |x| < 2^22, adding and
+/// removing 1.5·2^23 rounds to an integer in the default (nearest-even) mode, exactly (the
+/// sign of a zero result may differ, which the integer conversion erases).
+#[inline(always)]
+fn round_half_even(x: f32) -> i32 {
+    const MAGIC: f32 = 12_582_912.0;
+    if x.abs() < 4_194_304.0 {
+        ((x + MAGIC) - MAGIC) as i32
+    } else {
+        x.round_ties_even() as i32
     }
 }
 
@@ -174,217 +160,9 @@ pub fn q8_with_sum(vec_dot_type: GgmlType) -> Option<bool> {
     }
 }
 
+#[cfg(test)]
 fn f16_at(b: &[u8], i: usize) -> f32 {
     half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
-}
-
-/// Block layout of the legacy formats whose x86 dot order is reproduced: bytes per block
-/// and whether the Q8_1 sum term (`m_w * s_x`) applies.
-pub fn legacy_block(ty: GgmlType) -> Option<(usize, bool)> {
-    match ty {
-        GgmlType::Q4_1 => Some((20, true)),
-        GgmlType::Q5_0 => Some((22, false)),
-        GgmlType::Q5_1 => Some((24, true)),
-        GgmlType::Q8_0 => Some((34, false)),
-        _ => None,
-    }
-}
-
-/// The 32 integer weights of one block, in element order.
-fn unpack(ty: GgmlType, b: &[u8], q: &mut [i32; 32]) {
-    let nib = |qs: &[u8], j: usize| if j < 16 { qs[j] & 0x0F } else { qs[j - 16] >> 4 } as i32;
-    match ty {
-        GgmlType::Q4_1 => (0..32).for_each(|j| q[j] = nib(&b[4..20], j)),
-        GgmlType::Q5_0 | GgmlType::Q5_1 => {
-            let at = if ty == GgmlType::Q5_0 { 2 } else { 4 };
-            let qh = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-            let off = if ty == GgmlType::Q5_0 { 16 } else { 0 };
-            (0..32).for_each(|j| q[j] = (nib(&b[at + 4..at + 20], j) | (((qh >> j) & 1) << 4) as i32) - off);
-        }
-        _ => (0..32).for_each(|j| q[j] = b[2 + j] as i8 as i32),
-    }
-}
-
-/// Dot of one weight row of a legacy type with one Q8_0/Q8_1 activation row, in the order
-/// of ggml's x86 kernels — `ggml_vec_dot_{q4_1_q8_1, q5_0_q8_0, q5_1_q8_1, q8_0_q8_0}`
-/// (AVX2 paths, single tokens) and llamafile's `tinyBLAS_Q0_AVX` (batches), which agree:
-/// per block 8 lanes of 4-product integer sums, `acc = fma(d_w * d_x, lane, acc)`; the 8
-/// lanes summed as `hsum_float_8` does, then the separately accumulated `m_w * s_x` terms
-/// (Q4_1/Q5_1) added.
-pub fn dot_legacy(ty: GgmlType, w_row: &[u8], x_row: &[u8]) -> f32 {
-    let Some((wb, with_sum)) = legacy_block(ty) else { return f32::NAN };
-    let xb = if with_sum { 36 } else { 34 };
-    let xq_at = if with_sum { 4 } else { 2 };
-    let mut acc = [0.0f32; 8];
-    let mut summs = 0.0f32;
-    let mut q = [0i32; 32];
-    for (bw, bx) in w_row.chunks_exact(wb).zip(x_row.chunks_exact(xb)) {
-        if with_sum {
-            summs += f16_at(bw, 2) * f16_at(bx, 2);
-        }
-        let d = f16_at(bw, 0) * f16_at(bx, 0);
-        unpack(ty, bw, &mut q);
-        for (lane, a) in acc.iter_mut().enumerate() {
-            let sum: i32 = (lane * 4..lane * 4 + 4).map(|j| q[j] * (bx[xq_at + j] as i8 as i32)).sum();
-            *a = fma_f64(d, sum, *a);
-        }
-    }
-    let r4 = [acc[4] + acc[0], acc[5] + acc[1], acc[6] + acc[2], acc[7] + acc[3]];
-    ((r4[0] + r4[2]) + (r4[1] + r4[3])) + summs
-}
-
-/// `fma(d, sum, acc)` through f64: `d * sum` is exact there (24-bit by ≤ 15-bit), so the
-/// only difference from a true fused multiply-add is a double rounding in the rare case the
-/// f64 sum lands exactly between two f32 values; `f32::mul_add` is a library call without
-/// the `fma` target feature, far too slow for the innermost loop.
-#[inline(always)]
-fn fma_f64(d: f32, sum: i32, acc: f32) -> f32 {
-    (d as f64 * sum as f64 + acc as f64) as f32
-}
-
-/// Bytes of one Q8_K activation block: `d: f32`, `qs: [i8; 256]`, `bsums: [i16; 16]`.
-pub const Q8K_BYTES: usize = 292;
-const Q4K_BYTES: usize = 144;
-const Q6K_BYTES: usize = 210;
-
-/// Bytes per 256-value block of the K-quant weights whose x86 order is reproduced here.
-pub fn kquant_block(ty: GgmlType) -> Option<usize> {
-    match ty {
-        GgmlType::Q4_K => Some(Q4K_BYTES),
-        GgmlType::Q6_K => Some(Q6K_BYTES),
-        _ => None,
-    }
-}
-
-/// The parts of one Q8_K block: scale, 256 quants, 16 sums of 16 quants.
-fn q8k_parts(b: &[u8]) -> (f32, &[u8], [i32; 16]) {
-    let d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    let mut bsums = [0i32; 16];
-    for (j, s) in bsums.iter_mut().enumerate() {
-        *s = i16::from_le_bytes([b[260 + 2 * j], b[261 + 2 * j]]) as i32;
-    }
-    (d, &b[4..260], bsums)
-}
-
-/// Scale and min (6 bits each) of sub-block `j` of a Q4_K block (`get_scale_min_k4`).
-fn q4k_scale_min(q: &[u8], j: usize) -> (i32, i32) {
-    if j < 4 {
-        ((q[j] & 63) as i32, (q[j + 4] & 63) as i32)
-    } else {
-        (
-            ((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4)) as i32,
-            ((q[j + 4] >> 4) | ((q[j] >> 6) << 4)) as i32,
-        )
-    }
-}
-
-/// Dot of one Q4_K weight row with one Q8_K activation row, as llama.cpp's x86 build
-/// computes it. Q4_K matrices whose row count is a multiple of 8 are repacked there
-/// (`block_q4_Kx8`) and multiplied by `ggml_gemv_q4_K_8x8_q8_K` or
-/// `ggml_gemm_q4_K_8x8_q8_K`. Both sum integers exactly (sub-block scale × Σ q4·q8, and
-/// min × sum of the activation quants) and differ only in how often they fold those into
-/// the two float accumulators with a fused multiply-add: once per 256-value super-block in
-/// the gemv, once per pair of sub-blocks (64 values) in the gemm (`per_pair`). The result is
-/// `acc - acc_min`, `acc` scaled by `d_w * d_x`, `acc_min` by `dmin_w * d_x`.
-pub fn dot_q4_k(w_row: &[u8], x_row: &[u8], per_pair: bool) -> f32 {
-    let (mut acc, mut acc_min) = (0.0f32, 0.0f32);
-    for (bw, bx) in w_row.chunks_exact(Q4K_BYTES).zip(x_row.chunks_exact(Q8K_BYTES)) {
-        let (dx, q8, bsums) = q8k_parts(bx);
-        let (d, dmin) = (f16_at(bw, 0) * dx, f16_at(bw, 2) * dx);
-        let (scales, qs) = (&bw[4..16], &bw[16..144]);
-        let (mut isum, mut imin) = (0i32, 0i32);
-        for pair in 0..4 {
-            let q4 = &qs[32 * pair..32 * pair + 32];
-            for half in 0..2 {
-                let j = 2 * pair + half;
-                let (sc, m) = q4k_scale_min(scales, j);
-                let x = &q8[32 * j..32 * j + 32];
-                let shift = 4 * half as u32;
-                let dot: i32 = q4.iter().zip(x).map(|(&w, &x)| ((w >> shift) & 0x0F) as i32 * (x as i8) as i32).sum();
-                isum += sc * dot;
-                imin += m * (bsums[2 * j] + bsums[2 * j + 1]);
-            }
-            if per_pair {
-                acc = (isum as f32).mul_add(d, acc);
-                acc_min = (imin as f32).mul_add(dmin, acc_min);
-                (isum, imin) = (0, 0);
-            }
-        }
-        if !per_pair {
-            acc = (isum as f32).mul_add(d, acc);
-            acc_min = (imin as f32).mul_add(dmin, acc_min);
-        }
-    }
-    acc - acc_min
-}
-
-/// The 256 unsigned 6-bit weights of one Q6_K block (`ql` low nibbles | `qh` pairs << 4),
-/// in element order; the weight is the value minus 32.
-fn q6k_unpack(bw: &[u8], q: &mut [i32; 256]) {
-    let (ql, qh) = (&bw[0..128], &bw[128..192]);
-    for half in 0..2 {
-        let (ql, qh, q) = (&ql[64 * half..64 * half + 64], &qh[32 * half..32 * half + 32], &mut q[128 * half..128 * half + 128]);
-        for b in 0..32 {
-            let h = qh[b] as i32;
-            q[b] = (ql[b] & 0x0F) as i32 | ((h & 3) << 4);
-            q[32 + b] = (ql[32 + b] & 0x0F) as i32 | (((h >> 2) & 3) << 4);
-            q[64 + b] = (ql[b] >> 4) as i32 | (((h >> 4) & 3) << 4);
-            q[96 + b] = (ql[32 + b] >> 4) as i32 | (((h >> 6) & 3) << 4);
-        }
-    }
-}
-
-/// Dot of one Q6_K weight row with one Q8_K activation row, for batches of at least 8
-/// tokens: llama.cpp then routes non-repacked K-quant weights to its tiled matmul
-/// (`ggml_compute_forward_mul_mat_tiled`, AVX-512 VNNI microkernel), which sums each
-/// 256-value super-block exactly in integers (`Σ scale·(q6 - 32)·q8`) and folds it into the
-/// output as `acc = fma(f32(isum) * d_w, d_x, acc)`, super-blocks in order.
-pub fn dot_q6_k_tiled(w_row: &[u8], x_row: &[u8]) -> f32 {
-    let mut acc = 0.0f32;
-    let mut q = [0i32; 256];
-    for (bw, bx) in w_row.chunks_exact(Q6K_BYTES).zip(x_row.chunks_exact(Q8K_BYTES)) {
-        let (dx, q8, _) = q8k_parts(bx);
-        q6k_unpack(bw, &mut q);
-        let mut isum = 0i32;
-        for (s, (qs, xs)) in q.chunks_exact(16).zip(q8.chunks_exact(16)).enumerate() {
-            let raw: i32 = qs.iter().zip(xs).map(|(&w, &x)| (w - 32) * (x as i8) as i32).sum();
-            isum += (bw[192 + s] as i8 as i32) * raw;
-        }
-        acc = (isum as f32 * f16_at(bw, 208)).mul_add(dx, acc);
-    }
-    acc
-}
-
-/// Dot of one Q6_K weight row with one Q8_K activation row in the order of
-/// `ggml_vec_dot_q6_K_q8_K` (AVX2 path), which llama.cpp uses for batches of fewer than 8
-/// tokens (Q6_K is not repacked on x86). Per super-block, 8 integer lanes: lane `l` holds the scaled
-/// products of the values at `i % 32` in `4l..4l+4` (unsigned 6-bit weights), minus
-/// `32 ×` the scaled activation sums of values `32l..32l+32` (the `-32` offset applied
-/// through `bsums`); each lane is folded into its float accumulator with
-/// `fma(d_w * d_x, lane, acc)`, and the 8 accumulators summed as `hsum_float_8`.
-pub fn dot_q6_k(w_row: &[u8], x_row: &[u8]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let mut q = [0i32; 256];
-    for (bw, bx) in w_row.chunks_exact(Q6K_BYTES).zip(x_row.chunks_exact(Q8K_BYTES)) {
-        let (dx, q8, bsums) = q8k_parts(bx);
-        let d = dx * f16_at(bw, 208);
-        let scale = |i: usize| bw[192 + i] as i8 as i32;
-        q6k_unpack(bw, &mut q);
-        let mut lanes = [0i32; 8];
-        // Chunk c holds values 32c..32c+32; its lane l the 4 values from 32c + 4l.
-        for (c, (qc, xc)) in q.chunks_exact(32).zip(q8.chunks_exact(32)).enumerate() {
-            for (l, lane) in lanes.iter_mut().enumerate() {
-                let p: i32 = (4 * l..4 * l + 4).map(|b| qc[b] * (xc[b] as i8) as i32).sum();
-                *lane += scale(2 * c + l / 4) * p;
-            }
-        }
-        for (l, (a, lane)) in acc.iter_mut().zip(lanes).enumerate() {
-            let sub = bsums[2 * l] * scale(2 * l) + bsums[2 * l + 1] * scale(2 * l + 1);
-            *a = d.mul_add((lane - (sub << 5)) as f32, *a);
-        }
-    }
-    let r4 = [acc[4] + acc[0], acc[5] + acc[1], acc[6] + acc[2], acc[7] + acc[3]];
-    (r4[0] + r4[2]) + (r4[1] + r4[3])
 }
 
 #[cfg(test)]
@@ -393,12 +171,24 @@ mod tests {
 
     #[test]
     fn polynomial_exp_is_within_two_ulp_of_exp() {
+        use jikji_kernels::lanes::v_expf;
         for i in -2000..=100 {
             let x = i as f32 * 0.05;
             let (a, b) = (v_expf(x), x.exp());
             assert!((a - b).abs() <= 2.5e-7 * b.max(f32::MIN_POSITIVE), "x={x}: {a} vs {b}");
         }
         assert_eq!(v_expf(f32::NEG_INFINITY), 0.0);
+    }
+
+    #[test]
+    fn magic_rounding_equals_round_ties_even() {
+        for i in -40_000..40_000 {
+            let x = i as f32 * 0.0625 + 0.001 * (i % 7) as f32;
+            assert_eq!(round_half_even(x), x.round_ties_even() as i32, "{x}");
+        }
+        for x in [0.5f32, 1.5, 2.5, -0.5, -2.5, 126.5, -127.5, 1e9, f32::INFINITY] {
+            assert_eq!(round_half_even(x), x.round_ties_even() as i32, "{x}");
+        }
     }
 
     #[test]
@@ -431,7 +221,7 @@ mod tests {
         let wv: Vec<f32> = (0..32).map(|j| if j < 16 { j as f32 } else { (31 - j) as f32 } + 0.5).collect();
         let d_x = f16_at(&x, 0);
         let want: f32 = (0..32).map(|j| wv[j] * (x[4 + j] as i8 as f32) * d_x).sum();
-        assert!((dot_legacy(GgmlType::Q4_1, &w, &x) - want).abs() < 1e-3 * want.abs());
+        assert!((jikji_kernels::vec_dot(GgmlType::Q4_1, 32, &w, &x) - want).abs() < 1e-3 * want.abs());
     }
 
     #[test]
@@ -442,51 +232,6 @@ mod tests {
         rope(&mut x, 4, &[3], 4, true, 10000.0, 1.0, None);
         let n: f32 = x.iter().map(|v| v * v).sum();
         assert!((n - 1.0).abs() < 1e-6);
-    }
-
-    /// A Q8_K block with `d = 1` and the given quants (bsums filled in).
-    fn q8k_block(q: &[i8]) -> Vec<u8> {
-        let mut b = 1.0f32.to_le_bytes().to_vec();
-        b.extend(q.iter().map(|&v| v as u8));
-        for c in q.chunks_exact(16) {
-            b.extend_from_slice(&(c.iter().map(|&v| v as i16).sum::<i16>()).to_le_bytes());
-        }
-        b
-    }
-
-    /// Σ dequantized weight × activation quant, in f64 (exact for these small integers).
-    fn reference_dot(ty: GgmlType, w: &[u8], q: &[i8]) -> f64 {
-        let mut wf = vec![0.0f32; q.len()];
-        jikji_kernels::dequantize_row(ty, w, &mut wf).unwrap();
-        wf.iter().zip(q).map(|(&a, &b)| a as f64 * b as f64).sum()
-    }
-
-    #[test]
-    fn k_quant_dots_equal_the_dequantized_sum_on_exact_values() {
-        let q: Vec<i8> = (0..512i32).map(|i| (i * 37 % 255 - 127) as i8).collect();
-        let x: Vec<u8> = q.chunks_exact(256).flat_map(q8k_block).collect();
-        // Q4_K: d = 1, dmin = 0.5, 6-bit scales/mins from a pattern, nibbles i % 16.
-        let mut w4 = Vec::new();
-        for blk in 0..2u8 {
-            w4.extend_from_slice(&half::f16::from_f32(1.0).to_le_bytes());
-            w4.extend_from_slice(&half::f16::from_f32(0.5).to_le_bytes());
-            w4.extend((0..12u8).map(|j| j.wrapping_mul(29).wrapping_add(blk * 7)));
-            w4.extend((0..128u8).map(|j| j.wrapping_mul(11) ^ blk));
-        }
-        let want = reference_dot(GgmlType::Q4_K, &w4, &q);
-        assert_eq!(dot_q4_k(&w4, &x, false) as f64, want);
-        assert_eq!(dot_q4_k(&w4, &x, true) as f64, want);
-        // Q6_K: d = 1, signed scales, 6-bit weights from a pattern.
-        let mut w6 = Vec::new();
-        for blk in 0..2u8 {
-            w6.extend((0..128u8).map(|j| j.wrapping_mul(13) ^ blk));
-            w6.extend((0..64u8).map(|j| j.wrapping_mul(7) ^ (blk << 3)));
-            w6.extend((0..16i8).map(|j| (j * 5 - 40 + blk as i8) as u8));
-            w6.extend_from_slice(&half::f16::from_f32(1.0).to_le_bytes());
-        }
-        let want = reference_dot(GgmlType::Q6_K, &w6, &q);
-        assert_eq!(dot_q6_k(&w6, &x) as f64, want);
-        assert_eq!(dot_q6_k_tiled(&w6, &x) as f64, want);
     }
 
     #[test]

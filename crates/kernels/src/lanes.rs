@@ -1,0 +1,274 @@
+//! Lane-wise fused multiply-add accumulation: the building block of ggml's f32/f16 dot
+//! orders (`tinyBLAS`: 16 lanes; `ggml_vec_dot_f16` on AVX-512: 4 registers × 16 lanes =
+//! 64 lanes), whose horizontal reductions the caller then performs in its own order.
+//!
+//! [`fma_lanes`] does `lanes[(first + k) % W] = fma(a[k], b[k], lanes[(first + k) % W])`
+//! for every `k` in order. Each lane sees the same sequence of correctly rounded FMAs
+//! whether it runs one element at a time (the scalar reference, [`fma_lanes_scalar`]) or 8
+//! at a time in AVX2 registers, so both give identical bits; `first` lets a sum start at an
+//! index that is not a multiple of `W` (the lanes are the absolute index modulo `W`).
+
+use crate::{isa, Isa};
+
+/// The scalar reference of [`fma_lanes`].
+pub fn fma_lanes_scalar<const W: usize>(a: &[f32], b: &[f32], first: usize, lanes: &mut [f32; W]) {
+    for (k, (&x, &y)) in a.iter().zip(b).enumerate() {
+        let l = &mut lanes[(first + k) % W];
+        *l = x.mul_add(y, *l);
+    }
+}
+
+/// `lanes[(first + k) % W] = fma(a[k], b[k], ·)` for `k` in `0..min(a.len(), b.len())`, in
+/// order. `W` must be a multiple of 8 for the SIMD path (16 and 64 are the ones used);
+/// other widths take the scalar reference.
+pub fn fma_lanes<const W: usize>(a: &[f32], b: &[f32], first: usize, lanes: &mut [f32; W]) {
+    #[cfg(target_arch = "x86_64")]
+    if W % 8 == 0 && W > 0 && matches!(isa(), Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni) {
+        // SAFETY: the CPU has AVX2 and FMA (an x86 level at or above Avx2 was detected).
+        unsafe { x86::fma_lanes(a, b, first, lanes) };
+        return;
+    }
+    let _ = isa;
+    fma_lanes_scalar(a, b, first, lanes)
+}
+
+/// `_mm512_reduce_add_ps` as GCC expands it: upper and lower halves added (8, 4, 2, 1).
+#[inline]
+pub fn reduce16(l: &[f32; 16]) -> f32 {
+    let mut t8 = [0.0f32; 8];
+    for i in 0..8 {
+        t8[i] = l[i + 8] + l[i];
+    }
+    let t4 = [t8[4] + t8[0], t8[5] + t8[1], t8[6] + t8[2], t8[7] + t8[3]];
+    (t4[0] + t4[2]) + (t4[1] + t4[3])
+}
+
+/// The scalar reference of [`dot16_rows`].
+pub fn dot16_rows_scalar(rows: &[f32], stride: usize, b: &[f32], out: &mut [f32]) {
+    for (i, o) in out.iter_mut().enumerate() {
+        let mut lanes = [0.0f32; 16];
+        fma_lanes_scalar(&rows[i * stride..i * stride + b.len()], b, 0, &mut lanes);
+        *o = reduce16(&lanes);
+    }
+}
+
+/// `out[i] = reduce16(lanes of rows[i·stride ..][..b.len()] · b)` (16 lanes from index 0,
+/// llamafile `tinyBLAS`'s f32 order): many short dots against one vector, e.g. one query
+/// against every visible key. Panics if a row runs past `rows`.
+pub fn dot16_rows(rows: &[f32], stride: usize, b: &[f32], out: &mut [f32]) {
+    let n = b.len();
+    if let Some(last) = out.len().checked_sub(1) {
+        assert!(last * stride + n <= rows.len(), "dot16_rows: rows too short");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if n % 16 == 0 && matches!(isa(), Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni) {
+        // SAFETY: AVX2/FMA present; every row `i * stride .. i * stride + n` is in bounds
+        // (asserted above) and `n` is a multiple of 16.
+        unsafe { x86::dot16_rows(rows, stride, b, out) };
+        return;
+    }
+    dot16_rows_scalar(rows, stride, b, out)
+}
+
+/// `ggml_v_expf` (ggml's AVX-512 polynomial `exp`) of one value: a degree-5 polynomial
+/// with a `scalef`, within about 1 ulp of `expf` but not always equal to it. The reference
+/// of [`v_expf_slice`].
+pub fn v_expf(x: f32) -> f32 {
+    let (j, n) = v_expf_parts(x);
+    v_expf_scale(j, n)
+}
+
+/// The polynomial part: `x = n·ln2 + b`, `j ≈ exp(b)`.
+#[inline(always)]
+fn v_expf_parts(x: f32) -> (f32, f32) {
+    let r = 12_582_912.0f32; // 0x1.8p23
+    let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), r); // 0x1.715476p+0
+    let n = z - r;
+    let b = (-n).mul_add(f32::from_bits(0x35bf_be8e), (-n).mul_add(f32::from_bits(0x3f31_7200), x));
+    let u = b * b;
+    let p = f32::from_bits(0x3c07_2010).mul_add(b, f32::from_bits(0x3d2b_9f17));
+    let q = f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb));
+    let s = f32::from_bits(0x3f7f_fff6).mul_add(b, 1.0);
+    (p.mul_add(u, q).mul_add(u, s), n)
+}
+
+/// `scalef(j, n)`: `j·2^n` rounded once (the f64 product is exact), 0 or ∞ past |n| > 192.
+#[inline(always)]
+fn v_expf_scale(j: f32, n: f32) -> f32 {
+    if n.abs() > 192.0 {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    let two_n = f64::from_bits(((n as i64 + 1023) as u64) << 52);
+    (j as f64 * two_n) as f32
+}
+
+/// [`v_expf`] of every element, in place; the polynomial runs 8 lanes at a time with AVX2
+/// FMAs (the same correctly rounded operations, so the same bits).
+pub fn v_expf_slice(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(isa(), Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni) {
+        // SAFETY: the CPU has AVX2 and FMA (an x86 level at or above Avx2 was detected).
+        unsafe { x86::v_expf_slice(x) };
+        return;
+    }
+    for v in x.iter_mut() {
+        *v = v_expf(*v);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{v_expf, v_expf_scale};
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// AVX2 and FMA must be available; `b.len() % 16 == 0`; every row in bounds.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot16_rows(rows: &[f32], stride: usize, b: &[f32], out: &mut [f32]) {
+        let n = b.len();
+        for (i, o) in out.iter_mut().enumerate() {
+            let a = rows.as_ptr().add(i * stride);
+            let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            let mut k = 0;
+            while k < n {
+                lo = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(k)), _mm256_loadu_ps(b.as_ptr().add(k)), lo);
+                hi = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(k + 8)), _mm256_loadu_ps(b.as_ptr().add(k + 8)), hi);
+                k += 16;
+            }
+            // reduce16: t8 = hi + lo, t4 = t8[4..] + t8[..4], (t4[0]+t4[2]) + (t4[1]+t4[3]).
+            let t8 = _mm256_add_ps(hi, lo);
+            let t4 = _mm_add_ps(_mm256_extractf128_ps(t8, 1), _mm256_castps256_ps128(t8));
+            let r = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));
+            *o = _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
+        }
+    }
+
+    /// # Safety
+    /// AVX2 and FMA must be available.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn v_expf_slice(x: &mut [f32]) {
+        let c = |bits: u32| _mm256_set1_ps(f32::from_bits(bits));
+        let r = _mm256_set1_ps(12_582_912.0);
+        let mut chunks = x.chunks_exact_mut(8);
+        for ch in &mut chunks {
+            // SAFETY: `ch` has 8 floats.
+            let v = _mm256_loadu_ps(ch.as_ptr());
+            let z = _mm256_fmadd_ps(v, c(0x3fb8_aa3b), r);
+            let n = _mm256_sub_ps(z, r);
+            let mn = _mm256_sub_ps(_mm256_setzero_ps(), n);
+            let b = _mm256_fmadd_ps(mn, c(0x35bf_be8e), _mm256_fmadd_ps(mn, c(0x3f31_7200), v));
+            let u = _mm256_mul_ps(b, b);
+            let p = _mm256_fmadd_ps(c(0x3c07_2010), b, c(0x3d2b_9f17));
+            let q = _mm256_fmadd_ps(c(0x3e2a_af33), b, c(0x3eff_fedb));
+            let s = _mm256_fmadd_ps(c(0x3f7f_fff6), b, _mm256_set1_ps(1.0));
+            let j = _mm256_fmadd_ps(_mm256_fmadd_ps(p, u, q), u, s);
+            let (mut jj, mut nn) = ([0.0f32; 8], [0.0f32; 8]);
+            _mm256_storeu_ps(jj.as_mut_ptr(), j);
+            _mm256_storeu_ps(nn.as_mut_ptr(), n);
+            for k in 0..8 {
+                ch[k] = v_expf_scale(jj[k], nn[k]);
+            }
+        }
+        for v in chunks.into_remainder() {
+            *v = v_expf(*v);
+        }
+    }
+
+    /// # Safety
+    /// AVX2 and FMA must be available; `W % 8 == 0`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn fma_lanes<const W: usize>(a: &[f32], b: &[f32], first: usize, lanes: &mut [f32; W]) {
+        let n = a.len().min(b.len());
+        // Elements before the first index that is a multiple of W, one by one.
+        let head = ((W - first % W) % W).min(n);
+        for k in 0..head {
+            let l = &mut lanes[(first + k) % W];
+            *l = a[k].mul_add(b[k], *l);
+        }
+        let body = head + (n - head) / W * W;
+        let lp = lanes.as_mut_ptr();
+        let mut k = head;
+        while k < body {
+            // Element k + i lands in lane i (k + first is a multiple of W).
+            let mut i = 0;
+            while i < W {
+                // SAFETY: k + i + 8 <= body <= n and i + 8 <= W: in bounds for a, b, lanes.
+                let va = _mm256_loadu_ps(a.as_ptr().add(k + i));
+                let vb = _mm256_loadu_ps(b.as_ptr().add(k + i));
+                let vl = _mm256_loadu_ps(lp.add(i));
+                _mm256_storeu_ps(lp.add(i), _mm256_fmadd_ps(va, vb, vl));
+                i += 8;
+            }
+            k += W;
+        }
+        for k in body..n {
+            let l = &mut lanes[(first + k) % W];
+            *l = a[k].mul_add(b[k], *l);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vals(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s as f32 / u32::MAX as f32 - 0.5) * 3.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn simd_lanes_equal_the_scalar_reference_bit_for_bit() {
+        for (n, first) in [(0usize, 0usize), (5, 3), (64, 0), (100, 7), (333, 61), (1000, 16)] {
+            let (a, b) = (vals(n, 1 + n as u32), vals(n, 7 + first as u32));
+            let mut l16 = [0.25f32; 16];
+            let mut r16 = l16;
+            fma_lanes(&a, &b, first, &mut l16);
+            fma_lanes_scalar(&a, &b, first, &mut r16);
+            assert_eq!(l16.map(f32::to_bits), r16.map(f32::to_bits), "W=16 n={n} first={first}");
+            let mut l64 = [0.0f32; 64];
+            let mut r64 = l64;
+            fma_lanes(&a, &b, first, &mut l64);
+            fma_lanes_scalar(&a, &b, first, &mut r64);
+            assert_eq!(l64.map(f32::to_bits), r64.map(f32::to_bits), "W=64 n={n} first={first}");
+        }
+    }
+
+    #[test]
+    fn vector_exp_equals_the_scalar_polynomial_bit_for_bit() {
+        let mut x: Vec<f32> = (-3000..300).map(|i| i as f32 * 0.0371).collect();
+        x.extend([f32::NEG_INFINITY, 0.0, -0.0, 88.0, 89.0, -103.0, -150.0]);
+        let want: Vec<u32> = x.iter().map(|&v| v_expf(v).to_bits()).collect();
+        v_expf_slice(&mut x);
+        assert_eq!(x.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want);
+        assert_eq!(v_expf(f32::NEG_INFINITY), 0.0);
+        assert!((v_expf(1.0) - std::f32::consts::E).abs() < 1e-6);
+    }
+
+    #[test]
+    fn row_dots_equal_the_scalar_reference_bit_for_bit() {
+        for (n_rows, n, stride) in [(1usize, 16usize, 16usize), (7, 64, 80), (33, 128, 128), (5, 48, 50)] {
+            let rows = vals(n_rows * stride, n as u32);
+            let b = vals(n, 99 + n_rows as u32);
+            let (mut got, mut want) = (vec![0.0f32; n_rows], vec![1.0f32; n_rows]);
+            dot16_rows(&rows, stride, &b, &mut got);
+            dot16_rows_scalar(&rows, stride, &b, &mut want);
+            assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn element_k_lands_in_lane_first_plus_k_mod_w() {
+        let a = [1.0f32, 2.0, 3.0];
+        let mut l = [0.0f32; 16];
+        fma_lanes(&a, &[1.0, 1.0, 1.0], 15, &mut l);
+        assert_eq!((l[15], l[0], l[1], l[2]), (1.0, 2.0, 3.0, 0.0));
+    }
+}
