@@ -450,15 +450,16 @@ pub fn matmul_quantized_isa(isa: Isa, w: &WeightView, xq: &[u8], n_tokens: usize
     Ok(())
 }
 
-/// `y`'s base pointer, shared by tasks writing disjoint elements.
-struct OutPtr(*mut f32);
-// SAFETY: the pointer is only dereferenced for disjoint elements, one task each, while the
-// owning `&mut [f32]` is borrowed by `matmul_quantized_isa`.
+/// An output buffer's base pointer, shared by pool tasks that write disjoint elements
+/// (`matmul_quantized_isa`, `peer_order::matmul_peer_kquant_isa`).
+pub(crate) struct OutPtr(pub(crate) *mut f32);
+// SAFETY: every user dereferences the pointer only for disjoint elements, one task each,
+// while the owning `&mut [f32]` stays exclusively borrowed for the whole `parallel_for`.
 unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
     /// A method, so closures capture the whole (Sync) wrapper, not the raw field.
-    fn get(&self) -> *mut f32 {
+    pub(crate) fn get(&self) -> *mut f32 {
         self.0
     }
 }

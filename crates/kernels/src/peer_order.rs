@@ -21,7 +21,7 @@
 //! `tests::simd_twins_equal_the_scalar_reference` checks on random blocks. Rows are split
 //! over the persistent [`pool`].
 
-use crate::{isa, num_threads, pool, row_bytes, vec_dot_type, GgmlType, Isa, KernelError, WeightView};
+use crate::{isa, num_threads, pool, row_bytes, OutPtr, vec_dot_type, GgmlType, Isa, KernelError, WeightView};
 
 /// Bytes of one Q8_K activation block: `d: f32`, `qs: [i8; 256]`, `bsums: [i16; 16]`.
 pub const Q8K_BYTES: usize = 292;
@@ -291,18 +291,6 @@ pub fn matmul_peer_kquant_isa(level: Isa, w: &WeightView, xq: &[u8], n_tokens: u
         pool::parallel_for(n_tasks, &run);
     }
     Ok(())
-}
-
-/// `y`'s base pointer, shared by tasks writing disjoint elements.
-struct OutPtr(*mut f32);
-// SAFETY: only dereferenced for disjoint elements, one task each, while the owning
-// `&mut [f32]` is borrowed by `matmul_peer_kquant_isa`.
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    fn get(&self) -> *mut f32 {
-        self.0
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
