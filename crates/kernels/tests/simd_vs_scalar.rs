@@ -217,7 +217,7 @@ fn activation_quantizers_are_byte_exact_with_the_reference() {
 fn matmul_tiles_equal_the_single_dot_on_odd_shapes() {
     let mut rng = Rng::new(0x5eed_0006);
     let shapes_rows = [1usize, 2, 3, 4, 5, 7, 8, 13, 37];
-    let shapes_toks = [1usize, 2, 3, 4, 5, 8, 9];
+    let shapes_toks = [1usize, 2, 3, 4, 5, 8, 9, 10, 14];
     for ty in [
         GgmlType::Q4_0,
         GgmlType::Q4_1,

@@ -602,6 +602,145 @@ macro_rules! x86_level {
                 }
             }
 
+            // ------------------------------------------------------------ big signed tiles
+
+            /// Weight rows per big tile (one 8-lane vector of their block scales).
+            const BIG_R: usize = 8;
+            /// Tokens per big tile: 8 × 3 accumulators + 3 activation vectors + the
+            /// current row's two weight vectors fit the 32 AVX-512 registers.
+            const BIG_T: usize = 3;
+            /// Tokens from which the big tiles pay for unpacking the weights into scratch.
+            const BIG_MIN_TOKENS: usize = 8;
+
+            /// Signed legacy formats (Q4_0, Q5_0, Q8_0) for many tokens: each group of
+            /// `BIG_R` rows is unpacked once per call into scratch (values, the VNNI offset
+            /// or |q| lanes, f32 scales) and then multiplied with every token in tiles of
+            /// `BIG_R × BIG_T`. Per (row, token, block) the float operations are those of
+            /// `step_signed` (`d = d_w·d_x`, `acc = fma(d, f32(lanes), acc)`), the `d`
+            /// products just being formed 8 rows at a time, so each output is bit-identical
+            /// to the single dot.
+            #[target_feature(enable = $feat)]
+            unsafe fn matrix_signed<K: Kern<W = Sw, X = Sx>>(
+                w: *const u8,
+                wrb: usize,
+                x: *const u8,
+                xrb: usize,
+                nb: usize,
+                rows: usize,
+                toks: usize,
+                out: *mut f32,
+                rs: usize,
+                ts: usize,
+            ) {
+                // 24 accumulators need AVX-512's 32 registers; AVX2 keeps the 4 × 4 tiles.
+                if !$avx512 || toks < BIG_MIN_TOKENS || rows < BIG_R {
+                    return matrix::<K, 4, 4>(w, wrb, x, xrb, nb, rows, toks, out, rs, ts);
+                }
+                let zero = _mm256_setzero_si256();
+                // [nb][BIG_R] each: unpacked values, integer lane start, f32 scale.
+                let mut qs = vec![zero; nb * BIG_R];
+                let mut aux = vec![zero; nb * BIG_R];
+                let mut dw = vec![0.0f32; nb * BIG_R];
+                let mut ys = vec![zero; nb * BIG_T];
+                let mut dp = vec![0.0f32; nb * BIG_T * BIG_R];
+                let mut r = 0;
+                while r + BIG_R <= rows {
+                    for b in 0..nb {
+                        for i in 0..BIG_R {
+                            let u = K::unpack(w.add((r + i) * wrb + b * K::WB));
+                            qs[b * BIG_R + i] = u.q;
+                            aux[b * BIG_R + i] = u.aux;
+                            dw[b * BIG_R + i] = _mm256_cvtss_f32(u.d);
+                        }
+                    }
+                    let scr = Scratch {
+                        q: qs.as_ptr(),
+                        aux: aux.as_ptr(),
+                        d: dw.as_ptr(),
+                        ys: ys.as_mut_ptr(),
+                        dp: dp.as_mut_ptr(),
+                    };
+                    let o = out.add(r * rs);
+                    let mut t = 0;
+                    while t + BIG_T <= toks {
+                        tile_big::<BIG_T>(&scr, x.add(t * xrb), xrb, nb, o.add(t * ts), rs, ts);
+                        t += BIG_T;
+                    }
+                    match toks - t {
+                        2 => tile_big::<2>(&scr, x.add(t * xrb), xrb, nb, o.add(t * ts), rs, ts),
+                        1 => tile_big::<1>(&scr, x.add(t * xrb), xrb, nb, o.add(t * ts), rs, ts),
+                        _ => {}
+                    }
+                    r += BIG_R;
+                }
+                if r < rows {
+                    matrix::<K, 4, 4>(w.add(r * wrb), wrb, x, xrb, nb, rows - r, toks, out.add(r * rs), rs, ts);
+                }
+            }
+
+            /// `BIG_R` unpacked weight rows (`[nb][BIG_R]` arrays) and room for one tile's
+            /// prepared activations (`ys`: `nb * BIG_T` vectors, `dp`: `nb * BIG_T * BIG_R`).
+            struct Scratch {
+                q: *const __m256i,
+                aux: *const __m256i,
+                d: *const f32,
+                ys: *mut __m256i,
+                dp: *mut f32,
+            }
+
+            /// `BIG_R` rows × T tokens of Q8_0 activations over `nb` blocks. A first pass
+            /// prepares every block of the T tokens (offset quants into `ys`, the `d`
+            /// products of the 8 rows into `dp`); the second pass then reads the products
+            /// as broadcast loads folded into the FMAs, so no shuffle sits in the inner loop.
+            #[inline]
+            #[target_feature(enable = $feat)]
+            unsafe fn tile_big<const T: usize>(
+                w: &Scratch,
+                x: *const u8,
+                xrb: usize,
+                nb: usize,
+                out: *mut f32,
+                rs: usize,
+                ts: usize,
+            ) {
+                // ys: [nb][T] prepared activation quants; dp: [nb][T][BIG_R] d products.
+                let (ys, dp) = (w.ys, w.dp);
+                for b in 0..nb {
+                    let dwv = _mm256_loadu_ps(w.d.add(b * BIG_R));
+                    for t in 0..T {
+                        let xp = signed_x(x.add(t * xrb + b * 34));
+                        *ys.add(b * T + t) = xp.y;
+                        _mm256_storeu_ps(dp.add((b * T + t) * BIG_R), _mm256_mul_ps(dwv, xp.d));
+                    }
+                }
+                let mut acc = [[_mm256_setzero_ps(); T]; BIG_R];
+                for b in 0..nb {
+                    let mut y = [_mm256_setzero_si256(); T];
+                    for (t, y) in y.iter_mut().enumerate() {
+                        *y = *ys.add(b * T + t);
+                    }
+                    let dpb = dp.add(b * T * BIG_R);
+                    for i in 0..BIG_R {
+                        let q = *w.q.add(b * BIG_R + i);
+                        let a = *w.aux.add(b * BIG_R + i);
+                        for t in 0..T {
+                            let lanes = if $vnni {
+                                _mm256_dpbusd_epi32(a, y[t], q)
+                            } else {
+                                dot_us(a, _mm256_sign_epi8(y[t], q))
+                            };
+                            let d = _mm256_broadcast_ss(&*dpb.add(t * BIG_R + i));
+                            acc[i][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc[i][t]);
+                        }
+                    }
+                }
+                for (i, acc_i) in acc.iter().enumerate() {
+                    for (t, a) in acc_i.iter().enumerate() {
+                        *out.add(i * rs + t * ts) = hsum8(*a);
+                    }
+                }
+            }
+
             // ------------------------------------------------------------ f32 / f16
 
             /// ggml's `ggml_vec_dot_f32` on this level: four vector accumulators over steps
@@ -701,11 +840,11 @@ macro_rules! x86_level {
             /// The matrix kernel for weights of type `ty` (against `vec_dot_type(ty)`).
             pub(crate) fn matrix_fn(ty: GgmlType) -> Option<MatrixFn> {
                 let f: MatrixFn = match ty {
-                    GgmlType::Q4_0 => matrix::<Q4_0, 4, 4>,
+                    GgmlType::Q4_0 => matrix_signed::<Q4_0>,
                     GgmlType::Q4_1 => matrix::<Q4_1, 4, 4>,
-                    GgmlType::Q5_0 => matrix::<Q5_0, 4, 4>,
+                    GgmlType::Q5_0 => matrix_signed::<Q5_0>,
                     GgmlType::Q5_1 => matrix::<Q5_1, 4, 4>,
-                    GgmlType::Q8_0 => matrix::<Q8_0, 4, 4>,
+                    GgmlType::Q8_0 => matrix_signed::<Q8_0>,
                     GgmlType::Q4_K => matrix::<Q4K, 2, 4>,
                     GgmlType::Q5_K => matrix::<Q5K, 2, 4>,
                     GgmlType::Q6_K => matrix::<Q6K, 2, 4>,
