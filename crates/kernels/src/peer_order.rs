@@ -256,6 +256,27 @@ pub fn matmul_peer_kquant_isa(level: Isa, w: &WeightView, xq: &[u8], n_tokens: u
     let n_tasks = if parts <= 1 { 1 } else { parts * 4 };
     let chunk = rows.div_ceil(n_tasks);
     let out = OutPtr(y.as_mut_ptr());
+    #[cfg(target_arch = "x86_64")]
+    if w.ty == GgmlType::Q4_K && n_tokens >= 4 && level == Isa::Avx512Vnni {
+        // 8-row groups through the VNNI kernel (rows % 8 == 0: `peer_kquant_supported`).
+        let groups = rows / vnni::ROWS;
+        let n_tasks = (num_threads() * 4).clamp(1, groups);
+        let nb = w.cols / 256;
+        pool::parallel_for(n_tasks, &|i| {
+            let g = pool::split_range(groups, n_tasks, i);
+            let mut scr = vnni::scratch(vnni::scratch_len(nb));
+            for g in g {
+                let r0 = g * vnni::ROWS;
+                // SAFETY: the level (AVX-512 + VNNI) is supported (checked above); the
+                // slice holds rows r0..r0+8 (validated sizes); this task alone writes
+                // y[t, r0..r0+8] for every t (disjoint row groups), within `y`.
+                unsafe {
+                    vnni::rows8(&w.data[r0 * wrb..(r0 + 8) * wrb], wrb, xq, xrb, n_tokens, gemm_tokens, &mut scr, out.get().add(r0), rows)
+                };
+            }
+        });
+        return Ok(());
+    }
     let run = |i: usize| {
         let r0 = (i * chunk).min(rows);
         let r1 = (r0 + chunk).min(rows);
@@ -587,6 +608,186 @@ mod x86 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    //! Q4_K for many tokens with AVX-512 VNNI, laid out the way the peer's repacked
+    //! `block_q4_Kx8` is: 8 weight rows are unpacked once per call into scratch with their
+    //! values interleaved in groups of 4 (`[sub-block][k][row][4]`), so one `vpdpbusd`
+    //! against 4 activation bytes broadcast to every lane adds 4 products to each of the 8
+    //! rows' lanes: lane = row, no horizontal sums. Per (row, token) the integer sums are
+    //! the same exact values as in [`super::dot_q4_k`], and the f32 folds (`fma(f32(isum),
+    //! d_w·d_x, acc)` per pair or per super-block, the same for the mins, `acc - acc_min`)
+    //! are the same operations, lane by lane, so results are bit-identical to it.
+    use super::{f16_at, q4k_scale_min, Q4K_BYTES, Q8K_BYTES};
+    use std::arch::x86_64::*;
+
+    /// Rows per group (the lanes of one vector).
+    pub(super) const ROWS: usize = 8;
+    /// Tokens per tile.
+    const TOKS: usize = 4;
+
+    /// One group of 8 rows unpacked, per super-block: 8 sub-blocks × 8 vectors of
+    /// interleaved values, then per sub-block the 8 rows' scales and mins (i32), then the
+    /// rows' `d` and `dmin` (f32).
+    const VALS: usize = 8 * 8; // vectors of values per super-block
+    const BLOCK_VECS: usize = VALS + 8 + 8 + 2;
+
+    /// Unpacks rows `w[0..8]` (`nb` super-blocks each, `wrb` bytes apart) into `scr`
+    /// (`nb * BLOCK_VECS` vectors).
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn unpack(w: &[u8], wrb: usize, nb: usize, scr: &mut [__m256i]) {
+        for b in 0..nb {
+            let blk = &mut scr[b * BLOCK_VECS..(b + 1) * BLOCK_VECS];
+            let mut vals = [[0u32; 64]; 8]; // [sub-block][k * 8 + row]
+            let mut sc = [[0i32; 8]; 8]; // [sub-block][row]
+            let mut mn = [[0i32; 8]; 8];
+            let mut d = [0.0f32; 8];
+            let mut dmin = [0.0f32; 8];
+            for r in 0..ROWS {
+                let bw = &w[r * wrb + b * Q4K_BYTES..r * wrb + (b + 1) * Q4K_BYTES];
+                d[r] = f16_at(bw, 0);
+                dmin[r] = f16_at(bw, 2);
+                for j in 0..8 {
+                    let (s, m) = q4k_scale_min(&bw[4..16], j);
+                    sc[j][r] = s;
+                    mn[j][r] = m;
+                }
+                for pair in 0..4 {
+                    let q = &bw[16 + 32 * pair..48 + 32 * pair];
+                    for k in 0..8 {
+                        let mut lo = [0u8; 4];
+                        let mut hi = [0u8; 4];
+                        for e in 0..4 {
+                            lo[e] = q[4 * k + e] & 0x0F;
+                            hi[e] = q[4 * k + e] >> 4;
+                        }
+                        vals[2 * pair][k * 8 + r] = u32::from_le_bytes(lo);
+                        vals[2 * pair + 1][k * 8 + r] = u32::from_le_bytes(hi);
+                    }
+                }
+            }
+            for j in 0..8 {
+                for k in 0..8 {
+                    blk[j * 8 + k] = _mm256_loadu_si256(vals[j].as_ptr().add(8 * k) as *const __m256i);
+                }
+                blk[VALS + j] = _mm256_loadu_si256(sc[j].as_ptr() as *const __m256i);
+                blk[VALS + 8 + j] = _mm256_loadu_si256(mn[j].as_ptr() as *const __m256i);
+            }
+            blk[VALS + 16] = _mm256_castps_si256(_mm256_loadu_ps(d.as_ptr()));
+            blk[VALS + 17] = _mm256_castps_si256(_mm256_loadu_ps(dmin.as_ptr()));
+        }
+    }
+
+    /// Σ over one sub-block for the 8 rows: lane r = Σ_e w[r][e]·x[e] (x: 32 quants).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn sub_sums(v: *const __m256i, x: *const u8) -> __m256i {
+        let bc = |k: usize| _mm256_set1_epi32((x.add(4 * k) as *const i32).read_unaligned());
+        let mut a = _mm256_setzero_si256();
+        let mut b = _mm256_setzero_si256();
+        for k in (0..8).step_by(2) {
+            a = _mm256_dpbusd_epi32(a, *v.add(k), bc(k));
+            b = _mm256_dpbusd_epi32(b, *v.add(k + 1), bc(k + 1));
+        }
+        _mm256_add_epi32(a, b)
+    }
+
+    /// Rows `w[0..8]` × `N` tokens (`xs`: Q8_K rows `xrb` bytes apart) in the gemm
+    /// (`per_pair`) or gemv order; writes `out[t * ts + r]`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn tile<const N: usize>(scr: &[__m256i], nb: usize, xs: *const u8, xrb: usize, per_pair: bool, out: *mut f32, ts: usize) {
+        let mut acc = [_mm256_setzero_ps(); N];
+        let mut accm = [_mm256_setzero_ps(); N];
+        for b in 0..nb {
+            let blk = scr.as_ptr().add(b * BLOCK_VECS);
+            let dw = _mm256_castsi256_ps(*blk.add(VALS + 16));
+            let dminw = _mm256_castsi256_ps(*blk.add(VALS + 17));
+            for t in 0..N {
+                let bx = xs.add(t * xrb + b * Q8K_BYTES);
+                let dx = _mm256_set1_ps((bx as *const f32).read_unaligned());
+                let d = _mm256_mul_ps(dw, dx);
+                let dmin = _mm256_mul_ps(dminw, dx);
+                let bs = |i: usize| (bx.add(260 + 2 * i) as *const i16).read_unaligned() as i32;
+                let mut isum_b = _mm256_setzero_si256();
+                let mut imin_b = _mm256_setzero_si256();
+                for pair in 0..4 {
+                    let (j0, j1) = (2 * pair, 2 * pair + 1);
+                    let s0 = sub_sums(blk.add(j0 * 8), bx.add(4 + 32 * j0));
+                    let s1 = sub_sums(blk.add(j1 * 8), bx.add(4 + 32 * j1));
+                    let isum = _mm256_add_epi32(_mm256_mullo_epi32(s0, *blk.add(VALS + j0)), _mm256_mullo_epi32(s1, *blk.add(VALS + j1)));
+                    let b0 = _mm256_set1_epi32(bs(2 * j0) + bs(2 * j0 + 1));
+                    let b1 = _mm256_set1_epi32(bs(2 * j1) + bs(2 * j1 + 1));
+                    let imin = _mm256_add_epi32(_mm256_mullo_epi32(b0, *blk.add(VALS + 8 + j0)), _mm256_mullo_epi32(b1, *blk.add(VALS + 8 + j1)));
+                    if per_pair {
+                        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, acc[t]);
+                        accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin), dmin, accm[t]);
+                    } else {
+                        isum_b = _mm256_add_epi32(isum_b, isum);
+                        imin_b = _mm256_add_epi32(imin_b, imin);
+                    }
+                }
+                if !per_pair {
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum_b), d, acc[t]);
+                    accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin_b), dmin, accm[t]);
+                }
+            }
+        }
+        for t in 0..N {
+            _mm256_storeu_ps(out.add(t * ts), _mm256_sub_ps(acc[t], accm[t]));
+        }
+    }
+
+    /// Rows `0..8` of `w` (whole super-blocks, `wrb` bytes apart) times `n_tokens` Q8_K
+    /// rows of `xq` (`xrb` bytes each), tokens `< gemm_tokens` in the gemm order, the rest
+    /// in the gemv order; `out[t * ts + r]`. `scr` is scratch of [`scratch_len`] vectors.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL and VNNI must be available; `w` holds 8 rows of `nb = xrb / 292`
+    /// blocks, `xq` `n_tokens` rows, and `out` the `n_tokens * ts` outputs written.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn rows8(
+        w: &[u8],
+        wrb: usize,
+        xq: &[u8],
+        xrb: usize,
+        n_tokens: usize,
+        gemm_tokens: usize,
+        scr: &mut [__m256i],
+        out: *mut f32,
+        ts: usize,
+    ) {
+        let nb = xrb / Q8K_BYTES;
+        unpack(w, wrb, nb, scr);
+        let x = xq.as_ptr();
+        let mut t = 0;
+        while t < n_tokens {
+            let per_pair = t < gemm_tokens;
+            let left = if per_pair { gemm_tokens - t } else { n_tokens - t };
+            let (xs, o) = (x.add(t * xrb), out.add(t * ts));
+            let n = if left >= TOKS {
+                tile::<TOKS>(scr, nb, xs, xrb, per_pair, o, ts);
+                TOKS
+            } else {
+                tile::<1>(scr, nb, xs, xrb, per_pair, o, ts);
+                1
+            };
+            t += n;
+        }
+    }
+
+    /// Scratch vectors [`rows8`] needs for `nb` super-blocks.
+    pub(super) fn scratch_len(nb: usize) -> usize {
+        nb * BLOCK_VECS
+    }
+
+    /// A zeroed scratch of `len` vectors.
+    pub(super) fn scratch(len: usize) -> Vec<__m256i> {
+        // SAFETY: an all-zero bit pattern is a valid `__m256i` (plain integers).
+        vec![unsafe { std::mem::zeroed() }; len]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -709,13 +910,13 @@ mod tests {
 
     #[test]
     fn matmul_picks_the_order_by_token_index_and_batch_size() {
-        let (rows, cols) = (16usize, 512usize);
+        let (rows, cols) = (24usize, 768usize);
         let nb = cols / 256;
         for ty in [GgmlType::Q4_K, GgmlType::Q6_K] {
             let data = weights(ty, rows * nb, 7);
             let w = WeightView { ty, data: &data, rows, cols };
             let wrb = data.len() / rows;
-            for n_tokens in [1usize, 5, 9] {
+            for n_tokens in [1usize, 4, 5, 9, 13] {
                 let xq = q8k_rows(n_tokens * nb, 3);
                 let mut y = vec![0.0f32; rows * n_tokens];
                 matmul_peer_kquant(&w, &xq, n_tokens, &mut y).unwrap();
