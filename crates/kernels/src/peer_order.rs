@@ -257,24 +257,41 @@ pub fn matmul_peer_kquant_isa(level: Isa, w: &WeightView, xq: &[u8], n_tokens: u
     let chunk = rows.div_ceil(n_tasks);
     let out = OutPtr(y.as_mut_ptr());
     #[cfg(target_arch = "x86_64")]
-    if w.ty == GgmlType::Q4_K && n_tokens >= 4 && level == Isa::Avx512Vnni {
-        // 8-row groups through the VNNI kernel (rows % 8 == 0: `peer_kquant_supported`).
+    let q4 = w.ty == GgmlType::Q4_K && n_tokens >= 4;
+    let q6 = w.ty == GgmlType::Q6_K && n_tokens >= 8;
+    if (q4 || q6) && level == Isa::Avx512Vnni {
+        // Groups of 8 rows through the VNNI kernels; the Q6_K rows past the last whole
+        // group (Q4_K here always has rows % 8 == 0) take the per-row path below.
         let groups = rows / vnni::ROWS;
-        let n_tasks = (num_threads() * 4).clamp(1, groups);
+        let n_tasks = (num_threads() * 4).clamp(1, groups.max(1));
         let nb = w.cols / 256;
+        let len = if q4 { vnni::scratch_len(nb) } else { vnni::scratch_len_q6(nb) };
         pool::parallel_for(n_tasks, &|i| {
             let g = pool::split_range(groups, n_tasks, i);
-            let mut scr = vnni::scratch(vnni::scratch_len(nb));
+            let mut scr = vnni::scratch(len);
             for g in g {
                 let r0 = g * vnni::ROWS;
+                let rows8 = &w.data[r0 * wrb..(r0 + vnni::ROWS) * wrb];
                 // SAFETY: the level (AVX-512 + VNNI) is supported (checked above); the
                 // slice holds rows r0..r0+8 (validated sizes); this task alone writes
                 // y[t, r0..r0+8] for every t (disjoint row groups), within `y`.
                 unsafe {
-                    vnni::rows8(&w.data[r0 * wrb..(r0 + 8) * wrb], wrb, xq, xrb, n_tokens, gemm_tokens, &mut scr, out.get().add(r0), rows)
+                    if q4 {
+                        vnni::rows8(rows8, wrb, xq, xrb, n_tokens, gemm_tokens, &mut scr, out.get().add(r0), rows)
+                    } else {
+                        vnni::rows8_q6(rows8, wrb, xq, xrb, n_tokens, &mut scr, out.get().add(r0), rows)
+                    }
                 };
             }
         });
+        let done = groups * vnni::ROWS;
+        for r in done..rows {
+            let w_row = &w.data[r * wrb..(r + 1) * wrb];
+            for t in 0..n_tokens {
+                let v = dot_isa(simd, order(t), w_row, &xq[t * xrb..(t + 1) * xrb]);
+                y[t * rows + r] = v;
+            }
+        }
         return Ok(());
     }
     let run = |i: usize| {
@@ -618,7 +635,7 @@ mod vnni {
     //! the same exact values as in [`super::dot_q4_k`], and the f32 folds (`fma(f32(isum),
     //! d_w·d_x, acc)` per pair or per super-block, the same for the mins, `acc - acc_min`)
     //! are the same operations, lane by lane, so results are bit-identical to it.
-    use super::{f16_at, q4k_scale_min, Q4K_BYTES, Q8K_BYTES};
+    use super::{f16_at, q4k_scale_min, Q4K_BYTES, Q6K_BYTES, Q8K_BYTES};
     use std::arch::x86_64::*;
 
     /// Rows per group (the lanes of one vector).
@@ -774,6 +791,112 @@ mod vnni {
             };
             t += n;
         }
+    }
+
+    /// Q6_K per super-block: 16 sub-blocks × 4 vectors of interleaved unsigned values
+    /// (0..=63), the 16 sub-blocks' scales of the 8 rows (i32), the rows' `d` (f32).
+    const Q6_VALS: usize = 16 * 4;
+    const Q6_BLOCK_VECS: usize = Q6_VALS + 16 + 1;
+
+    /// Unpacks 8 Q6_K rows into `scr` (`nb * Q6_BLOCK_VECS` vectors).
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn unpack_q6(w: &[u8], wrb: usize, nb: usize, scr: &mut [__m256i]) {
+        let mut q = [0i32; 256];
+        for b in 0..nb {
+            let blk = &mut scr[b * Q6_BLOCK_VECS..(b + 1) * Q6_BLOCK_VECS];
+            let mut vals = [[0u32; 8]; Q6_VALS]; // [sub-block * 4 + k][row]
+            let mut sc = [[0i32; 8]; 16]; // [sub-block][row]
+            let mut d = [0.0f32; 8];
+            for r in 0..ROWS {
+                let bw = &w[r * wrb + b * Q6K_BYTES..r * wrb + (b + 1) * Q6K_BYTES];
+                super::q6k_unpack(bw, &mut q);
+                for (g, v) in vals.iter_mut().enumerate() {
+                    let e = &q[4 * g..4 * g + 4];
+                    v[r] = u32::from_le_bytes([e[0] as u8, e[1] as u8, e[2] as u8, e[3] as u8]);
+                }
+                for (s, sc) in sc.iter_mut().enumerate() {
+                    sc[r] = bw[192 + s] as i8 as i32;
+                }
+                d[r] = f16_at(bw, 208);
+            }
+            for (g, v) in vals.iter().enumerate() {
+                blk[g] = _mm256_loadu_si256(v.as_ptr() as *const __m256i);
+            }
+            for (s, v) in sc.iter().enumerate() {
+                blk[Q6_VALS + s] = _mm256_loadu_si256(v.as_ptr() as *const __m256i);
+            }
+            blk[Q6_VALS + 16] = _mm256_castps_si256(_mm256_loadu_ps(d.as_ptr()));
+        }
+    }
+
+    /// 8 Q6_K rows × `N` tokens in the peer's tiled order (`fma(f32(isum)·d_w, d_x, acc)`
+    /// per super-block); writes `out[t * ts + r]`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn tile_q6<const N: usize>(scr: &[__m256i], nb: usize, xs: *const u8, xrb: usize, out: *mut f32, ts: usize) {
+        let mut acc = [_mm256_setzero_ps(); N];
+        for b in 0..nb {
+            let blk = scr.as_ptr().add(b * Q6_BLOCK_VECS);
+            let dw = _mm256_castsi256_ps(*blk.add(Q6_VALS + 16));
+            for t in 0..N {
+                let bx = xs.add(t * xrb + b * Q8K_BYTES);
+                let x = bx.add(4);
+                let bc = |e: usize| _mm256_set1_epi32((x.add(e) as *const i32).read_unaligned());
+                let mut isum = _mm256_setzero_si256();
+                for sb in 0..16 {
+                    let v = blk.add(4 * sb);
+                    let a = _mm256_dpbusd_epi32(_mm256_setzero_si256(), *v, bc(16 * sb));
+                    let a = _mm256_dpbusd_epi32(a, *v.add(1), bc(16 * sb + 4));
+                    let c = _mm256_dpbusd_epi32(_mm256_setzero_si256(), *v.add(2), bc(16 * sb + 8));
+                    let c = _mm256_dpbusd_epi32(c, *v.add(3), bc(16 * sb + 12));
+                    let bsum = (bx.add(260 + 2 * sb) as *const i16).read_unaligned() as i32;
+                    // Σ (q - 32)·x over the sub-block, then its scale.
+                    let raw = _mm256_sub_epi32(_mm256_add_epi32(a, c), _mm256_set1_epi32(bsum << 5));
+                    isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(raw, *blk.add(Q6_VALS + sb)));
+                }
+                let dx = _mm256_set1_ps((bx as *const f32).read_unaligned());
+                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum), dw), dx, acc[t]);
+            }
+        }
+        for t in 0..N {
+            _mm256_storeu_ps(out.add(t * ts), acc[t]);
+        }
+    }
+
+    /// Rows `0..8` of a Q6_K `w` times `n_tokens` Q8_K rows in the peer's tiled order
+    /// (the order of batches of 8 tokens or more); `out[t * ts + r]`. `scr`: scratch of
+    /// [`scratch_len_q6`] vectors.
+    ///
+    /// # Safety
+    /// As [`rows8`].
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn rows8_q6(
+        w: &[u8],
+        wrb: usize,
+        xq: &[u8],
+        xrb: usize,
+        n_tokens: usize,
+        scr: &mut [__m256i],
+        out: *mut f32,
+        ts: usize,
+    ) {
+        let nb = xrb / Q8K_BYTES;
+        unpack_q6(w, wrb, nb, scr);
+        let x = xq.as_ptr();
+        let mut t = 0;
+        while t + TOKS <= n_tokens {
+            tile_q6::<TOKS>(scr, nb, x.add(t * xrb), xrb, out.add(t * ts), ts);
+            t += TOKS;
+        }
+        while t < n_tokens {
+            tile_q6::<1>(scr, nb, x.add(t * xrb), xrb, out.add(t * ts), ts);
+            t += 1;
+        }
+    }
+
+    /// Scratch vectors [`rows8_q6`] needs for `nb` super-blocks.
+    pub(super) fn scratch_len_q6(nb: usize) -> usize {
+        nb * Q6_BLOCK_VECS
     }
 
     /// Scratch vectors [`rows8`] needs for `nb` super-blocks.
@@ -932,6 +1055,24 @@ mod tests {
                         assert_eq!(y[t * rows + r].to_bits(), want.to_bits(), "{ty:?} n={n_tokens} t={t} r={r}");
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn q6_k_rows_past_the_last_group_of_eight_keep_the_tiled_order() {
+        let (rows, cols, n_tokens) = (21usize, 512usize, 11usize);
+        let nb = cols / 256;
+        let data = weights(GgmlType::Q6_K, rows * nb, 11);
+        let w = WeightView { ty: GgmlType::Q6_K, data: &data, rows, cols };
+        let wrb = data.len() / rows;
+        let xq = q8k_rows(n_tokens * nb, 5);
+        let mut y = vec![f32::NAN; rows * n_tokens];
+        matmul_peer_kquant(&w, &xq, n_tokens, &mut y).unwrap();
+        for t in 0..n_tokens {
+            for r in 0..rows {
+                let want = dot_q6_k_tiled(&data[r * wrb..(r + 1) * wrb], &xq[t * nb * Q8K_BYTES..(t + 1) * nb * Q8K_BYTES]);
+                assert_eq!(y[t * rows + r].to_bits(), want.to_bits(), "t={t} r={r}");
             }
         }
     }
