@@ -1,5 +1,6 @@
 //! Matmul throughput per weight type (a program, not a test):
 //! `cargo run --release -p jikji-kernels --example matmul_speed [-- ISA [TYPE...] [--wall]]`
+//! (`JIKJI_SHAPE=ROWSxCOLS` for another weight shape)
 //!
 //! For each type: GMAC/s of `matmul_quantized` on a [4864 x 1024] weight (the FFN shape
 //! of the small benchmark models) with 1 token (decoding: weight streaming) and 64 tokens
@@ -20,7 +21,15 @@ fn main() {
     }
     let wall = args.iter().any(|a| a == "--wall");
     let only: Vec<&str> = args.iter().skip(1).filter(|a| !a.starts_with("--")).map(|s| s.as_str()).collect();
-    let (rows, cols) = (4864usize, 1024usize);
+    // `JIKJI_SHAPE=ROWSxCOLS` overrides the shape (e.g. 262144x640: a vocabulary head
+    // larger than the caches, for the streaming speed of decoding).
+    let (rows, cols) = std::env::var("JIKJI_SHAPE")
+        .ok()
+        .and_then(|s| {
+            let (r, c) = s.split_once('x')?;
+            Some((r.trim().parse().ok()?, c.trim().parse().ok()?))
+        })
+        .unwrap_or((4864usize, 1024usize));
     let mut seed = 1u64;
     let mut rnd = || {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
