@@ -315,6 +315,90 @@ macro_rules! x86_level {
                 Uw { q: _mm256_or_si256(nibbles32(p.add(8)), hi), dm: rd16x2(p) }
             });
 
+            /// A signed legacy format read as unsigned values `u = q + 2^SHIFT` (the raw
+            /// nibbles / 5-bit values / bytes with the sign bit flipped), for single-token
+            /// products: Σ q·y = Σ u·y − 2^SHIFT·Σ y, where the correction depends on the
+            /// activations only, so it is formed once per block for all rows.
+            trait RawSigned: Kern<W = Sw, X = Sx> {
+                const SHIFT: i32;
+                /// The 32 unsigned values of the weight block at `p`.
+                unsafe fn raw(p: *const u8) -> __m256i;
+            }
+
+            impl RawSigned for Q4_0 {
+                const SHIFT: i32 = 3;
+                #[inline]
+                #[target_feature(enable = $feat)]
+                unsafe fn raw(p: *const u8) -> __m256i {
+                    nibbles32(p.add(2))
+                }
+            }
+
+            impl RawSigned for Q5_0 {
+                const SHIFT: i32 = 4;
+                #[inline]
+                #[target_feature(enable = $feat)]
+                unsafe fn raw(p: *const u8) -> __m256i {
+                    let hi = _mm256_and_si256(bits32(p.add(2)), _mm256_set1_epi8(0x10));
+                    _mm256_or_si256(nibbles32(p.add(6)), hi)
+                }
+            }
+
+            impl RawSigned for Q8_0 {
+                const SHIFT: i32 = 7;
+                #[inline]
+                #[target_feature(enable = $feat)]
+                unsafe fn raw(p: *const u8) -> __m256i {
+                    _mm256_xor_si256(load(p.add(2)), _mm256_set1_epi8(-128))
+                }
+            }
+
+            /// One token against `rows` weight rows of a signed legacy format (VNNI only):
+            /// rows one at a time, each a single sequential stream (prefetched ahead), the
+            /// activation side (quants, `-2^SHIFT·Σy` lane starts, scales) prepared once.
+            /// The integer lanes equal those of `step_signed` and the float operations are
+            /// the same (`d = d_w·d_x`, `acc = fma(d, f32(lanes), acc)`, `hsum8`), so every
+            /// output is bit-identical to the single dot.
+            #[target_feature(enable = $feat)]
+            unsafe fn gemv_signed<K: RawSigned>(
+                w: *const u8,
+                wrb: usize,
+                x: *const u8,
+                xrb: usize,
+                nb: usize,
+                rows: usize,
+                toks: usize,
+                out: *mut f32,
+                rs: usize,
+                ts: usize,
+            ) {
+                if !$vnni || toks != 1 {
+                    return matrix_signed::<K>(w, wrb, x, xrb, nb, rows, toks, out, rs, ts);
+                }
+                let zero = _mm256_setzero_si256();
+                let ones = _mm256_set1_epi8(1);
+                let mut corr = vec![zero; nb];
+                let mut dx = vec![0.0f32; nb];
+                for b in 0..nb {
+                    let xb = x.add(b * 34);
+                    let sum = _mm256_dpbusd_epi32(zero, ones, load(xb.add(2)));
+                    corr[b] = _mm256_sub_epi32(zero, _mm256_sll_epi32(sum, _mm_cvtsi32_si128(K::SHIFT)));
+                    dx[b] = rd16(xb);
+                }
+                for r in 0..rows {
+                    let p = w.add(r * wrb);
+                    let mut acc = _mm256_setzero_ps();
+                    for b in 0..nb {
+                        let pb = p.add(b * K::WB);
+                        _mm_prefetch::<_MM_HINT_T0>(pb.wrapping_add(PREFETCH) as *const i8);
+                        let lanes = _mm256_dpbusd_epi32(corr[b], K::raw(pb), load(x.add(b * 34 + 2)));
+                        let d = _mm256_set1_ps(rd16(pb) * dx[b]);
+                        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc);
+                    }
+                    *out.add(r * rs) = hsum8(acc);
+                }
+            }
+
             // ------------------------------------------------------------ K-quants
 
             /// Q4_K/Q5_K super-block: 8 chunks of 32 unsigned values, their 6-bit scales and
@@ -849,11 +933,11 @@ macro_rules! x86_level {
             /// The matrix kernel for weights of type `ty` (against `vec_dot_type(ty)`).
             pub(crate) fn matrix_fn(ty: GgmlType) -> Option<MatrixFn> {
                 let f: MatrixFn = match ty {
-                    GgmlType::Q4_0 => matrix_signed::<Q4_0>,
+                    GgmlType::Q4_0 => gemv_signed::<Q4_0>,
                     GgmlType::Q4_1 => matrix::<Q4_1, 4, 4>,
-                    GgmlType::Q5_0 => matrix_signed::<Q5_0>,
+                    GgmlType::Q5_0 => gemv_signed::<Q5_0>,
                     GgmlType::Q5_1 => matrix::<Q5_1, 4, 4>,
-                    GgmlType::Q8_0 => matrix_signed::<Q8_0>,
+                    GgmlType::Q8_0 => gemv_signed::<Q8_0>,
                     GgmlType::Q4_K => matrix::<Q4K, 2, 4>,
                     GgmlType::Q5_K => matrix::<Q5K, 2, 4>,
                     GgmlType::Q6_K => matrix::<Q6K, 2, 4>,
