@@ -70,6 +70,35 @@ pub fn dot16_rows(rows: &[f32], stride: usize, b: &[f32], out: &mut [f32]) {
     dot16_rows_scalar(rows, stride, b, out)
 }
 
+/// The scalar reference of [`dot16_rows_from`].
+pub fn dot16_rows_from_scalar(rows: &[f32], stride: usize, b: &[f32], first: usize, out: &mut [f32]) {
+    for (i, o) in out.iter_mut().enumerate() {
+        let mut lanes = [0.0f32; 16];
+        fma_lanes_scalar(&rows[i * stride..i * stride + b.len()], b, first, &mut lanes);
+        *o = reduce16(&lanes);
+    }
+}
+
+/// `out[i] = reduce16(lanes)` where element `k` of `rows[i·stride ..][..b.len()] · b` is
+/// added to lane `(first + k) % 16`: [`dot16_rows`] for sums that start at absolute index
+/// `first` (e.g. attention weights × values over the visible positions `first..`), any
+/// length. Several rows run at once (independent FMA chains); each lane sees the same
+/// operations as [`fma_lanes`] one row at a time. Panics if a row runs past `rows`.
+pub fn dot16_rows_from(rows: &[f32], stride: usize, b: &[f32], first: usize, out: &mut [f32]) {
+    let n = b.len();
+    if let Some(last) = out.len().checked_sub(1) {
+        assert!(last * stride + n <= rows.len(), "dot16_rows_from: rows too short");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if matches!(isa(), Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni) {
+        // SAFETY: AVX2/FMA present; every row `i * stride .. i * stride + n` is in bounds
+        // (asserted above).
+        unsafe { x86::dot16_rows_from(rows, stride, b, first, out) };
+        return;
+    }
+    dot16_rows_from_scalar(rows, stride, b, first, out)
+}
+
 /// `ggml_v_expf` (ggml's AVX-512 polynomial `exp`) of one value: a degree-5 polynomial
 /// with a `scalef`, within about 1 ulp of `expf` but not always equal to it. The reference
 /// of [`v_expf_slice`].
@@ -158,6 +187,71 @@ mod x86 {
                 k += 16;
             }
             *o = reduce_lo_hi(lo, hi);
+        }
+    }
+
+    /// # Safety
+    /// AVX2 and FMA must be available; every row `i * stride .. i * stride + b.len()` in
+    /// bounds of `rows`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot16_rows_from(rows: &[f32], stride: usize, b: &[f32], first: usize, out: &mut [f32]) {
+        const G: usize = 4;
+        let n = b.len();
+        // Elements before the first absolute index that is a multiple of 16 and after the
+        // last whole group of 16 go one by one, as in `fma_lanes`.
+        let head = ((16 - first % 16) % 16).min(n);
+        let body = head + (n - head) / 16 * 16;
+        let (pr, pb) = (rows.as_ptr(), b.as_ptr());
+        let mut i = 0;
+        while i < out.len() {
+            let g = (out.len() - i).min(G);
+            let mut lanes = [[0.0f32; 16]; G];
+            for (r, l) in lanes.iter_mut().enumerate().take(g) {
+                let a = pr.add((i + r) * stride);
+                for k in 0..head {
+                    let lane = &mut l[(first + k) % 16];
+                    *lane = (*a.add(k)).mul_add(*pb.add(k), *lane);
+                }
+            }
+            let mut lo = [_mm256_setzero_ps(); G];
+            let mut hi = [_mm256_setzero_ps(); G];
+            for r in 0..g {
+                lo[r] = _mm256_loadu_ps(lanes[r].as_ptr());
+                hi[r] = _mm256_loadu_ps(lanes[r].as_ptr().add(8));
+            }
+            let mut k = head;
+            if g == G {
+                while k < body {
+                    let (bl, bh) = (_mm256_loadu_ps(pb.add(k)), _mm256_loadu_ps(pb.add(k + 8)));
+                    for r in 0..G {
+                        let a = pr.add((i + r) * stride + k);
+                        lo[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a), bl, lo[r]);
+                        hi[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(8)), bh, hi[r]);
+                    }
+                    k += 16;
+                }
+            } else {
+                while k < body {
+                    let (bl, bh) = (_mm256_loadu_ps(pb.add(k)), _mm256_loadu_ps(pb.add(k + 8)));
+                    for r in 0..g {
+                        let a = pr.add((i + r) * stride + k);
+                        lo[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a), bl, lo[r]);
+                        hi[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(8)), bh, hi[r]);
+                    }
+                    k += 16;
+                }
+            }
+            for r in 0..g {
+                _mm256_storeu_ps(lanes[r].as_mut_ptr(), lo[r]);
+                _mm256_storeu_ps(lanes[r].as_mut_ptr().add(8), hi[r]);
+                let a = pr.add((i + r) * stride);
+                for k in body..n {
+                    let lane = &mut lanes[r][(first + k) % 16];
+                    *lane = (*a.add(k)).mul_add(*pb.add(k), *lane);
+                }
+                out[i + r] = super::reduce16(&lanes[r]);
+            }
+            i += g;
         }
     }
 
@@ -332,6 +426,23 @@ mod tests {
             dot16_rows(&rows, stride, &b, &mut got);
             dot16_rows_scalar(&rows, stride, &b, &mut want);
             assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn row_dots_from_an_offset_equal_the_scalar_reference_bit_for_bit() {
+        for (n_rows, n, stride, first) in [(1usize, 0usize, 4usize, 3usize), (3, 5, 9, 14), (4, 16, 16, 0), (7, 100, 120, 7), (9, 257, 300, 31), (13, 512, 512, 16)] {
+            let rows = vals(n_rows * stride, (n + first) as u32);
+            let b = vals(n, 5 + n_rows as u32);
+            let (mut got, mut want) = (vec![0.0f32; n_rows], vec![1.0f32; n_rows]);
+            dot16_rows_from(&rows, stride, &b, first, &mut got);
+            dot16_rows_from_scalar(&rows, stride, &b, first, &mut want);
+            assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{n_rows} rows of {n} from {first}");
+            for (i, w) in want.iter().enumerate() {
+                let mut lanes = [0.0f32; 16];
+                fma_lanes(&rows[i * stride..i * stride + n], &b, first, &mut lanes);
+                assert_eq!(reduce16(&lanes).to_bits(), w.to_bits());
+            }
         }
     }
 
