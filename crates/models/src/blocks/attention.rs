@@ -22,7 +22,7 @@
 //! An f32 cache skips the f16 roundings (a debugging aid, not a peer configuration).
 
 use super::peer::reduce16;
-use jikji_kernels::lanes::{dot16_rows, fma_lanes, v_expf_slice};
+use jikji_kernels::lanes::{dot16_rows, dot16_rows_from, fma_lanes, v_expf_slice};
 use jikji_kernels::pool::parallel_for;
 use std::sync::Mutex;
 use crate::kv_cache::LayerKv;
@@ -192,9 +192,15 @@ pub fn attention(
             if f16_math {
                 round_f16(sc);
             }
-            for (d, od) in o[t * dv..(t + 1) * dv].iter_mut().enumerate() {
-                let col = kvh * dv + d;
-                *od = dot(kqv_order, &vt[col * n_kv + lo..col * n_kv + pos + 1], sc, lo);
+            let ot = &mut o[t * dv..(t + 1) * dv];
+            if kqv_order == DotOrder::Gemm {
+                // Every value column against the weights at once (same order as `dot`).
+                dot16_rows_from(&vt[kvh * dv * n_kv + lo..], n_kv, sc, lo, ot);
+            } else {
+                for (d, od) in ot.iter_mut().enumerate() {
+                    let col = kvh * dv + d;
+                    *od = dot(kqv_order, &vt[col * n_kv + lo..col * n_kv + pos + 1], sc, lo);
+                }
             }
         }
         *bufs[h].lock().unwrap_or_else(|e| e.into_inner()) = o;
