@@ -257,42 +257,44 @@ pub fn matmul_peer_kquant_isa(level: Isa, w: &WeightView, xq: &[u8], n_tokens: u
     let chunk = rows.div_ceil(n_tasks);
     let out = OutPtr(y.as_mut_ptr());
     #[cfg(target_arch = "x86_64")]
-    let q4 = w.ty == GgmlType::Q4_K && n_tokens >= 4;
-    let q6 = w.ty == GgmlType::Q6_K && n_tokens >= 8;
-    if (q4 || q6) && level == Isa::Avx512Vnni {
-        // Groups of 8 rows through the VNNI kernels; the Q6_K rows past the last whole
-        // group (Q4_K here always has rows % 8 == 0) take the per-row path below.
-        let groups = rows / vnni::ROWS;
-        let n_tasks = (num_threads() * 4).clamp(1, groups.max(1));
-        let nb = w.cols / 256;
-        let len = if q4 { vnni::scratch_len(nb) } else { vnni::scratch_len_q6(nb) };
-        pool::parallel_for(n_tasks, &|i| {
-            let g = pool::split_range(groups, n_tasks, i);
-            let mut scr = vnni::scratch(len);
-            for g in g {
-                let r0 = g * vnni::ROWS;
-                let rows8 = &w.data[r0 * wrb..(r0 + vnni::ROWS) * wrb];
-                // SAFETY: the level (AVX-512 + VNNI) is supported (checked above); the
-                // slice holds rows r0..r0+8 (validated sizes); this task alone writes
-                // y[t, r0..r0+8] for every t (disjoint row groups), within `y`.
-                unsafe {
-                    if q4 {
-                        vnni::rows8(rows8, wrb, xq, xrb, n_tokens, gemm_tokens, &mut scr, out.get().add(r0), rows)
-                    } else {
-                        vnni::rows8_q6(rows8, wrb, xq, xrb, n_tokens, &mut scr, out.get().add(r0), rows)
-                    }
-                };
+    {
+        let q4 = w.ty == GgmlType::Q4_K && n_tokens >= 4;
+        let q6 = w.ty == GgmlType::Q6_K && n_tokens >= 8;
+        if (q4 || q6) && level == Isa::Avx512Vnni {
+            // Groups of 8 rows through the VNNI kernels; the Q6_K rows past the last whole
+            // group (Q4_K here always has rows % 8 == 0) take the per-row path below.
+            let groups = rows / vnni::ROWS;
+            let n_tasks = (num_threads() * 4).clamp(1, groups.max(1));
+            let nb = w.cols / 256;
+            let len = if q4 { vnni::scratch_len(nb) } else { vnni::scratch_len_q6(nb) };
+            pool::parallel_for(n_tasks, &|i| {
+                let g = pool::split_range(groups, n_tasks, i);
+                let mut scr = vnni::scratch(len);
+                for g in g {
+                    let r0 = g * vnni::ROWS;
+                    let rows8 = &w.data[r0 * wrb..(r0 + vnni::ROWS) * wrb];
+                    // SAFETY: the level (AVX-512 + VNNI) is supported (checked above); the
+                    // slice holds rows r0..r0+8 (validated sizes); this task alone writes
+                    // y[t, r0..r0+8] for every t (disjoint row groups), within `y`.
+                    unsafe {
+                        if q4 {
+                            vnni::rows8(rows8, wrb, xq, xrb, n_tokens, gemm_tokens, &mut scr, out.get().add(r0), rows)
+                        } else {
+                            vnni::rows8_q6(rows8, wrb, xq, xrb, n_tokens, &mut scr, out.get().add(r0), rows)
+                        }
+                    };
+                }
+            });
+            let done = groups * vnni::ROWS;
+            for r in done..rows {
+                let w_row = &w.data[r * wrb..(r + 1) * wrb];
+                for t in 0..n_tokens {
+                    let v = dot_isa(simd, order(t), w_row, &xq[t * xrb..(t + 1) * xrb]);
+                    y[t * rows + r] = v;
+                }
             }
-        });
-        let done = groups * vnni::ROWS;
-        for r in done..rows {
-            let w_row = &w.data[r * wrb..(r + 1) * wrb];
-            for t in 0..n_tokens {
-                let v = dot_isa(simd, order(t), w_row, &xq[t * xrb..(t + 1) * xrb]);
-                y[t * rows + r] = v;
-            }
+            return Ok(());
         }
-        return Ok(());
     }
     let run = |i: usize| {
         let r0 = (i * chunk).min(rows);
@@ -671,6 +673,7 @@ mod x86 {
 }
 
 #[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)] // pointer-based kernels take their whole geometry
 mod vnni {
     //! Q4_K for many tokens with AVX-512 VNNI, laid out the way the peer's repacked
     //! `block_q4_Kx8` is: 8 weight rows are unpacked once per call into scratch with their
@@ -883,7 +886,7 @@ mod vnni {
         for b in 0..nb {
             let blk = scr.as_ptr().add(b * Q6_BLOCK_VECS);
             let dw = _mm256_castsi256_ps(*blk.add(Q6_VALS + 16));
-            for t in 0..N {
+            for (t, acc) in acc.iter_mut().enumerate() {
                 let bx = xs.add(t * xrb + b * Q8K_BYTES);
                 let x = bx.add(4);
                 let bc = |e: usize| _mm256_set1_epi32((x.add(e) as *const i32).read_unaligned());
@@ -900,11 +903,11 @@ mod vnni {
                     isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(raw, *blk.add(Q6_VALS + sb)));
                 }
                 let dx = _mm256_set1_ps((bx as *const f32).read_unaligned());
-                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum), dw), dx, acc[t]);
+                *acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum), dw), dx, *acc);
             }
         }
-        for t in 0..N {
-            _mm256_storeu_ps(out.add(t * ts), acc[t]);
+        for (t, acc) in acc.iter().enumerate() {
+            _mm256_storeu_ps(out.add(t * ts), *acc);
         }
     }
 
