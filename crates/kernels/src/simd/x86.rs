@@ -842,6 +842,137 @@ macro_rules! x86_level {
                 }
             }
 
+            /// Unsigned legacy formats with a min (Q4_1, Q5_1) for many tokens, as
+            /// [`matrix_signed`]: rows unpacked once into scratch, then 8 × 3 tiles. Per
+            /// (row, token, block) the operations are those of `step_unsigned`: `[d, m]·[d_x,
+            /// s_x]` as two f32 products, `acc = fma(d_w·d_x, f32(lanes), acc)`, `s += m_w·s_x`,
+            /// and at the end `hsum8(acc) + s`; the products and the `s` sums are just formed
+            /// for 8 rows at a time, so each output is bit-identical to the single dot.
+            #[target_feature(enable = $feat)]
+            unsafe fn matrix_unsigned<K: Kern<W = Uw, X = Ux>>(
+                w: *const u8,
+                wrb: usize,
+                x: *const u8,
+                xrb: usize,
+                nb: usize,
+                rows: usize,
+                toks: usize,
+                out: *mut f32,
+                rs: usize,
+                ts: usize,
+            ) {
+                if !$avx512 || toks < BIG_MIN_TOKENS || rows < BIG_R {
+                    return matrix::<K, 4, 4>(w, wrb, x, xrb, nb, rows, toks, out, rs, ts);
+                }
+                let zero = _mm256_setzero_si256();
+                let mut qs = vec![zero; nb * BIG_R];
+                let mut dw = vec![0.0f32; nb * BIG_R];
+                let mut mw = vec![0.0f32; nb * BIG_R];
+                let mut ys = vec![zero; nb * BIG_T];
+                let mut dp = vec![0.0f32; nb * BIG_T * BIG_R];
+                let mut sp = vec![0.0f32; nb * BIG_T * BIG_R];
+                let mut r = 0;
+                while r + BIG_R <= rows {
+                    for b in 0..nb {
+                        for i in 0..BIG_R {
+                            let u = K::unpack(w.add((r + i) * wrb + b * K::WB));
+                            qs[b * BIG_R + i] = u.q;
+                            dw[b * BIG_R + i] = _mm_cvtss_f32(u.dm);
+                            mw[b * BIG_R + i] = _mm_cvtss_f32(_mm_movehdup_ps(u.dm));
+                        }
+                    }
+                    let scr = ScratchU {
+                        q: qs.as_ptr(),
+                        d: dw.as_ptr(),
+                        m: mw.as_ptr(),
+                        ys: ys.as_mut_ptr(),
+                        dp: dp.as_mut_ptr(),
+                        sp: sp.as_mut_ptr(),
+                    };
+                    let o = out.add(r * rs);
+                    let mut t = 0;
+                    while t + BIG_T <= toks {
+                        tile_big_u::<BIG_T>(&scr, x.add(t * xrb), xrb, nb, o.add(t * ts), rs, ts);
+                        t += BIG_T;
+                    }
+                    match toks - t {
+                        2 => tile_big_u::<2>(&scr, x.add(t * xrb), xrb, nb, o.add(t * ts), rs, ts),
+                        1 => tile_big_u::<1>(&scr, x.add(t * xrb), xrb, nb, o.add(t * ts), rs, ts),
+                        _ => {}
+                    }
+                    r += BIG_R;
+                }
+                if r < rows {
+                    matrix::<K, 4, 4>(w.add(r * wrb), wrb, x, xrb, nb, rows - r, toks, out.add(r * rs), rs, ts);
+                }
+            }
+
+            /// [`Scratch`] for the unsigned formats: values, `d` and `m` of 8 rows per block;
+            /// one tile's activation quants and `d`/`s` products (`[nb][T][BIG_R]`).
+            struct ScratchU {
+                q: *const __m256i,
+                d: *const f32,
+                m: *const f32,
+                ys: *mut __m256i,
+                dp: *mut f32,
+                sp: *mut f32,
+            }
+
+            /// `BIG_R` rows × T tokens of Q8_1 activations over `nb` blocks (see `tile_big`).
+            #[inline]
+            #[target_feature(enable = $feat)]
+            unsafe fn tile_big_u<const T: usize>(
+                w: &ScratchU,
+                x: *const u8,
+                xrb: usize,
+                nb: usize,
+                out: *mut f32,
+                rs: usize,
+                ts: usize,
+            ) {
+                let (ys, dp, sp) = (w.ys, w.dp, w.sp);
+                for b in 0..nb {
+                    let dwv = _mm256_loadu_ps(w.d.add(b * BIG_R));
+                    let mwv = _mm256_loadu_ps(w.m.add(b * BIG_R));
+                    for t in 0..T {
+                        let xp = unsigned_x(x.add(t * xrb + b * 36));
+                        *ys.add(b * T + t) = xp.y;
+                        let dx = _mm256_broadcastss_ps(xp.ds);
+                        let sx = _mm256_broadcastss_ps(_mm_movehdup_ps(xp.ds));
+                        _mm256_storeu_ps(dp.add((b * T + t) * BIG_R), _mm256_mul_ps(dwv, dx));
+                        _mm256_storeu_ps(sp.add((b * T + t) * BIG_R), _mm256_mul_ps(mwv, sx));
+                    }
+                }
+                let mut acc = [[_mm256_setzero_ps(); T]; BIG_R];
+                // s sums of the 8 rows, one vector per token (lane = row).
+                let mut sacc = [_mm256_setzero_ps(); T];
+                for b in 0..nb {
+                    let mut y = [_mm256_setzero_si256(); T];
+                    for (t, y) in y.iter_mut().enumerate() {
+                        *y = *ys.add(b * T + t);
+                    }
+                    let dpb = dp.add(b * T * BIG_R);
+                    for (t, s) in sacc.iter_mut().enumerate() {
+                        *s = _mm256_add_ps(*s, _mm256_loadu_ps(sp.add((b * T + t) * BIG_R)));
+                    }
+                    for i in 0..BIG_R {
+                        let q = *w.q.add(b * BIG_R + i);
+                        for t in 0..T {
+                            let lanes = dot_us(q, y[t]);
+                            let d = _mm256_broadcast_ss(&*dpb.add(t * BIG_R + i));
+                            acc[i][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc[i][t]);
+                        }
+                    }
+                }
+                for (t, s) in sacc.iter().enumerate() {
+                    let mut sv = [0.0f32; BIG_R];
+                    _mm256_storeu_ps(sv.as_mut_ptr(), *s);
+                    for (i, acc_i) in acc.iter().enumerate() {
+                        *out.add(i * rs + t * ts) = hsum8(acc_i[t]) + sv[i];
+                    }
+                }
+            }
+
             // ------------------------------------------------------------ f32 / f16
 
             /// ggml's `ggml_vec_dot_f32` on this level: four vector accumulators over steps
@@ -942,9 +1073,9 @@ macro_rules! x86_level {
             pub(crate) fn matrix_fn(ty: GgmlType) -> Option<MatrixFn> {
                 let f: MatrixFn = match ty {
                     GgmlType::Q4_0 => gemv_signed::<Q4_0>,
-                    GgmlType::Q4_1 => matrix::<Q4_1, 4, 4>,
+                    GgmlType::Q4_1 => matrix_unsigned::<Q4_1>,
                     GgmlType::Q5_0 => gemv_signed::<Q5_0>,
-                    GgmlType::Q5_1 => matrix::<Q5_1, 4, 4>,
+                    GgmlType::Q5_1 => matrix_unsigned::<Q5_1>,
                     GgmlType::Q8_0 => gemv_signed::<Q8_0>,
                     GgmlType::Q4_K => matrix::<Q4K, 2, 4>,
                     GgmlType::Q5_K => matrix::<Q5K, 2, 4>,
