@@ -7,6 +7,9 @@
 //! whether it runs one element at a time (the scalar reference, [`fma_lanes_scalar`]) or 8
 //! at a time in AVX2 registers, so both give identical bits; `first` lets a sum start at an
 //! index that is not a multiple of `W` (the lanes are the absolute index modulo `W`).
+//! The SIMD version keeps the lanes in registers for the whole sum, so it runs at the FMA
+//! latency of its chains; [`dot16_rows`] and [`dot16_rows_from`] run 4 rows at once (8
+//! independent chains) for callers with many dots against one vector.
 
 use crate::{isa, Isa};
 

@@ -23,8 +23,14 @@
 //!   activation quantizers write the reference's bytes. `tests/simd_vs_scalar.rs` checks
 //!   every kernel on every level the CPU has; the `*_isa` functions pick a level by hand.
 //! - **Tiles.** Matrix products run 4 weight rows × 4 tokens per kernel call (each weight
-//!   block unpacked once per 4 tokens, each activation block reused by 4 rows); every
-//!   output keeps the single-dot operation order, so results never depend on batch size.
+//!   block unpacked once per 4 tokens, each activation block reused by 4 rows); on
+//!   AVX-512 from 8 tokens on, the legacy formats unpack 8 rows once per call into scratch
+//!   and run 8 × 3 tiles whose per-block scale products are formed 8 rows at a time and
+//!   read back as broadcasts folded into the FMAs (about 2× the 4 × 4 tiles). A single
+//!   token (decoding) streams one row at a time with software prefetch; with VNNI the
+//!   signed formats then read their weights as unsigned values against a per-block
+//!   activation correction, so nothing per row but the dot itself remains. Every output
+//!   keeps the single-dot operation order, so results never depend on batch size.
 //! - **Errors, not panics.** Every public entry point validates lengths against the block
 //!   geometry and returns [`KernelError`]; internal block code only sees validated slices.
 //! - **Threads.** `matmul` splits weight rows into contiguous chunks run by the persistent
@@ -32,8 +38,10 @@
 //!
 //! - **Peer-specific orders.** Where llama.cpp's x86 build does not run `vec_dot` (its
 //!   repacked Q4_K gemm/gemv, its tiled matmul for Q6_K), [`peer_order`] reproduces those
-//!   fold points ([`matmul_peer_kquant`]); [`lanes`] holds the lane-wise f32 FMA sums,
-//!   reductions and polynomial `exp` that attention and SwiGLU need in ggml's order.
+//!   fold points ([`matmul_peer_kquant`]; with VNNI through 8-row kernels whose vector
+//!   lanes are the rows, like the peer's `block_q4_Kx8`); [`lanes`] holds the lane-wise f32
+//!   FMA sums, reductions and polynomial `exp` that attention and SwiGLU need in ggml's
+//!   order (several rows at once where a caller has many dots against one vector).
 //!
 //! Block layouts are documented in `legacy.rs` (32-element formats) and `kquants.rs`
 //! (256-element K-quants).

@@ -20,6 +20,13 @@
 //! exact whatever instructions form them) produce the same bits, which
 //! `tests::simd_twins_equal_the_scalar_reference` checks on random blocks. Rows are split
 //! over the persistent [`pool`].
+//!
+//! With AVX-512 VNNI, batches (Q4_K from 4 tokens, Q6_K from 8) go through 8-row kernels
+//! (`vnni`): each group of 8 rows is unpacked once per call into scratch with the values
+//! of the 8 rows interleaved by 4, so one `vpdpbusd` against 4 activation bytes broadcast
+//! adds to every row's own lane; the per-row scales multiply whole vectors, and the f32
+//! folds run 8 rows per vector with exactly the scalar reference's operations per lane
+//! (`matmul_picks_the_order_by_token_index_and_batch_size` compares them bit for bit).
 
 use crate::{isa, num_threads, pool, row_bytes, OutPtr, vec_dot_type, GgmlType, Isa, KernelError, WeightView};
 

@@ -23,6 +23,15 @@
 //! output still sees exactly the single-dot sequence of operations, so results do not depend
 //! on the tiling or on the number of tokens in a batch.
 //!
+//! **Big tiles and decoding.** With AVX-512 (32 registers) and 8+ tokens, the legacy
+//! formats run `matrix_signed` / `matrix_unsigned`: 8 rows unpacked once per call into
+//! scratch, 8 × 3 tiles, the `d_w·d_x` products of a block formed 8 rows per vector in a
+//! first pass and read back as `{1to8}` broadcasts folded into the FMAs. One token runs one
+//! row at a time (a single sequential stream, prefetched ahead); with VNNI the signed
+//! formats then use `gemv_signed`: weights as unsigned `q + 2^k` against the lane start
+//! `-2^k·Σy`, formed once per activation block, so the per-row work is the dot alone. All
+//! of these give each output exactly the single dot's integer lanes and float operations.
+//!
 //! The activation quantizers (Q8_0, Q8_1, Q8_K) reproduce the scalar reference quantizers
 //! byte for byte (same f32 operations, `roundf` rebuilt from truncation, ties-to-even where
 //! the reference uses `nearest_int`).
