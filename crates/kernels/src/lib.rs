@@ -390,11 +390,12 @@ pub fn matmul(w: &WeightView, x: &[f32], n_tokens: usize, y: &mut [f32]) -> Resu
 /// As [`matmul`], with the activations already quantized by [`quantize_activations`]
 /// (`xq`: `n_tokens` rows of `vec_dot_type(w.ty)`).
 ///
-/// Work split: weight rows are cut into contiguous chunks (a multiple of the 4-row tile)
-/// claimed by the pool's threads, each streaming its rows linearly; within a chunk, tokens
-/// are taken in blocks whose activations stay in L2, and the SIMD kernel computes 4 rows ×
-/// 4 tokens at a time. Each output is the same single-dot sequence of operations whatever
-/// the split, so results do not depend on the thread count or the batch size.
+/// Work split: weight rows are cut into contiguous chunks (a multiple of 8 rows, the
+/// height of the big tiles) claimed by the pool's threads, each streaming its rows
+/// linearly; within a chunk, tokens are taken in blocks whose activations stay in L2, and
+/// the SIMD kernel computes a tile of rows × tokens at a time (one row at a time for a
+/// single token). Each output is the same single-dot sequence of operations whatever the
+/// split, so results do not depend on the thread count or the batch size.
 pub fn matmul_quantized(w: &WeightView, xq: &[u8], n_tokens: usize, y: &mut [f32]) -> Result<(), KernelError> {
     matmul_quantized_isa(isa(), w, xq, n_tokens, y)
 }
@@ -432,7 +433,8 @@ pub fn matmul_quantized_isa(isa: Isa, w: &WeightView, xq: &[u8], n_tokens: usize
         rows: w.rows,
         nb: w.cols / w.ty.block_size(),
         kernel: simd::matrix_fn(isa, w.ty),
-        tok_block: (TOKEN_BLOCK_BYTES / xrb).max(4) / 4 * 4,
+        // A multiple of 12: whole 4-token tiles and whole 3-token big tiles.
+        tok_block: (TOKEN_BLOCK_BYTES / xrb).max(12) / 12 * 12,
     };
     let work = w.rows.saturating_mul(w.cols).saturating_mul(n_tokens);
     let nt = num_threads().min(work / MIN_WORK_PER_THREAD).max(1);
@@ -443,7 +445,8 @@ pub fn matmul_quantized_isa(isa: Isa, w: &WeightView, xq: &[u8], n_tokens: usize
     }
     // Several chunks per thread so a thread slowed by a neighbour does not hold up the rest.
     let per_thread = if n_tokens == 1 { 2 } else { 4 };
-    let chunk = w.rows.div_ceil(nt * per_thread).div_ceil(4).max(1) * 4;
+    // A multiple of 8 rows: the AVX-512 big tiles take rows 8 at a time.
+    let chunk = w.rows.div_ceil(nt * per_thread).div_ceil(8).max(1) * 8;
     let n_tasks = w.rows.div_ceil(chunk);
     let out = OutPtr(y.as_mut_ptr());
     pool::parallel_for(n_tasks, &|i| {
@@ -485,7 +488,7 @@ struct RowJob<'a> {
     nb: usize,
     /// The SIMD kernel of a supported instruction set, or `None` for the scalar reference.
     kernel: Option<simd::MatrixFn>,
-    /// Tokens per L2-sized activation block (a multiple of 4).
+    /// Tokens per L2-sized activation block (a multiple of 12).
     tok_block: usize,
 }
 
