@@ -46,6 +46,7 @@ pub fn peer_kquant_supported(ty: GgmlType, rows: usize, cols: usize) -> bool {
     repacked && cols % 256 == 0
 }
 
+#[inline(always)]
 fn f16_at(b: &[u8], i: usize) -> f32 {
     half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
@@ -345,8 +346,17 @@ mod x86 {
     //! AVX2 twins: integer partial sums with `maddubs`/`madd` (exact: |products| stay far
     //! below i16/i32 limits), folded into f32 at the scalar reference's points with the
     //! same fused multiply-adds.
-    use super::{f16_at, q4k_scale_min, Q4K_BYTES, Q6K_BYTES, Q8K_BYTES};
+    use super::{q4k_scale_min, Q4K_BYTES, Q6K_BYTES, Q8K_BYTES};
     use std::arch::x86_64::*;
+
+    /// The f16 at `b[i..i + 2]` as f32 with F16C's exact `vcvtph2ps` (the same value as
+    /// the reference's conversion, without a call through `half`'s run-time dispatch).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn f16_at(b: &[u8], i: usize) -> f32 {
+        let bits = u16::from_le_bytes([b[i], b[i + 1]]);
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    }
 
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
