@@ -1,6 +1,7 @@
 //! Matmul throughput per weight type (a program, not a test):
 //! `cargo run --release -p jikji-kernels --example matmul_speed [-- ISA [TYPE...] [--wall]]`
-//! (`JIKJI_SHAPE=ROWSxCOLS` for another weight shape)
+//! (`JIKJI_SHAPE=ROWSxCOLS` for another weight shape; `--peer` runs Q4_K/Q6_K through the
+//! peer-order kernels the models use)
 //!
 //! For each type: GMAC/s of `matmul_quantized` on a [4864 x 1024] weight (the FFN shape
 //! of the small benchmark models) with 1 token (decoding: weight streaming) and 64 tokens
@@ -9,7 +10,10 @@
 //! 1 thread is timed in thread CPU time (wall time with `--wall`), 2 threads in wall time (best of batches; on a shared
 //! machine the 2-thread figures are noisy); the activation quantizer is timed separately,
 //! per token row.
-use jikji_kernels::{matmul_quantized_isa, quantize_activations_isa, quantize_row, set_num_threads, GgmlType, Isa, WeightView};
+use jikji_kernels::{
+    matmul_peer_kquant_isa, matmul_quantized_isa, peer_kquant_supported, quantize_activations_isa, quantize_row, set_num_threads, GgmlType,
+    Isa, WeightView,
+};
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -20,6 +24,8 @@ fn main() {
         return;
     }
     let wall = args.iter().any(|a| a == "--wall");
+    // `--peer`: Q4_K/Q6_K through the peer-order kernels (what the models run).
+    let peer = args.iter().any(|a| a == "--peer");
     let only: Vec<&str> = args.iter().skip(1).filter(|a| !a.starts_with("--")).map(|s| s.as_str()).collect();
     // `JIKJI_SHAPE=ROWSxCOLS` overrides the shape (e.g. 262144x640: a vocabulary head
     // larger than the caches, for the streaming speed of decoding).
@@ -81,7 +87,12 @@ fn main() {
                 set_num_threads(threads);
                 let secs = best_time(
                     || {
-                        if let Err(e) = matmul_quantized_isa(isa, &view, &xq, toks, &mut y) {
+                        let r = if peer && peer_kquant_supported(ty, rows, cols) {
+                            matmul_peer_kquant_isa(isa, &view, &xq, toks, &mut y)
+                        } else {
+                            matmul_quantized_isa(isa, &view, &xq, toks, &mut y)
+                        };
+                        if let Err(e) = r {
                             eprintln!("{ty}: {e}");
                         }
                     },

@@ -793,6 +793,8 @@ mod vnni {
                 let bs = |i: usize| (bx.add(260 + 2 * i) as *const i16).read_unaligned() as i32;
                 let mut isum_b = _mm256_setzero_si256();
                 let mut imin_b = _mm256_setzero_si256();
+                // Locals, so the chains stay in registers across the four pairs.
+                let (mut a, mut am) = (acc[t], accm[t]);
                 for pair in 0..4 {
                     let (j0, j1) = (2 * pair, 2 * pair + 1);
                     let s0 = sub_sums(blk.add(j0 * 8), bx.add(4 + 32 * j0));
@@ -802,17 +804,19 @@ mod vnni {
                     let b1 = _mm256_set1_epi32(bs(2 * j1) + bs(2 * j1 + 1));
                     let imin = _mm256_add_epi32(_mm256_mullo_epi32(b0, *blk.add(VALS + 8 + j0)), _mm256_mullo_epi32(b1, *blk.add(VALS + 8 + j1)));
                     if per_pair {
-                        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, acc[t]);
-                        accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin), dmin, accm[t]);
+                        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, a);
+                        am = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin), dmin, am);
                     } else {
                         isum_b = _mm256_add_epi32(isum_b, isum);
                         imin_b = _mm256_add_epi32(imin_b, imin);
                     }
                 }
                 if !per_pair {
-                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum_b), d, acc[t]);
-                    accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin_b), dmin, accm[t]);
+                    a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum_b), d, a);
+                    am = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin_b), dmin, am);
                 }
+                acc[t] = a;
+                accm[t] = am;
             }
         }
         for t in 0..N {
