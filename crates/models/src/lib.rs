@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 pub use arch::Architecture;
 pub use error::ModelError;
-pub use hparams::{HParams, RopeMode};
+pub use hparams::{HParams, RopeMode, YarnParams};
 pub use jikji_gguf::GgufFile;
 pub use kv_cache::{KvCache, KvType};
 pub use trace::trace;
@@ -106,7 +106,20 @@ impl Model {
     /// An empty cache of the given element type.
     pub fn new_cache_with(&self, n_ctx: usize, ty: KvType) -> KvCache {
         let hp = self.arch.hparams();
-        KvCache::new(hp.n_layer, n_ctx, hp.n_embd_k_gqa(), hp.n_embd_v_gqa(), ty)
+        let (kw, vw) = self.arch.cache_widths();
+        KvCache::new(hp.n_layer, n_ctx, kw, vw, ty)
+    }
+
+    /// Values per token per layer stored for keys and values (see
+    /// `Architecture::cache_widths`); the cache costs `(k + v) · n_layer · element size`
+    /// bytes per token.
+    pub fn cache_widths(&self) -> (usize, usize) {
+        self.arch.cache_widths()
+    }
+
+    /// Architecture-specific hyper-parameters, for display.
+    pub fn details(&self) -> Vec<(String, String)> {
+        self.arch.details()
     }
 
     /// Appends `tokens` at positions `cache.len()..` and returns logits, row-major
@@ -126,15 +139,16 @@ impl Model {
         if let Some(&token) = tokens.iter().find(|&&t| t as usize >= hp.n_vocab) {
             return Err(ModelError::TokenOutOfRange { token, n_vocab: hp.n_vocab });
         }
-        if cache.layers.len() != hp.n_layer || cache.k_width != hp.n_embd_k_gqa() || cache.v_width != hp.n_embd_v_gqa() {
+        let (kw, vw) = self.arch.cache_widths();
+        if cache.layers.len() != hp.n_layer || cache.k_width != kw || cache.v_width != vw {
             return Err(ModelError::CacheMismatch(format!(
                 "cache has {} layers of widths {}/{}, model needs {} of {}/{}",
                 cache.layers.len(),
                 cache.k_width,
                 cache.v_width,
                 hp.n_layer,
-                hp.n_embd_k_gqa(),
-                hp.n_embd_v_gqa()
+                kw,
+                vw
             )));
         }
         let needed = cache.len() + tokens.len();
