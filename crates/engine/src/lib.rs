@@ -9,6 +9,9 @@
 //!   reuses the KV cache across calls for the common prefix, streams UTF-8-safe text and
 //!   stops at EOG tokens, stop strings, the token limit or a full context.
 //!
+//! - [`serve`]: the multi-user serving engine (continuous batching over a paged,
+//!   prefix-shared KV cache, streamed events per request) behind the HTTP server.
+//!
 //! Everything returns [`EngineError`]; nothing here panics on model or user input.
 #![forbid(unsafe_code)]
 
@@ -16,6 +19,7 @@ pub mod chat;
 mod error;
 pub mod generate;
 pub mod sampler;
+pub mod serve;
 
 pub use chat::{tokenize_chat_prompt, ChatFormatter, TemplateSource};
 pub use error::EngineError;
