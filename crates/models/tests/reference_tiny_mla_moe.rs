@@ -6,7 +6,7 @@
 mod common;
 
 use common::{argmax, greedy, load_model};
-use jikji_models::Model;
+use jikji_models::{BatchSeq, Model};
 use jikji_testkit::max_abs_diff;
 use jikji_testkit::tiny::TinyReference;
 
@@ -102,6 +102,45 @@ fn tiny_exaone4_matches_transformers_logits_and_both_greedy() {
 fn deepseek_and_exaone4_batched_prefill_gives_the_same_tokens_as_one_at_a_time() {
     for name in ["deepseek_v3-1", "deepseek_v2-1", "exaone4-1"] {
         batched_matches_single(name);
+    }
+}
+
+/// Greedy continuation through `Model::forward_batch` on a paged pool (the serving path),
+/// with this prompt batched next to another sequence.
+fn greedy_paged(model: &Model, prompt: &[u32], other: &[u32], n: usize) -> Vec<u32> {
+    const BS: usize = 4;
+    let mut kv = model.new_paged_kv(64, BS).expect("pool");
+    let mine: Vec<u32> = (0..32).collect();
+    let theirs: Vec<u32> = (32..64).collect();
+    let mut out = Vec::new();
+    let (mut pos, mut feed) = (0usize, prompt.to_vec());
+    let (mut opos, mut ofeed) = (0usize, other.to_vec());
+    for _ in 0..n {
+        let batch = [
+            BatchSeq { tokens: &ofeed, pos0: opos, blocks: &theirs, logits: true },
+            BatchSeq { tokens: &feed, pos0: pos, blocks: &mine, logits: true },
+        ];
+        let logits = model.forward_batch(&batch, &mut kv).expect("forward_batch");
+        let n_vocab = model.info().n_vocab;
+        let next = argmax(&logits[n_vocab..]);
+        let onext = argmax(&logits[..n_vocab]);
+        pos += feed.len();
+        opos += ofeed.len();
+        out.push(next);
+        feed = vec![next];
+        ofeed = vec![onext];
+    }
+    out
+}
+
+#[test]
+fn deepseek_and_exaone4_serving_path_gives_the_reference_greedy_tokens() {
+    for name in ["deepseek_v3-1", "deepseek_v2-1", "exaone4-1"] {
+        let r = TinyReference::load(name);
+        let model = load_model(&r.gguf_path());
+        let (a, b) = (&r.prompts[0], &r.prompts[1]);
+        assert_eq!(greedy_paged(&model, &a.ids, &b.ids, 16), a.transformers.greedy, "{name} `{}` in a batch", a.text);
+        assert_eq!(greedy_paged(&model, &b.ids, &a.ids, 16), b.transformers.greedy, "{name} `{}` in a batch", b.text);
     }
 }
 

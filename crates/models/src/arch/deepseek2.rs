@@ -39,7 +39,7 @@ use crate::blocks::moe::{Expert, Gating, MoeFfn, Routing};
 use crate::blocks::rope::YarnRope;
 use crate::error::ModelError;
 use crate::hparams::{HParams, Meta, RopeMode};
-use crate::kv_cache::{KvCache, KvType};
+use crate::kv_cache::KvView;
 use crate::trace::trace;
 use crate::weights::{Loader, Matrix};
 use jikji_gguf::{GgufFile, Value};
@@ -353,10 +353,11 @@ impl Architecture for DeepSeek2 {
         d
     }
 
-    fn forward(&self, file: &GgufFile, tokens: &[u32], cache: &mut KvCache, out_rows: &[usize]) -> Result<Vec<f32>, ModelError> {
+    fn forward(&self, file: &GgufFile, tokens: &[u32], kv: &mut KvView, out_rows: &[usize]) -> Result<Vec<f32>, ModelError> {
         let hp = &self.hp;
-        let (n, pos0, n_embd) = (tokens.len(), cache.len(), hp.n_embd);
-        let f16_math = cache.kv_type() == KvType::F16;
+        let (n, n_embd) = (tokens.len(), hp.n_embd);
+        let positions = kv.positions(n);
+        let inv = kv.batch_invariant();
         let ctx_w = self.shape.n_head * self.shape.dv;
         let mut x = embed(file, &self.tok_embd, tokens)?; // [n, n_embd]
         trace("inp_embd", None, &x);
@@ -365,14 +366,14 @@ impl Architecture for DeepSeek2 {
         for (il, l) in self.layers.iter().enumerate() {
             rms_norm_weighted(&x, &l.attn_norm, hp.rms_eps, &mut h[..rows * n_embd])?;
             trace("attn_norm", Some(il), &h[..rows * n_embd]);
-            let mut ctx = l.attn.context(file, &self.shape, &self.rope, &h, n, pos0, &mut cache.layers[il], f16_math, il)?;
+            let mut ctx = l.attn.context(file, &self.shape, &self.rope, &h, &positions, kv, il)?;
             if il + 1 == self.layers.len() {
                 ctx = select_rows(&ctx, ctx_w, out_rows);
                 x = select_rows(&x, n_embd, out_rows);
                 rows = out_rows.len();
                 h.truncate(rows * n_embd);
             }
-            let attn_out = l.attn.project_out(file, &ctx, rows)?;
+            let attn_out = l.attn.project_out(file, &ctx, rows, inv)?;
             x.iter_mut().zip(&attn_out).for_each(|(a, b)| *a += b);
             trace("ffn_inp", Some(il), &x);
             h.copy_from_slice(&x);
@@ -380,8 +381,8 @@ impl Architecture for DeepSeek2 {
             trace("ffn_norm", Some(il), &h);
             let mut f = vec![0.0f32; rows * n_embd];
             match &l.ffn {
-                Ffn::Dense(d) => d.forward(file, &h, rows, &mut f)?,
-                Ffn::Moe(m) => m.forward(file, &h, rows, &mut f)?,
+                Ffn::Dense(d) => d.forward(file, &h, rows, &mut f, inv)?,
+                Ffn::Moe(m) => m.forward(file, &h, rows, &mut f, inv)?,
             }
             trace("ffn_out", Some(il), &f);
             x.iter_mut().zip(&f).for_each(|(a, b)| *a += b);

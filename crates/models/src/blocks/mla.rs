@@ -24,10 +24,10 @@
 //! With an f16 cache the latent and rope key are stored rounded to f16 and, as ggml does for
 //! an f16 `mul_mat`, the queries and softmax weights are rounded to f16 before their dots.
 
-use super::linear::{self, project_many};
+use super::linear;
 use super::rope::YarnRope;
 use crate::error::ModelError;
-use crate::kv_cache::LayerKv;
+use crate::kv_cache::{read_f16_bits, write_f16_bits, KvType, KvView};
 use crate::trace::trace;
 use crate::weights::Matrix;
 use jikji_gguf::GgufFile;
@@ -95,9 +95,9 @@ pub struct MlaWeights {
 }
 
 impl MlaWeights {
-    /// Runs MLA for `x` (`[n_tokens, n_embd]`, normalised) at positions `pos0..`, writing
-    /// the latent rows into `kv.k` (`kv.v` is unused). Returns the per-head outputs
-    /// `[n_tokens, n_head * dv]`, before `wo`.
+    /// Runs MLA for `x` (`[n_tokens, n_embd]`, normalised; row `t` at `positions[t]`),
+    /// writing the latent rows into layer `il` of `kv` (keys only; MLA has no value cache).
+    /// Returns the per-head outputs `[n_tokens, n_head * dv]`, before `wo`.
     #[allow(clippy::too_many_arguments)]
     pub fn context(
         &self,
@@ -105,23 +105,23 @@ impl MlaWeights {
         s: &MlaShape,
         rope: &YarnRope,
         x: &[f32],
-        n_tokens: usize,
-        pos0: usize,
-        kv: &mut LayerKv,
-        f16_math: bool,
+        positions: &[usize],
+        kv: &mut KvView,
         il: usize,
     ) -> Result<Vec<f32>, ModelError> {
+        let n_tokens = positions.len();
+        let inv = kv.batch_invariant();
         let (nh, dk, lora, nr) = (s.n_head, s.dk(), s.kv_lora, s.rope);
         let q = match &self.q {
-            QProj::Direct(w) => linear::matmul(file, w, x, n_tokens)?,
+            QProj::Direct(w) => linear::matmul(file, w, x, n_tokens, inv)?,
             QProj::LowRank { a, a_norm, b } => {
-                let mut qa = linear::matmul(file, a, x, n_tokens)?; // [n_tokens, q_lora]
+                let mut qa = linear::matmul(file, a, x, n_tokens, inv)?; // [n_tokens, q_lora]
                 rms_norm_weighted_inplace(&mut qa, a_norm, s.rms_eps)?;
-                linear::matmul(file, b, &qa, n_tokens)?
+                linear::matmul(file, b, &qa, n_tokens, inv)?
             }
         }; // [n_tokens, n_head * dk]
         trace("q", Some(il), &q);
-        let ckv = project_many(file, &[&self.kv_a], x, n_tokens)?.pop().unwrap_or_default(); // [n_tokens, kv_lora + rope]
+        let ckv = linear::matmul(file, &self.kv_a, x, n_tokens, inv)?; // [n_tokens, kv_lora + rope]
         let w = s.cache_width();
         // Latent rows for the cache: [c normed | k_pe roped].
         let mut c = vec![0.0f32; n_tokens * lora]; // [n_tokens, kv_lora]
@@ -131,7 +131,7 @@ impl MlaWeights {
             k_pe[t * nr..(t + 1) * nr].copy_from_slice(&ckv[t * w + lora..(t + 1) * w]);
         }
         rms_norm_weighted_inplace(&mut c, &self.kv_a_norm, s.rms_eps)?;
-        rope.apply(&mut k_pe, n_tokens, nr, pos0)?;
+        rope.apply(&mut k_pe, nr, positions)?;
         trace("kv_cmpr", Some(il), &c);
         trace("k_pe", Some(il), &k_pe);
         let mut rows = vec![0.0f32; n_tokens * w]; // [n_tokens, kv_lora + rope]
@@ -139,7 +139,6 @@ impl MlaWeights {
             rows[t * w..t * w + lora].copy_from_slice(&c[t * lora..(t + 1) * lora]);
             rows[t * w + lora..(t + 1) * w].copy_from_slice(&k_pe[t * nr..(t + 1) * nr]);
         }
-        kv.k.write(pos0 * w, &rows);
 
         // Queries: q_pe rotated, q_nope absorbed into latent space → [n_tokens, n_head, w].
         let mut q_pe = vec![0.0f32; n_tokens * nh * nr]; // [n_tokens, n_head, rope]
@@ -148,7 +147,7 @@ impl MlaWeights {
                 q_pe[(t * nh + h) * nr..][..nr].copy_from_slice(&qt[h * dk + s.nope..(h + 1) * dk]);
             }
         }
-        rope.apply(&mut q_pe, n_tokens, nr, pos0)?;
+        rope.apply(&mut q_pe, nr, positions)?;
         let mut q_full = vec![0.0f32; n_tokens * nh * w]; // [n_tokens, n_head, kv_lora + rope]
         for h in 0..nh {
             let mut qn = Vec::with_capacity(n_tokens * s.nope); // [n_tokens, nope]
@@ -156,7 +155,7 @@ impl MlaWeights {
                 qn.extend_from_slice(&q[t * nh * dk + h * dk..][..s.nope]);
             }
             let q_lat: Vec<f32> = match &self.k_absorb {
-                KAbsorb::PerHead(m) => linear::matmul(file, &m[h], &qn, n_tokens)?, // [n_tokens, kv_lora]
+                KAbsorb::PerHead(m) => linear::matmul(file, &m[h], &qn, n_tokens, inv)?, // [n_tokens, kv_lora]
                 KAbsorb::Transposed(wk) => {
                     let wk = &wk[h]; // [nope, kv_lora]
                     let mut out = vec![0.0f32; n_tokens * lora];
@@ -177,52 +176,49 @@ impl MlaWeights {
         }
         trace("q_absorbed", Some(il), &q_full);
 
-        // Attention over the latent cache, one task per head → [n_head][n_tokens, kv_lora].
-        let n_kv = pos0 + n_tokens;
-        let mut cache = vec![0.0f32; n_kv * w]; // [n_kv, kv_lora + rope]
-        kv.k.read(0, &mut cache);
-        let bufs: Vec<Mutex<Vec<f32>>> = (0..nh).map(|_| Mutex::new(Vec::new())).collect();
-        parallel_for(nh, &|h| {
-            let mut qh = vec![0.0f32; w];
-            let mut scores = vec![0.0f32; n_kv];
-            let mut o = vec![0.0f32; n_tokens * lora];
-            for t in 0..n_tokens {
-                let pos = pos0 + t;
-                qh.copy_from_slice(&q_full[(t * nh + h) * w..][..w]);
-                if f16_math {
-                    qh.iter_mut().for_each(|v| *v = half::f16::from_f32(*v).to_f32());
-                }
-                let sc = &mut scores[..pos + 1];
-                for (j, sj) in sc.iter_mut().enumerate() {
-                    let kr = &cache[j * w..(j + 1) * w];
-                    *sj = kr.iter().zip(&qh).map(|(a, b)| a * b).sum::<f32>() * s.kq_scale;
-                }
-                let max = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0.0f64;
-                for v in sc.iter_mut() {
-                    *v = (*v - max).exp();
-                    sum += *v as f64;
-                }
-                let inv = (1.0 / sum) as f32;
-                for v in sc.iter_mut() {
-                    *v *= inv;
-                    if f16_math {
-                        *v = half::f16::from_f32(*v).to_f32();
+        // Store the latent rows, then attend per sequence over its visible rows.
+        let mut lat = vec![0.0f32; n_tokens * nh * lora]; // [n_tokens, n_head, kv_lora]
+        match kv {
+            KvView::Contiguous(cache) => {
+                let pos0 = cache.len();
+                let f16_math = cache.kv_type() == KvType::F16;
+                let layer = &mut cache.layers[il];
+                layer.k.write(pos0 * w, &rows);
+                let mut visible = vec![0.0f32; (pos0 + n_tokens) * w]; // [n_kv, w]
+                layer.k.read(0, &mut visible);
+                attend_latent(s, &q_full, &visible, pos0, n_tokens, f16_math, &mut lat);
+            }
+            KvView::Paged { kv, seqs } => {
+                let mut row = 0;
+                for sq in seqs.iter() {
+                    for pos in sq.pos0..sq.pos0 + sq.n_tokens {
+                        let r = kv.row(sq.blocks, pos);
+                        write_f16_bits(&mut kv.layers[il].k, r * w, &rows[row * w..(row + 1) * w]);
+                        row += 1;
                     }
                 }
-                let ot = &mut o[t * lora..(t + 1) * lora];
-                for (j, &p) in sc.iter().enumerate() {
-                    let cr = &cache[j * w..j * w + lora];
-                    ot.iter_mut().zip(cr).for_each(|(a, b)| *a += p * b);
+                let mut row0 = 0;
+                for sq in seqs.iter() {
+                    let n_kv = sq.pos0 + sq.n_tokens;
+                    let mut visible = vec![0.0f32; n_kv * w]; // [n_kv, w]
+                    for (j, dst) in visible.chunks_exact_mut(w).enumerate() {
+                        read_f16_bits(&kv.layers[il].k, kv.row(sq.blocks, j) * w, dst);
+                    }
+                    let qs = &q_full[row0 * nh * w..(row0 + sq.n_tokens) * nh * w];
+                    let out = &mut lat[row0 * nh * lora..(row0 + sq.n_tokens) * nh * lora];
+                    attend_latent(s, qs, &visible, sq.pos0, sq.n_tokens, true, out);
+                    row0 += sq.n_tokens;
                 }
             }
-            *bufs[h].lock().unwrap_or_else(|e| e.into_inner()) = o;
-        });
+        }
         // Per head: latent context through v_b → [n_tokens, n_head * dv].
         let mut ctx = vec![0.0f32; n_tokens * nh * s.dv];
-        for (h, buf) in bufs.into_iter().enumerate() {
-            let lat = buf.into_inner().unwrap_or_else(|e| e.into_inner()); // [n_tokens, kv_lora]
-            let v = linear::matmul(file, &self.v_b[h], &lat, n_tokens)?; // [n_tokens, dv]
+        for h in 0..nh {
+            let mut lh = Vec::with_capacity(n_tokens * lora); // [n_tokens, kv_lora]
+            for t in 0..n_tokens {
+                lh.extend_from_slice(&lat[(t * nh + h) * lora..][..lora]);
+            }
+            let v = linear::matmul(file, &self.v_b[h], &lh, n_tokens, inv)?; // [n_tokens, dv]
             for t in 0..n_tokens {
                 ctx[t * nh * s.dv + h * s.dv..][..s.dv].copy_from_slice(&v[t * s.dv..(t + 1) * s.dv]);
             }
@@ -232,8 +228,61 @@ impl MlaWeights {
     }
 
     /// Output projection: `ctx` `[n_rows, n_head * dv]` → `[n_rows, n_embd]`.
-    pub fn project_out(&self, file: &GgufFile, ctx: &[f32], n_rows: usize) -> Result<Vec<f32>, ModelError> {
-        linear::matmul(file, &self.wo, ctx, n_rows)
+    pub fn project_out(&self, file: &GgufFile, ctx: &[f32], n_rows: usize, batch_invariant: bool) -> Result<Vec<f32>, ModelError> {
+        linear::matmul(file, &self.wo, ctx, n_rows, batch_invariant)
+    }
+}
+
+/// Attention of one sequence's `n_tokens` queries `q` (`[n_tokens, n_head, kv_lora +
+/// rope]`, positions `pos0..`) over its cache rows `visible` (`[pos0 + n_tokens, kv_lora
+/// + rope]`, already rounded to the cache type), writing the softmax-weighted latents
+/// `[n_tokens, n_head, kv_lora]` into `out`. One task per head; each output element is
+/// summed in position order, so the result does not depend on the batch around it.
+fn attend_latent(s: &MlaShape, q: &[f32], visible: &[f32], pos0: usize, n_tokens: usize, f16_math: bool, out: &mut [f32]) {
+    let (nh, lora, w) = (s.n_head, s.kv_lora, s.cache_width());
+    let n_kv = pos0 + n_tokens;
+    let bufs: Vec<Mutex<Vec<f32>>> = (0..nh).map(|_| Mutex::new(Vec::new())).collect();
+    parallel_for(nh, &|h| {
+        let mut qh = vec![0.0f32; w];
+        let mut scores = vec![0.0f32; n_kv];
+        let mut o = vec![0.0f32; n_tokens * lora]; // [n_tokens, kv_lora]
+        for t in 0..n_tokens {
+            let pos = pos0 + t;
+            qh.copy_from_slice(&q[(t * nh + h) * w..][..w]);
+            if f16_math {
+                qh.iter_mut().for_each(|v| *v = half::f16::from_f32(*v).to_f32());
+            }
+            let sc = &mut scores[..pos + 1];
+            for (j, sj) in sc.iter_mut().enumerate() {
+                let kr = &visible[j * w..(j + 1) * w];
+                *sj = kr.iter().zip(&qh).map(|(a, b)| a * b).sum::<f32>() * s.kq_scale;
+            }
+            let max = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0f64;
+            for v in sc.iter_mut() {
+                *v = (*v - max).exp();
+                sum += *v as f64;
+            }
+            let inv = (1.0 / sum) as f32;
+            for v in sc.iter_mut() {
+                *v *= inv;
+                if f16_math {
+                    *v = half::f16::from_f32(*v).to_f32();
+                }
+            }
+            let ot = &mut o[t * lora..(t + 1) * lora];
+            for (j, &p) in sc.iter().enumerate() {
+                let cr = &visible[j * w..j * w + lora];
+                ot.iter_mut().zip(cr).for_each(|(a, b)| *a += p * b);
+            }
+        }
+        *bufs[h].lock().unwrap_or_else(|e| e.into_inner()) = o;
+    });
+    for (h, buf) in bufs.into_iter().enumerate() {
+        let o = buf.into_inner().unwrap_or_else(|e| e.into_inner());
+        for (t, row) in o.chunks_exact(lora.max(1)).enumerate() {
+            out[(t * nh + h) * lora..][..lora].copy_from_slice(row);
+        }
     }
 }
 

@@ -177,10 +177,12 @@ pub struct MoeFfn {
 
 impl MoeFfn {
     /// `x`: `[n_tokens, n_embd]` (normalised) → `out`: `[n_tokens, n_embd]`.
-    pub fn forward(&self, file: &GgufFile, x: &[f32], n_tokens: usize, out: &mut [f32]) -> Result<(), ModelError> {
+    /// `batch_invariant`: see `linear::project_many` (each row's result must not depend on
+    /// how many rows share its expert, for the serving path).
+    pub fn forward(&self, file: &GgufFile, x: &[f32], n_tokens: usize, out: &mut [f32], batch_invariant: bool) -> Result<(), ModelError> {
         let n_embd = self.gate_inp.cols;
         let n_expert = self.routing.n_expert;
-        let logits = linear::matmul(file, &self.gate_inp, x, n_tokens)?; // [n_tokens, n_expert]
+        let logits = linear::matmul(file, &self.gate_inp, x, n_tokens, batch_invariant)?; // [n_tokens, n_expert]
         crate::trace::trace("ffn_moe_logits", None, &logits);
         // Per token: selected (expert, weight) in selection order.
         let routes: Vec<Vec<(usize, f32)>> =
@@ -204,7 +206,7 @@ impl MoeFfn {
             for &(t, _) in rows {
                 xe.extend_from_slice(&x[t * n_embd..(t + 1) * n_embd]);
             }
-            let mut gu = project_many(file, &[&ex.gate, &ex.up], &xe, m)?.into_iter();
+            let mut gu = project_many(file, &[&ex.gate, &ex.up], &xe, m, batch_invariant)?.into_iter();
             let (mut g, u) = match (gu.next(), gu.next()) {
                 (Some(g), Some(u)) => (g, u), // [m, n_ff_exp] each
                 _ => return Err(ModelError::BadRequest("projection count".into())),
@@ -212,7 +214,7 @@ impl MoeFfn {
             for (gr, ur) in g.chunks_exact_mut(ex.gate.rows).zip(u.chunks_exact(ex.gate.rows)) {
                 peer::swiglu_row(gr, ur);
             }
-            let d = linear::matmul(file, &ex.down, &g, m)?; // [m, n_embd]
+            let d = linear::matmul(file, &ex.down, &g, m, batch_invariant)?; // [m, n_embd]
             for (&(t, slot), row) in rows.iter().zip(d.chunks_exact(n_embd)) {
                 let w = routes[t][slot].1;
                 let dst = &mut slots[(t * n_used + slot) * n_embd..][..n_embd];
@@ -230,7 +232,7 @@ impl MoeFfn {
         crate::trace::trace("ffn_moe_out", None, out);
         if let Some(sh) = &self.shared {
             let mut s = vec![0.0f32; n_tokens * n_embd];
-            sh.forward(file, x, n_tokens, &mut s)?;
+            sh.forward(file, x, n_tokens, &mut s, batch_invariant)?;
             crate::trace::trace("ffn_shexp", None, &s);
             out.iter_mut().zip(&s).for_each(|(a, b)| *a += b);
         }

@@ -18,8 +18,9 @@ pub struct Rope<'a> {
 }
 
 impl Rope<'_> {
-    /// Rotates `x` = `[n_tokens, n_heads * head_dim]` where token `t` sits at `pos0 + t`.
-    pub fn apply(&self, x: &mut [f32], n_tokens: usize, head_dim: usize, pos0: usize) -> Result<(), ModelError> {
+    /// Rotates `x` = `[n_tokens, n_heads * head_dim]` where token `t` sits at `positions[t]`.
+    pub fn apply(&self, x: &mut [f32], head_dim: usize, positions: &[usize]) -> Result<(), ModelError> {
+        let n_tokens = positions.len();
         if n_tokens == 0 || head_dim == 0 {
             return Ok(());
         }
@@ -35,9 +36,8 @@ impl Rope<'_> {
                 return Err(ModelError::BadRequest(format!("rope: {} frequency factors for {} pairs", f.len(), self.n_rot / 2)));
             }
         }
-        let positions: Vec<usize> = (pos0..pos0 + n_tokens).collect();
         let neox = self.mode == RopeMode::Neox;
-        peer::rope(x, head_dim, &positions, self.n_rot, neox, self.base, self.freq_scale, self.freq_factors);
+        peer::rope(x, head_dim, positions, self.n_rot, neox, self.base, self.freq_scale, self.freq_factors);
         Ok(())
     }
 }
@@ -95,8 +95,9 @@ impl YarnRope {
     }
 
     /// Rotates the first `n_rot` dims of each `head_dim` block of `x` = `[n_tokens, n_heads
-    /// * head_dim]`, token `t` at position `pos0 + t`.
-    pub fn apply(&self, x: &mut [f32], n_tokens: usize, head_dim: usize, pos0: usize) -> Result<(), ModelError> {
+    /// * head_dim]`, token `t` at position `positions[t]`.
+    pub fn apply(&self, x: &mut [f32], head_dim: usize, positions: &[usize]) -> Result<(), ModelError> {
+        let n_tokens = positions.len();
         if n_tokens == 0 || head_dim == 0 || self.n_rot == 0 {
             return Ok(());
         }
@@ -110,8 +111,8 @@ impl YarnRope {
         let row = x.len() / n_tokens;
         let half = self.n_rot / 2;
         let mut cache = vec![0.0f32; self.n_rot];
-        for (t, tok) in x.chunks_exact_mut(row).enumerate() {
-            self.cache(pos0 + t, &mut cache);
+        for (tok, &pos) in x.chunks_exact_mut(row).zip(positions) {
+            self.cache(pos, &mut cache);
             for head in tok.chunks_exact_mut(head_dim) {
                 for i in 0..half {
                     let (a, b) = if self.mode == RopeMode::Neox { (i, i + half) } else { (2 * i, 2 * i + 1) };
@@ -136,8 +137,8 @@ mod tests {
         let yarn = YarnRope { mode: RopeMode::Norm, n_rot: 8, base: 10000.0, freq_scale: 1.0, ext_factor: 0.0, mscale: 1.0, corr_dims: [0.0, 7.0] };
         let x: Vec<f32> = (0..32).map(|i| (i as f32 * 0.37).sin()).collect();
         let (mut a, mut b) = (x.clone(), x);
-        plain.apply(&mut a, 2, 16, 5).expect("rope");
-        yarn.apply(&mut b, 2, 16, 5).expect("rope");
+        plain.apply(&mut a, 16, &[5, 6]).expect("rope");
+        yarn.apply(&mut b, 16, &[5, 6]).expect("rope");
         for (p, q) in a.iter().zip(&b) {
             assert!((p - q).abs() < 1e-5, "{p} vs {q}");
         }
