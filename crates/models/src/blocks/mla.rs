@@ -233,9 +233,9 @@ impl MlaWeights {
     }
 }
 
-/// Attention of one sequence's `n_tokens` queries `q` (`[n_tokens, n_head, kv_lora +
-/// rope]`, positions `pos0..`) over its cache rows `visible` (`[pos0 + n_tokens, kv_lora
-/// + rope]`, already rounded to the cache type), writing the softmax-weighted latents
+/// Attention of one sequence's `n_tokens` queries `q` (`[n_tokens, n_head, w]`, positions
+/// `pos0..`, `w = kv_lora + rope`) over its cache rows `visible` (`[pos0 + n_tokens, w]`,
+/// already rounded to the cache type), writing the softmax-weighted latents
 /// `[n_tokens, n_head, kv_lora]` into `out`. One task per head; each output element is
 /// summed in position order, so the result does not depend on the batch around it.
 fn attend_latent(s: &MlaShape, q: &[f32], visible: &[f32], pos0: usize, n_tokens: usize, f16_math: bool, out: &mut [f32]) {
