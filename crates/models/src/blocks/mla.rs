@@ -32,6 +32,7 @@ use crate::trace::trace;
 use crate::weights::Matrix;
 use jikji_gguf::GgufFile;
 use jikji_kernels::ops::rms_norm_weighted_inplace;
+use jikji_kernels::lanes::dot16_rows;
 use jikji_kernels::pool::parallel_for;
 use std::sync::Mutex;
 
@@ -253,10 +254,9 @@ fn attend_latent(s: &MlaShape, q: &[f32], visible: &[f32], pos0: usize, n_tokens
                 qh.iter_mut().for_each(|v| *v = half::f16::from_f32(*v).to_f32());
             }
             let sc = &mut scores[..pos + 1];
-            for (j, sj) in sc.iter_mut().enumerate() {
-                let kr = &visible[j * w..(j + 1) * w];
-                *sj = kr.iter().zip(&qh).map(|(a, b)| a * b).sum::<f32>() * s.kq_scale;
-            }
+            // Every visible key against the query (16-lane FMA order, SIMD when w % 16 == 0).
+            dot16_rows(visible, w, &qh, sc);
+            sc.iter_mut().for_each(|v| *v *= s.kq_scale);
             let max = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0f64;
             for v in sc.iter_mut() {
