@@ -234,6 +234,23 @@ impl MlaWeights {
     }
 }
 
+/// `Σ a[i]·b[i]` in 8 lanes (lane `i % 8`), then the lanes in order: a fixed order the
+/// compiler vectorises, for widths that are not a multiple of 16.
+fn dot8(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ta, tb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    for (i, (x, y)) in ta.iter().zip(tb).enumerate() {
+        acc[i] += x * y;
+    }
+    acc.iter().sum()
+}
+
 /// Attention of one sequence's `n_tokens` queries `q` (`[n_tokens, n_head, w]`, positions
 /// `pos0..`, `w = kv_lora + rope`) over its cache rows `visible` (`[pos0 + n_tokens, w]`,
 /// already rounded to the cache type), writing the softmax-weighted latents
@@ -254,8 +271,15 @@ fn attend_latent(s: &MlaShape, q: &[f32], visible: &[f32], pos0: usize, n_tokens
                 qh.iter_mut().for_each(|v| *v = half::f16::from_f32(*v).to_f32());
             }
             let sc = &mut scores[..pos + 1];
-            // Every visible key against the query (16-lane FMA order, SIMD when w % 16 == 0).
-            dot16_rows(visible, w, &qh, sc);
+            if w % 16 == 0 {
+                // Every visible key against the query (16-lane FMA order, SIMD); real
+                // models' latent widths (512 + 64) take this path.
+                dot16_rows(visible, w, &qh, sc);
+            } else {
+                for (j, sj) in sc.iter_mut().enumerate() {
+                    *sj = dot8(&visible[j * w..(j + 1) * w], &qh);
+                }
+            }
             sc.iter_mut().for_each(|v| *v *= s.kq_scale);
             let max = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0f64;
