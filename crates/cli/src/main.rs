@@ -6,6 +6,7 @@
 mod bench;
 mod commands;
 mod inspect;
+mod thinking;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -128,6 +129,9 @@ struct RunArgs {
     /// Stop when the output contains this text (repeatable).
     #[arg(long = "stop")]
     stop: Vec<String>,
+    /// Do not print a reasoning model's thinking (`<think>` … `</think>`), only its answer.
+    #[arg(long = "hide-thinking")]
+    hide_thinking: bool,
     /// The prompt (put it after `--` if it starts with `-`; may be empty with --raw on
     /// models that add BOS).
     prompt: String,
@@ -145,6 +149,9 @@ struct ChatArgs {
     /// System message for the chat template.
     #[arg(long)]
     system: Option<String>,
+    /// Do not print a reasoning model's thinking (`<think>` … `</think>`), only its answer.
+    #[arg(long = "hide-thinking")]
+    hide_thinking: bool,
 }
 
 fn main() -> ExitCode {
