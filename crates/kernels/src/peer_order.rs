@@ -264,7 +264,9 @@ fn peer_kquant_impl(level: Isa, w: &WeightView, xq: &[u8], n_tokens: usize, y: &
     if yneed == 0 {
         return Ok(());
     }
-    let gemm_tokens = n_tokens - n_tokens % 4;
+    // The peer's gemm covers whole groups of 4 tokens, the rest take its gemv; the fixed
+    // (batch-invariant) order puts every token through the gemm order.
+    let gemm_tokens = if fixed { n_tokens } else { n_tokens - n_tokens % 4 };
     let order = |t: usize| match w.ty {
         GgmlType::Q4_K if fixed || t < gemm_tokens => Order::Q4Gemm,
         GgmlType::Q4_K => Order::Q4Gemv,
@@ -1134,6 +1136,29 @@ mod tests {
                             _ if n_tokens >= 8 => Order::Q6Tiled,
                             _ => Order::Q6Vec,
                         };
+                        let want = dot_scalar(o, &data[r * wrb..(r + 1) * wrb], &xq[t * nb * Q8K_BYTES..(t + 1) * nb * Q8K_BYTES]);
+                        assert_eq!(y[t * rows + r].to_bits(), want.to_bits(), "{ty:?} n={n_tokens} t={t} r={r}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn batch_invariant_order_gives_every_token_the_same_bits_at_any_batch_size() {
+        let (rows, cols) = (24usize, 768usize);
+        let nb = cols / 256;
+        for ty in [GgmlType::Q4_K, GgmlType::Q6_K] {
+            let data = weights(ty, rows * nb, 9);
+            let w = WeightView { ty, data: &data, rows, cols };
+            let wrb = data.len() / rows;
+            for n_tokens in [1usize, 3, 4, 7, 8, 23] {
+                let xq = q8k_rows(n_tokens * nb, 4);
+                let mut y = vec![f32::NAN; rows * n_tokens];
+                matmul_kquant_batch_invariant(&w, &xq, n_tokens, &mut y).unwrap();
+                let o = if ty == GgmlType::Q4_K { Order::Q4Gemm } else { Order::Q6Tiled };
+                for t in 0..n_tokens {
+                    for r in 0..rows {
                         let want = dot_scalar(o, &data[r * wrb..(r + 1) * wrb], &xq[t * nb * Q8K_BYTES..(t + 1) * nb * Q8K_BYTES]);
                         assert_eq!(y[t * rows + r].to_bits(), want.to_bits(), "{ty:?} n={n_tokens} t={t} r={r}");
                     }
