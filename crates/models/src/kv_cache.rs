@@ -1,10 +1,18 @@
-//! The key/value cache of one sequence: per layer, `n_ctx` rows of keys
-//! (`[n_ctx, n_head_kv * head_dim_k]`) and values (`[n_ctx, n_head_kv * head_dim_v]`).
+//! Key/value caches.
 //!
-//! Stored as F16 by default, as llama.cpp does (`type_k = type_v = f16`), so attention sees
-//! the same rounded keys and values as the peer; F32 is available for debugging.
-//! Positions are implicit: row `i` holds the token at position `i`, and `len()` is the next
-//! position to fill. `truncate`/`clear` only move `len` (rows past it are overwritten later).
+//! - [`KvCache`]: one sequence, per layer `n_ctx` rows of keys
+//!   (`[n_ctx, n_head_kv * head_dim_k]`) and values (`[n_ctx, n_head_kv * head_dim_v]`).
+//!   Stored as F16 by default, as llama.cpp does (`type_k = type_v = f16`), so attention
+//!   sees the same rounded keys and values as the peer; F32 is available for debugging.
+//!   Positions are implicit: row `i` holds the token at position `i`, and `len()` is the
+//!   next position to fill. `truncate`/`clear` only move `len` (rows past it are
+//!   overwritten later).
+//! - [`PagedKv`]: a pool of fixed-size blocks shared by many sequences (the serving
+//!   engine's cache); each sequence reaches its positions through a block table, so
+//!   blocks can be handed out, shared by prompts with a common prefix and returned one at
+//!   a time. Values are f16-rounded, kept as f32 so attention reads them in place.
+//! - [`KvView`]: what an architecture's forward pass writes and attends over (one of the
+//!   two, with the matching numerics).
 
 /// Element type of the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

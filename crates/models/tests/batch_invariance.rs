@@ -185,3 +185,29 @@ fn bad_batches_are_errors() {
     assert!(matches!(m.forward_batch(&[], &mut kv), Err(ModelError::EmptyInput)));
     assert!(m.new_paged_kv(0, BS).is_err());
 }
+
+#[test]
+fn the_block_size_of_the_pool_does_not_change_logits_on_real_models() {
+    // 16-position blocks take the whole-block value sum, 4-position blocks the per-segment
+    // one: the same FMAs in the same order, so the same bits.
+    for file in ["SmolLM2-135M-Instruct.Q4_1.gguf", "qwen2.5-coder-0.5b-instruct.gguf"] {
+        let Some(path) = real_model(file) else { return };
+        let m = load_model(&path);
+        let p: Vec<u32> = (0..40).map(|i| (i * 37 + 5) % 1000).collect();
+        let run_with = |bs: usize| {
+            let mut kv = m.new_paged_kv(64, bs).expect("pool");
+            let blocks: Vec<u32> = (0..(64 / bs) as u32).collect();
+            let mut out = m
+                .forward_batch(&[BatchSeq { tokens: &p[..37], pos0: 0, blocks: &blocks, logits: true }], &mut kv)
+                .expect("prefill");
+            for pos in 37..40 {
+                out.extend(
+                    m.forward_batch(&[BatchSeq { tokens: &p[pos..pos + 1], pos0: pos, blocks: &blocks, logits: true }], &mut kv)
+                        .expect("decode"),
+                );
+            }
+            out
+        };
+        assert!(run_with(16) == run_with(4), "{file}: 16- and 4-position blocks differ");
+    }
+}

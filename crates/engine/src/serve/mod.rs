@@ -268,7 +268,8 @@ impl Engine {
         let bs = DEFAULT_KV_BLOCK;
         let info = model.info();
         let hp = model.hparams();
-        let bytes_per_token = (info.n_layer * (hp.n_embd_k_gqa() + hp.n_embd_v_gqa()) * 2).max(1);
+        // The pool keeps f16-rounded values as f32 (read in place by attention).
+        let bytes_per_token = (info.n_layer * (hp.n_embd_k_gqa() + hp.n_embd_v_gqa()) * 4).max(1);
         let by_memory = cfg.kv_memory_limit / bytes_per_token;
         // At least one full-context sequence must fit.
         let kv_tokens = cfg.kv_tokens.min(by_memory).max(cfg.n_ctx);
@@ -388,7 +389,12 @@ impl EngineHandle {
                 return Err(SubmitError::ShuttingDown);
             }
             // Cancelled requests still in the queue do not count.
+            let before = q.waiting.len();
             q.waiting.retain(|p| !p.tx.is_closed());
+            let dropped = (before - q.waiting.len()) as u64;
+            if dropped > 0 {
+                sh.metrics.update(|c| c.cancelled += dropped);
+            }
             if q.waiting.len() >= sh.cfg.max_queue {
                 let per_slot = q.waiting.len() / sh.cfg.parallel.max(1);
                 return Err(SubmitError::QueueFull { retry_after_secs: (1 + per_slot as u64).min(60) });

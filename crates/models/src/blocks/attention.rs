@@ -207,6 +207,31 @@ pub fn attention(
     }
 }
 
+/// One whole 16-position block of the weighted value sum in a single lane pass:
+/// `lanes[d][l] = fma(v[d][l], p[l], lanes[d][l])` for every value dimension `d`, as one
+/// `fma_lanes` over the flattened `[dv, 16]` block with `p` repeated per dimension, which
+/// performs exactly the per-dimension FMAs (lane `d·16 + l` is dimension `d`, position
+/// lane `l`). Returns false (nothing done) for head widths without a wide instance.
+fn wide_block_sum(vb: &[f32], p: &[f32], p_rep: &mut [f32], lanes: &mut [[f32; 16]]) -> bool {
+    let dv = lanes.len();
+    for chunk in p_rep.chunks_exact_mut(16) {
+        chunk.copy_from_slice(p);
+    }
+    let flat = lanes.as_flattened_mut();
+    match dv {
+        64 => match <&mut [f32; 1024]>::try_from(flat) {
+            Ok(l) => fma_lanes(vb, p_rep, 0, l),
+            Err(_) => return false,
+        },
+        128 => match <&mut [f32; 2048]>::try_from(flat) {
+            Ok(l) => fma_lanes(vb, p_rep, 0, l),
+            Err(_) => return false,
+        },
+        _ => return false,
+    }
+    true
+}
+
 /// Batch-invariant attention over a paged pool, writing `out` `[n_rows, n_head * head_dim_v]`.
 ///
 /// `q` holds the rows of every sequence of `seqs`, concatenated in order
@@ -241,6 +266,7 @@ pub fn attention_paged(s: &AttnShape, q: &[f32], kv: &PagedKv, il: usize, seqs: 
         let gw = group * dv;
         let mut o = vec![0.0f32; sq.n_tokens * gw];
         let mut lanes = vec![[0.0f32; 16]; dv];
+        let mut p_rep = vec![0.0f32; dv * 16];
         for t in 0..sq.n_tokens {
             let pos = sq.pos0 + t;
             let lo = match s.window {
@@ -267,6 +293,9 @@ pub fn attention_paged(s: &AttnShape, q: &[f32], kv: &PagedKv, il: usize, seqs: 
                 for (bi, a, b) in segments.clone() {
                     let vb = &layer.v[sq.blocks[bi] as usize * vw * bs..][..vw * bs];
                     let p = &scores[a..b];
+                    if bs == 16 && b - a == 16 && wide_block_sum(&vb[kvh * dv * 16..][..dv * 16], p, &mut p_rep, &mut lanes) {
+                        continue;
+                    }
                     for (d, l) in lanes.iter_mut().enumerate() {
                         let col = (kvh * dv + d) * bs;
                         fma_lanes(&vb[col + a % bs..col + b - (bi * bs)], p, a, l);
