@@ -183,14 +183,27 @@ impl PagedKv {
         let (blk, off) = (blocks[pos / bs] as usize, pos % bs);
         let layer = &mut self.layers[il];
         let r = blk * bs + off;
-        for (d, &x) in layer.k[r * kw..(r + 1) * kw].iter_mut().zip(k) {
-            *d = half::f16::from_f32(x).to_f32();
-        }
+        write_f16_bits(&mut layer.k, r * kw, &k[..kw.min(k.len())]);
         let vb = &mut layer.v[blk * vw * bs..(blk + 1) * vw * bs];
         for (c, &x) in v.iter().enumerate().take(vw) {
             vb[c * bs + off] = half::f16::from_f32(x).to_f32();
         }
     }
+}
+
+/// Writes `src` at element offset `at` of a paged layer's key store, rounded through f16
+/// (the pool's element type). For architectures that store their own rows (MLA latents).
+pub(crate) fn write_f16_bits(dst: &mut [f32], at: usize, src: &[f32]) {
+    for (d, s) in dst[at..at + src.len()].iter_mut().zip(src) {
+        *d = half::f16::from_f32(*s).to_f32();
+    }
+}
+
+/// Reads `dst.len()` values at element offset `from` of a paged layer's key store (already
+/// f16-rounded, so a plain copy).
+#[allow(dead_code)] // for architectures that attend over their own rows (MLA)
+pub(crate) fn read_f16_bits(src: &[f32], from: usize, dst: &mut [f32]) {
+    dst.copy_from_slice(&src[from..from + dst.len()]);
 }
 
 /// One sequence of a batched step: `n_tokens` new tokens at positions `pos0..`, stored

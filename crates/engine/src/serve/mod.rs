@@ -267,9 +267,9 @@ impl Engine {
         }
         let bs = DEFAULT_KV_BLOCK;
         let info = model.info();
-        let hp = model.hparams();
-        // The pool keeps f16-rounded values as f32 (read in place by attention).
-        let bytes_per_token = (info.n_layer * (hp.n_embd_k_gqa() + hp.n_embd_v_gqa()) * 4).max(1);
+        // The architecture decides what a position stores (e.g. MLA keeps one latent row):
+        // measure it on a one-block pool.
+        let bytes_per_token = (model.new_paged_kv(1, bs)?.block_bytes() / bs).max(1);
         let by_memory = cfg.kv_memory_limit / bytes_per_token;
         // At least one full-context sequence must fit.
         let kv_tokens = cfg.kv_tokens.min(by_memory).max(cfg.n_ctx);
