@@ -8,6 +8,8 @@
 //! - [`generate`]: a one-sequence [`Generator`] that prefills the prompt in one batch,
 //!   reuses the KV cache across calls for the common prefix, streams UTF-8-safe text and
 //!   stops at EOG tokens, stop strings, the token limit or a full context.
+//! - [`reasoning`]: a streaming splitter of `<think>` reasoning from the answer, for the
+//!   CLI's thinking display and the server's `reasoning_content`.
 //!
 //! Everything returns [`EngineError`]; nothing here panics on model or user input.
 #![forbid(unsafe_code)]
@@ -15,9 +17,11 @@
 pub mod chat;
 mod error;
 pub mod generate;
+pub mod reasoning;
 pub mod sampler;
 
 pub use chat::{tokenize_chat_prompt, ChatFormatter, TemplateSource};
 pub use error::EngineError;
+pub use reasoning::{Part, ReasoningSplitter};
 pub use generate::{GenerateParams, Generation, Generator, StopReason, Timings};
 pub use sampler::{Sampler, SamplerConfig, SamplerError};
