@@ -40,8 +40,8 @@ pub struct ServeArgs {
     /// context, at most 4096].
     #[arg(long = "ctx", short = 'c')]
     ctx: Option<usize>,
-    /// Total KV-cache capacity in tokens shared by all sequences [default: parallel × ctx,
-    /// at most 65536].
+    /// Total KV-cache capacity in tokens shared by all sequences [default: parallel × ctx;
+    /// the engine caps the pool's memory in any case].
     #[arg(long = "kv-tokens")]
     kv_tokens: Option<usize>,
     /// Requests allowed to wait beyond the batch slots before 429s.
@@ -70,8 +70,6 @@ pub struct ServeArgs {
 
 /// Default context when `--ctx` is not given (capped by the model's training context).
 const DEFAULT_CTX: usize = 4096;
-/// Default cap on the shared KV capacity.
-const DEFAULT_KV_CAP: usize = 65536;
 
 fn model_id(arg: &str, path: &Path) -> String {
     if jikji_catalog::lookup(arg).is_some() {
@@ -129,7 +127,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     let kv_tokens = match args.kv_tokens {
         Some(0) => bail!("--kv-tokens must be at least 1"),
         Some(k) => k,
-        None => args.parallel.saturating_mul(n_ctx).min(DEFAULT_KV_CAP).max(n_ctx),
+        None => args.parallel.saturating_mul(n_ctx),
     };
     let id = model_id(&args.model, &path);
     let mut aliases = Vec::new();
@@ -146,7 +144,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         parallel: args.parallel,
         max_queue: args.max_queue,
         kv_tokens,
-        threads: args.threads.unwrap_or_else(jikji_kernels::num_threads),
+        threads: args.threads.unwrap_or(0),
         ..ServeConfig::default()
     };
     let engine = Engine::start(Arc::new(model), Arc::new(tokenizer), Some(chat), id.clone(), cfg)
