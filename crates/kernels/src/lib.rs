@@ -56,7 +56,7 @@ pub use half;
 mod util;
 
 pub use cpu::{isa, Isa};
-pub use peer_order::{matmul_peer_kquant, matmul_peer_kquant_isa, peer_kquant_supported};
+pub use peer_order::{matmul_kquant_batch_invariant, matmul_peer_kquant, matmul_peer_kquant_isa, peer_kquant_supported};
 pub use jikji_gguf::GgmlType;
 
 #[derive(Debug, thiserror::Error)]

@@ -224,6 +224,19 @@ pub fn matmul_peer_kquant(w: &WeightView, xq: &[u8], n_tokens: usize, y: &mut [f
 
 /// As [`matmul_peer_kquant`] with the kernels of `level` (scalar unless an x86 SIMD level).
 pub fn matmul_peer_kquant_isa(level: Isa, w: &WeightView, xq: &[u8], n_tokens: usize, y: &mut [f32]) -> Result<(), KernelError> {
+    peer_kquant_impl(level, w, xq, n_tokens, y, false)
+}
+
+/// As [`matmul_peer_kquant`], but every token gets the same fold order whatever the batch
+/// size or its index in the batch: Q4_K always the repacked gemm order, Q6_K always the
+/// tiled order (the peer's orders for large batches, and the faster ones for many rows).
+/// A row's result is then independent of which other rows share the call, which is what
+/// a serving engine needs for batch-invariant greedy output.
+pub fn matmul_kquant_batch_invariant(w: &WeightView, xq: &[u8], n_tokens: usize, y: &mut [f32]) -> Result<(), KernelError> {
+    peer_kquant_impl(isa(), w, xq, n_tokens, y, true)
+}
+
+fn peer_kquant_impl(level: Isa, w: &WeightView, xq: &[u8], n_tokens: usize, y: &mut [f32], fixed: bool) -> Result<(), KernelError> {
     if !level.is_supported() {
         return Err(KernelError::UnsupportedIsa(level));
     }
@@ -245,8 +258,9 @@ pub fn matmul_peer_kquant_isa(level: Isa, w: &WeightView, xq: &[u8], n_tokens: u
     }
     let gemm_tokens = n_tokens - n_tokens % 4;
     let order = |t: usize| match w.ty {
-        GgmlType::Q4_K if t < gemm_tokens => Order::Q4Gemm,
+        GgmlType::Q4_K if fixed || t < gemm_tokens => Order::Q4Gemm,
         GgmlType::Q4_K => Order::Q4Gemv,
+        _ if fixed => Order::Q6Tiled,
         _ if n_tokens >= 8 => Order::Q6Tiled,
         _ => Order::Q6Vec,
     };

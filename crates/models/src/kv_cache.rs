@@ -105,3 +105,113 @@ impl KvCache {
         self.len = 0;
     }
 }
+
+// ------------------------------------------------------------------ paged KV
+
+/// Positions per block of a [`PagedKv`] unless the caller picks another size.
+pub const DEFAULT_KV_BLOCK: usize = 16;
+
+/// One layer of a [`PagedKv`]: f16 bit patterns, row `block * block_size + offset`.
+/// Stored as `u16` so a large pool is allocated zeroed by the OS (pages are only touched
+/// when a block is first written).
+#[derive(Clone, Debug)]
+pub(crate) struct PagedLayer {
+    pub(crate) k: Vec<u16>, // [n_blocks * block_size, k_width] f16 bits
+    pub(crate) v: Vec<u16>, // [n_blocks * block_size, v_width] f16 bits
+}
+
+/// A pool of KV blocks shared by many sequences (F16, as llama.cpp's default cache).
+///
+/// A block holds `block_size` consecutive positions of one sequence for every layer. The
+/// pool only stores; which sequence owns which block (its *block table*: block `i` of the
+/// table holds positions `i * block_size ..`), reference counts and prefix sharing are the
+/// serving engine's business. [`crate::Model::forward_batch`] reads and writes it through
+/// the block tables it is given.
+#[derive(Clone, Debug)]
+pub struct PagedKv {
+    pub(crate) block_size: usize,
+    pub(crate) n_blocks: usize,
+    pub(crate) k_width: usize,
+    pub(crate) v_width: usize,
+    pub(crate) layers: Vec<PagedLayer>,
+}
+
+impl PagedKv {
+    pub(crate) fn new(n_layer: usize, n_blocks: usize, block_size: usize, k_width: usize, v_width: usize) -> Self {
+        let rows = n_blocks * block_size;
+        let layers = (0..n_layer).map(|_| PagedLayer { k: vec![0u16; rows * k_width], v: vec![0u16; rows * v_width] }).collect();
+        PagedKv { block_size, n_blocks, k_width, v_width, layers }
+    }
+
+    /// Positions per block.
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    /// Number of blocks in the pool.
+    pub fn n_blocks(&self) -> usize {
+        self.n_blocks
+    }
+
+    /// Bytes of one block (all layers, keys and values).
+    pub fn block_bytes(&self) -> usize {
+        self.layers.len() * self.block_size * (self.k_width + self.v_width) * 2
+    }
+
+    /// Physical row of position `pos` in a sequence with block table `blocks`.
+    pub(crate) fn row(&self, blocks: &[u32], pos: usize) -> usize {
+        blocks[pos / self.block_size] as usize * self.block_size + pos % self.block_size
+    }
+}
+
+/// Writes `src` as f16 bits at element offset `at`.
+pub(crate) fn write_f16_bits(dst: &mut [u16], at: usize, src: &[f32]) {
+    for (d, s) in dst[at..at + src.len()].iter_mut().zip(src) {
+        *d = half::f16::from_f32(*s).to_bits();
+    }
+}
+
+/// Reads f16 bits at element offset `from` into `dst` as f32.
+pub(crate) fn read_f16_bits(src: &[u16], from: usize, dst: &mut [f32]) {
+    let n = dst.len();
+    for (d, s) in dst.iter_mut().zip(&src[from..from + n]) {
+        *d = half::f16::from_bits(*s).to_f32();
+    }
+}
+
+/// One sequence of a batched step: `n_tokens` new tokens at positions `pos0..`, stored
+/// through the block table `blocks` (which covers at least `pos0 + n_tokens` positions).
+#[derive(Clone, Copy, Debug)]
+pub struct SeqSpan<'a> {
+    pub pos0: usize,
+    pub n_tokens: usize,
+    pub blocks: &'a [u32],
+}
+
+/// The cache a forward pass writes and attends over.
+///
+/// - `Contiguous`: one sequence in a [`KvCache`], positions `cache.len()..`; numerics in
+///   llama.cpp's order, which picks float orders by batch size (the golden-test path).
+/// - `Paged`: several sequences, rows concatenated in `seqs` order, each through its block
+///   table in a [`PagedKv`]; **batch-invariant** numerics: every row gets the same float
+///   order whatever else is in the step, so a sequence's logits do not depend on batching
+///   or prefill chunking.
+pub enum KvView<'a> {
+    Contiguous(&'a mut KvCache),
+    Paged { kv: &'a mut PagedKv, seqs: &'a [SeqSpan<'a>] },
+}
+
+impl KvView<'_> {
+    /// Position of every one of the `n_tokens` batch rows, in row order.
+    pub fn positions(&self, n_tokens: usize) -> Vec<usize> {
+        match self {
+            KvView::Contiguous(c) => (c.len..c.len + n_tokens).collect(),
+            KvView::Paged { seqs, .. } => seqs.iter().flat_map(|s| s.pos0..s.pos0 + s.n_tokens).collect(),
+        }
+    }
+
+    /// Whether linear layers and attention must use batch-invariant orders.
+    pub fn batch_invariant(&self) -> bool {
+        matches!(self, KvView::Paged { .. })
+    }
+}

@@ -12,6 +12,12 @@
 //!   rows pass through the last layer's output projection, FFN and the vocabulary head.
 //! - Numerics follow llama.cpp's CPU backend: f16 KV cache by default, f32 elsewhere,
 //!   activations quantized by the kernels exactly where ggml quantizes them.
+//! - Two cache layouts behind one forward pass (`KvView`): a contiguous per-sequence
+//!   `KvCache` (`Model::forward`, llama.cpp's float orders, which depend on the batch size:
+//!   the golden-test path) and a paged pool shared by many sequences (`PagedKv`,
+//!   `Model::forward_batch`: all sequences' rows concatenated through every linear layer,
+//!   attention per sequence through its block table, and batch-invariant float orders so
+//!   a sequence's output never depends on what it was batched with).
 //! - `trace(name, layer, &x)` marks named intermediates; set `JIKJI_TRACE` to print them.
 #![forbid(unsafe_code)]
 
@@ -30,7 +36,7 @@ pub use arch::Architecture;
 pub use error::ModelError;
 pub use hparams::{HParams, RopeMode};
 pub use jikji_gguf::GgufFile;
-pub use kv_cache::{KvCache, KvType};
+pub use kv_cache::{KvCache, KvType, KvView, PagedKv, SeqSpan, DEFAULT_KV_BLOCK};
 pub use trace::trace;
 
 /// Summary of a loaded model, for engines and the CLI.
@@ -147,8 +153,98 @@ impl Model {
                 tokens.len()
             )));
         }
-        let logits = self.arch.forward(&self.file, tokens, cache, out_rows)?;
+        let logits = self.arch.forward(&self.file, tokens, &mut KvView::Contiguous(cache), out_rows)?;
         cache.len = needed;
         Ok(logits)
     }
+
+    /// An empty paged KV pool of `n_blocks` blocks of `block_size` positions (F16).
+    pub fn new_paged_kv(&self, n_blocks: usize, block_size: usize) -> Result<PagedKv, ModelError> {
+        let hp = self.arch.hparams();
+        if block_size == 0 || n_blocks == 0 || n_blocks > u32::MAX as usize {
+            return Err(ModelError::BadRequest(format!("paged KV of {n_blocks} blocks of {block_size} positions")));
+        }
+        let fits = n_blocks.checked_mul(block_size).and_then(|r| r.checked_mul(hp.n_embd_k_gqa().max(hp.n_embd_v_gqa())));
+        if fits.is_none() {
+            return Err(ModelError::BadRequest("paged KV size overflows".into()));
+        }
+        Ok(PagedKv::new(hp.n_layer, n_blocks, block_size, hp.n_embd_k_gqa(), hp.n_embd_v_gqa()))
+    }
+
+    /// One batched step over several sequences sharing the paged pool `kv`.
+    ///
+    /// Each [`BatchSeq`] brings new tokens at positions `pos0..` of its sequence, whose
+    /// block table must cover them; all rows go through every linear layer as one matmul
+    /// (weights stream once per step), attention runs per sequence through its block table.
+    /// Numerics are batch-invariant: a sequence's logits are bit-identical whatever the
+    /// other sequences of the step and however its prompt was split into chunks. Returns
+    /// the last-row logits of every sequence with `logits: true`, in order,
+    /// `[n_out, n_vocab]`. Positions a step writes must not be shared with another sequence
+    /// of the same step (checked).
+    pub fn forward_batch(&self, seqs: &[BatchSeq], kv: &mut PagedKv) -> Result<Vec<f32>, ModelError> {
+        let hp = self.arch.hparams();
+        if seqs.is_empty() {
+            return Err(ModelError::EmptyInput);
+        }
+        if kv.layers.len() != hp.n_layer || kv.k_width != hp.n_embd_k_gqa() || kv.v_width != hp.n_embd_v_gqa() {
+            return Err(ModelError::CacheMismatch(format!(
+                "paged pool has {} layers of widths {}/{}, model needs {} of {}/{}",
+                kv.layers.len(),
+                kv.k_width,
+                kv.v_width,
+                hp.n_layer,
+                hp.n_embd_k_gqa(),
+                hp.n_embd_v_gqa()
+            )));
+        }
+        let mut tokens = Vec::new();
+        let mut spans = Vec::with_capacity(seqs.len());
+        let mut out_rows = Vec::new();
+        let mut written = std::collections::HashSet::new();
+        for (i, s) in seqs.iter().enumerate() {
+            if s.tokens.is_empty() {
+                return Err(ModelError::EmptyInput);
+            }
+            if let Some(&token) = s.tokens.iter().find(|&&t| t as usize >= hp.n_vocab) {
+                return Err(ModelError::TokenOutOfRange { token, n_vocab: hp.n_vocab });
+            }
+            let end = s.pos0 + s.tokens.len();
+            let cap = s.blocks.len() * kv.block_size;
+            if end > cap {
+                return Err(ModelError::ContextOverflow { needed: end, n_ctx: cap });
+            }
+            if let Some(&b) = s.blocks[..end.div_ceil(kv.block_size)].iter().find(|&&b| b as usize >= kv.n_blocks) {
+                return Err(ModelError::BadRequest(format!("sequence {i}: block {b} outside the pool of {}", kv.n_blocks)));
+            }
+            for pos in s.pos0..end {
+                if !written.insert(kv.row(s.blocks, pos)) {
+                    return Err(ModelError::BadRequest(format!("sequence {i}: position {pos} shares a KV row written twice in this step")));
+                }
+            }
+            tokens.extend_from_slice(s.tokens);
+            if s.logits {
+                out_rows.push(tokens.len() - 1);
+            }
+            spans.push(SeqSpan { pos0: s.pos0, n_tokens: s.tokens.len(), blocks: s.blocks });
+        }
+        if out_rows.is_empty() {
+            // The architectures always produce at least one row; compute the last and drop it.
+            let logits = self.arch.forward(&self.file, &tokens, &mut KvView::Paged { kv, seqs: &spans }, &[tokens.len() - 1])?;
+            drop(logits);
+            return Ok(Vec::new());
+        }
+        self.arch.forward(&self.file, &tokens, &mut KvView::Paged { kv, seqs: &spans }, &out_rows)
+    }
+}
+
+/// One sequence's part of a [`Model::forward_batch`] step.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchSeq<'a> {
+    /// New tokens, at positions `pos0..pos0 + tokens.len()`.
+    pub tokens: &'a [u32],
+    pub pos0: usize,
+    /// Block table: block `i` holds positions `i * block_size ..` of this sequence.
+    pub blocks: &'a [u32],
+    /// Return the logits of this sequence's last new row.
+    pub logits: bool,
 }

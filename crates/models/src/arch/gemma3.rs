@@ -33,7 +33,7 @@ use jikji_kernels::ops::{rms_norm_weighted, rms_norm_weighted_inplace};
 use crate::blocks::rope::Rope;
 use crate::error::ModelError;
 use crate::hparams::{HParams, Meta, RopeMode};
-use crate::kv_cache::{KvCache, KvType};
+use crate::kv_cache::KvView;
 use crate::trace::trace;
 use crate::weights::{Loader, Matrix};
 use jikji_gguf::{GgufFile, Value};
@@ -134,10 +134,11 @@ impl Architecture for Gemma3 {
         self.tied
     }
 
-    fn forward(&self, file: &GgufFile, tokens: &[u32], cache: &mut KvCache, out_rows: &[usize]) -> Result<Vec<f32>, ModelError> {
+    fn forward(&self, file: &GgufFile, tokens: &[u32], kv: &mut KvView, out_rows: &[usize]) -> Result<Vec<f32>, ModelError> {
         let hp = &self.hp;
-        let (n, pos0, n_embd) = (tokens.len(), cache.len(), hp.n_embd);
-        let f16_math = cache.kv_type() == KvType::F16;
+        let (n, n_embd) = (tokens.len(), hp.n_embd);
+        let positions = kv.positions(n);
+        let inv = kv.batch_invariant();
         let q_scale = 1.0 / (hp.head_dim_k as f32).sqrt();
 
         let mut x = embed(file, &self.tok_embd, tokens)?; // [n, n_embd]
@@ -163,14 +164,14 @@ impl Architecture for Gemma3 {
             rms_norm_weighted(&x, &l.attn_norm, hp.rms_eps, &mut h)?;
             trace("attn_norm", Some(il), &h);
             let mut ctx =
-                l.attn.context(file, hp, &shape, &rope, Some(q_scale), &h, n, pos0, &mut cache.layers[il], f16_math, il)?;
+                l.attn.context(file, hp, &shape, &rope, Some(q_scale), &h, &positions, kv, il)?;
             if il + 1 == self.layers.len() {
                 ctx = select_rows(&ctx, hp.n_head * hp.head_dim_v, out_rows);
                 x = select_rows(&x, n_embd, out_rows);
                 rows = out_rows.len();
                 h.truncate(rows * n_embd);
             }
-            let mut attn_out = l.attn.project_out(file, &ctx, rows)?;
+            let mut attn_out = l.attn.project_out(file, &ctx, rows, inv)?;
             rms_norm_weighted_inplace(&mut attn_out, &l.post_attn_norm, hp.rms_eps)?;
             trace("attn_post_norm", Some(il), &attn_out);
             x.iter_mut().zip(&attn_out).for_each(|(a, b)| *a += b);
@@ -179,7 +180,7 @@ impl Architecture for Gemma3 {
             rms_norm_weighted_inplace(&mut h, &l.ffn_norm, hp.rms_eps)?;
             trace("ffn_norm", Some(il), &h);
             let mut f = vec![0.0f32; rows * n_embd];
-            l.ffn.forward(file, &h, rows, &mut f)?;
+            l.ffn.forward(file, &h, rows, &mut f, inv)?;
             rms_norm_weighted_inplace(&mut f, &l.post_ffn_norm, hp.rms_eps)?;
             trace("ffn_post_norm", Some(il), &f);
             x.iter_mut().zip(&f).for_each(|(a, b)| *a += b);

@@ -21,7 +21,7 @@ use jikji_kernels::ops::{rms_norm_weighted, rms_norm_weighted_inplace};
 use crate::blocks::rope::Rope;
 use crate::error::ModelError;
 use crate::hparams::{HParams, RopeMode};
-use crate::kv_cache::{KvCache, KvType};
+use crate::kv_cache::KvView;
 use crate::trace::trace;
 use crate::weights::{Loader, Matrix};
 use jikji_gguf::GgufFile;
@@ -100,10 +100,11 @@ impl Architecture for LlamaFamily {
         self.tied
     }
 
-    fn forward(&self, file: &GgufFile, tokens: &[u32], cache: &mut KvCache, out_rows: &[usize]) -> Result<Vec<f32>, ModelError> {
+    fn forward(&self, file: &GgufFile, tokens: &[u32], kv: &mut KvView, out_rows: &[usize]) -> Result<Vec<f32>, ModelError> {
         let hp = &self.hp;
-        let (n, pos0, n_embd) = (tokens.len(), cache.len(), hp.n_embd);
-        let f16_math = cache.kv_type() == KvType::F16;
+        let (n, n_embd) = (tokens.len(), hp.n_embd);
+        let positions = kv.positions(n);
+        let inv = kv.batch_invariant();
         let shape = AttnShape {
             n_head: hp.n_head,
             n_head_kv: hp.n_head_kv,
@@ -127,7 +128,7 @@ impl Architecture for LlamaFamily {
         for (il, l) in self.layers.iter().enumerate() {
             rms_norm_weighted(&x, &l.attn_norm, hp.rms_eps, &mut h[..rows * n_embd])?;
             trace("attn_norm", Some(il), &h[..rows * n_embd]);
-            let mut ctx = l.attn.context(file, hp, &shape, &rope, None, &h, n, pos0, &mut cache.layers[il], f16_math, il)?;
+            let mut ctx = l.attn.context(file, hp, &shape, &rope, None, &h, &positions, kv, il)?;
             if il + 1 == self.layers.len() {
                 // Only the requested rows go on (llama.cpp's `inp_out_ids`).
                 ctx = select_rows(&ctx, hp.n_head * hp.head_dim_v, out_rows);
@@ -135,14 +136,14 @@ impl Architecture for LlamaFamily {
                 rows = out_rows.len();
                 h.truncate(rows * n_embd);
             }
-            let attn_out = l.attn.project_out(file, &ctx, rows)?;
+            let attn_out = l.attn.project_out(file, &ctx, rows, inv)?;
             x.iter_mut().zip(&attn_out).for_each(|(a, b)| *a += b);
             trace("ffn_inp", Some(il), &x);
             h.copy_from_slice(&x);
             rms_norm_weighted_inplace(&mut h, &l.ffn_norm, hp.rms_eps)?;
             trace("ffn_norm", Some(il), &h);
             let mut f = vec![0.0f32; rows * n_embd];
-            l.ffn.forward(file, &h, rows, &mut f)?;
+            l.ffn.forward(file, &h, rows, &mut f, inv)?;
             trace("ffn_out", Some(il), &f);
             x.iter_mut().zip(&f).for_each(|(a, b)| *a += b);
             trace("l_out", Some(il), &x);

@@ -25,7 +25,7 @@ use super::peer::reduce16;
 use jikji_kernels::lanes::{dot16_rows, fma_lanes, v_expf_slice};
 use jikji_kernels::pool::parallel_for;
 use std::sync::Mutex;
-use crate::kv_cache::LayerKv;
+use crate::kv_cache::{read_f16_bits, LayerKv, PagedKv, SeqSpan};
 
 /// Shape and scaling of one attention layer.
 #[derive(Clone, Copy, Debug)]
@@ -203,6 +203,83 @@ pub fn attention(
         let buf = buf.into_inner().unwrap_or_else(|e| e.into_inner());
         for (t, row) in buf.chunks_exact(dv.max(1)).enumerate() {
             out[t * s.n_head * dv + h * dv..][..dv].copy_from_slice(row);
+        }
+    }
+}
+
+/// Batch-invariant attention over a paged pool, writing `out` `[n_rows, n_head * head_dim_v]`.
+///
+/// `q` holds the rows of every sequence of `seqs`, concatenated in order
+/// (`[n_rows, n_head * head_dim_k]`); each row attends over its own sequence's positions
+/// `0..=pos` (or the window), read through the sequence's block table. Unlike
+/// [`attention`], every row uses the batch (`tinyBLAS`) dot order whatever the number of
+/// rows, so a row's output depends only on its sequence's keys, values and query. The
+/// f16 roundings of an f16 cache apply (the pool is always f16). One pool task per
+/// (sequence, kv head): the kv head's keys and values are gathered once and serve its
+/// whole query group.
+pub fn attention_paged(s: &AttnShape, q: &[f32], kv: &PagedKv, il: usize, seqs: &[SeqSpan], out: &mut [f32]) {
+    let layer = &kv.layers[il];
+    let (kw, vw) = (kv.k_width, kv.v_width);
+    let group = s.n_head / s.n_head_kv;
+    let (dk, dv) = (s.head_dim_k, s.head_dim_v);
+    let mut row0 = Vec::with_capacity(seqs.len());
+    let mut acc = 0;
+    for sq in seqs {
+        row0.push(acc);
+        acc += sq.n_tokens;
+    }
+    let n_tasks = seqs.len() * s.n_head_kv;
+    // Per task: `[n_tokens, group * dv]` (the group's heads side by side).
+    let bufs: Vec<Mutex<Vec<f32>>> = (0..n_tasks).map(|_| Mutex::new(Vec::new())).collect();
+    parallel_for(n_tasks, &|task| {
+        let (i, kvh) = (task / s.n_head_kv, task % s.n_head_kv);
+        let sq = &seqs[i];
+        let n_kv = sq.pos0 + sq.n_tokens;
+        let mut kf = vec![0.0f32; n_kv * dk]; // [n_kv, dk]
+        let mut vt = vec![0.0f32; dv * n_kv]; // [dv, n_kv]
+        let mut vrow = vec![0.0f32; dv];
+        for j in 0..n_kv {
+            let r = kv.row(sq.blocks, j);
+            read_f16_bits(&layer.k, r * kw + kvh * dk, &mut kf[j * dk..(j + 1) * dk]);
+            read_f16_bits(&layer.v, r * vw + kvh * dv, &mut vrow);
+            for (c, &v) in vrow.iter().enumerate() {
+                vt[c * n_kv + j] = v;
+            }
+        }
+        let mut qh = vec![0.0f32; dk];
+        let mut scores = vec![0.0f32; n_kv];
+        let gw = group * dv;
+        let mut o = vec![0.0f32; sq.n_tokens * gw];
+        for t in 0..sq.n_tokens {
+            let pos = sq.pos0 + t;
+            let lo = match s.window {
+                Some(w) => (pos + 1).saturating_sub(w),
+                None => 0,
+            };
+            for g in 0..group {
+                let h = kvh * group + g;
+                qh.copy_from_slice(&q[(row0[i] + t) * s.n_head * dk + h * dk..][..dk]);
+                round_f16(&mut qh);
+                let sc = &mut scores[lo..pos + 1];
+                dot16_rows(&kf[lo * dk..], dk, &qh, sc);
+                for v in sc.iter_mut() {
+                    *v *= s.kq_scale;
+                }
+                softmax_ggml(sc, lo);
+                round_f16(sc);
+                for (d, od) in o[t * gw + g * dv..t * gw + (g + 1) * dv].iter_mut().enumerate() {
+                    *od = dot(DotOrder::Gemm, &vt[d * n_kv + lo..d * n_kv + pos + 1], sc, lo);
+                }
+            }
+        }
+        *bufs[task].lock().unwrap_or_else(|e| e.into_inner()) = o;
+    });
+    for (task, buf) in bufs.into_iter().enumerate() {
+        let (i, kvh) = (task / s.n_head_kv, task % s.n_head_kv);
+        let buf = buf.into_inner().unwrap_or_else(|e| e.into_inner());
+        let gw = group * dv;
+        for (t, row) in buf.chunks_exact(gw.max(1)).enumerate() {
+            out[(row0[i] + t) * s.n_head * dv + kvh * gw..][..gw].copy_from_slice(row);
         }
     }
 }

@@ -25,8 +25,9 @@ pub struct GatedFfn {
 
 impl GatedFfn {
     /// `x`: `[n_tokens, n_embd]` (already normalised) → `out`: `[n_tokens, n_embd]`.
-    pub fn forward(&self, file: &GgufFile, x: &[f32], n_tokens: usize, out: &mut [f32]) -> Result<(), ModelError> {
-        let mut gu = project_many(file, &[&self.gate, &self.up], x, n_tokens)?.into_iter();
+    /// `batch_invariant`: see `linear::project_many`.
+    pub fn forward(&self, file: &GgufFile, x: &[f32], n_tokens: usize, out: &mut [f32], batch_invariant: bool) -> Result<(), ModelError> {
+        let mut gu = project_many(file, &[&self.gate, &self.up], x, n_tokens, batch_invariant)?.into_iter();
         let (mut g, u) = match (gu.next(), gu.next()) {
             (Some(g), Some(u)) => (g, u), // [n_tokens, n_ff] each
             _ => return Err(ModelError::BadRequest("projection count".into())),
@@ -44,7 +45,7 @@ impl GatedFfn {
             }
         }
         crate::trace::trace("ffn_act", None, &g);
-        out.copy_from_slice(&linear::matmul(file, &self.down, &g, n_tokens)?);
+        out.copy_from_slice(&linear::matmul(file, &self.down, &g, n_tokens, batch_invariant)?);
         Ok(())
     }
 }

@@ -2,12 +2,12 @@
 //! (projections, optional biases, optional per-head QK-norm, rope, cache write, attention),
 //! and the output head (final norm + vocabulary projection on the requested rows only).
 
-use super::attention::{attention, AttnShape};
+use super::attention::{attention, attention_paged, AttnShape};
 use super::linear::{self, project_many};
 use super::rope::Rope;
 use crate::error::ModelError;
 use crate::hparams::HParams;
-use crate::kv_cache::LayerKv;
+use crate::kv_cache::{write_f16_bits, KvType, KvView};
 use crate::trace::trace;
 use crate::weights::{Loader, Matrix};
 use jikji_gguf::GgufFile;
@@ -57,9 +57,9 @@ impl AttnWeights {
         })
     }
 
-    /// Runs attention for `x` (`[n_tokens, n_embd]`, already normalised) at positions
-    /// `pos0..`, writing this batch's keys/values into `kv`. Returns the per-head context
-    /// `[n_tokens, n_head * head_dim_v]`, before the output projection.
+    /// Runs attention for `x` (`[n_tokens, n_embd]`, already normalised; row `t` at
+    /// `positions[t]`), writing this batch's keys/values into layer `il` of `kv`. Returns
+    /// the per-head context `[n_tokens, n_head * head_dim_v]`, before the output projection.
     #[allow(clippy::too_many_arguments)]
     pub fn context(
         &self,
@@ -69,14 +69,13 @@ impl AttnWeights {
         rope: &Rope,
         q_prescale: Option<f32>,
         x: &[f32],
-        n_tokens: usize,
-        pos0: usize,
-        kv: &mut LayerKv,
-        f16_math: bool,
+        positions: &[usize],
+        kv: &mut KvView,
         il: usize,
     ) -> Result<Vec<f32>, ModelError> {
-        let (kd, vd) = (self.wk.rows, self.wv.rows);
-        let mut qkv = project_many(file, &[&self.wq, &self.wk, &self.wv], x, n_tokens)?.into_iter();
+        let n_tokens = positions.len();
+        let inv = kv.batch_invariant();
+        let mut qkv = project_many(file, &[&self.wq, &self.wk, &self.wv], x, n_tokens, inv)?.into_iter();
         let (mut q, mut k, mut v) = match (qkv.next(), qkv.next(), qkv.next()) {
             (Some(q), Some(k), Some(v)) => (q, k, v), // [n_tokens, n_head * head_dim_k], [n_tokens, kd], [n_tokens, vd]
             _ => return Err(ModelError::BadRequest("projection count".into())),
@@ -97,24 +96,55 @@ impl AttnWeights {
             trace("Qcur_normed", Some(il), &q);
             trace("Kcur_normed", Some(il), &k);
         }
-        rope.apply(&mut q, n_tokens, hp.head_dim_k, pos0)?;
-        rope.apply(&mut k, n_tokens, hp.head_dim_k, pos0)?;
+        rope.apply(&mut q, hp.head_dim_k, positions)?;
+        rope.apply(&mut k, hp.head_dim_k, positions)?;
         if let Some(s) = q_prescale {
             q.iter_mut().for_each(|a| *a *= s);
         }
         trace("Qcur_rope", Some(il), &q);
         trace("Kcur_rope", Some(il), &k);
-        kv.k.write(pos0 * kd, &k);
-        kv.v.write(pos0 * vd, &v);
         let mut ctx = vec![0.0f32; n_tokens * hp.n_head * hp.head_dim_v]; // [n_tokens, n_head * head_dim_v]
-        attention(shape, &q, kv, pos0, n_tokens, f16_math, &mut ctx);
+        store_and_attend(kv, il, shape, &q, &k, &v, &mut ctx);
         trace("kqv_out", Some(il), &ctx);
         Ok(ctx)
     }
 
     /// Output projection: `ctx` `[n_rows, n_head * head_dim_v]` → `[n_rows, n_embd]`.
-    pub fn project_out(&self, file: &GgufFile, ctx: &[f32], n_rows: usize) -> Result<Vec<f32>, ModelError> {
-        linear::matmul(file, &self.wo, ctx, n_rows)
+    pub fn project_out(&self, file: &GgufFile, ctx: &[f32], n_rows: usize, batch_invariant: bool) -> Result<Vec<f32>, ModelError> {
+        linear::matmul(file, &self.wo, ctx, n_rows, batch_invariant)
+    }
+}
+
+/// Writes this step's keys `k` (`[n_tokens, n_head_kv * head_dim_k]`) and values `v`
+/// (`[n_tokens, n_head_kv * head_dim_v]`) into layer `il` of `kv` at the rows' positions,
+/// then runs attention for `q` into `ctx` (`[n_tokens, n_head * head_dim_v]`): the peer's
+/// orders for a contiguous cache, batch-invariant orders for a paged one. Architectures
+/// with their own projections (e.g. MLA) call this directly.
+pub fn store_and_attend(kv: &mut KvView, il: usize, shape: &AttnShape, q: &[f32], k: &[f32], v: &[f32], ctx: &mut [f32]) {
+    match kv {
+        KvView::Contiguous(cache) => {
+            let (pos0, kd, vd) = (cache.len(), cache.k_width, cache.v_width);
+            let n_tokens = k.len() / kd.max(1);
+            let f16_math = cache.kv_type() == KvType::F16;
+            let layer = &mut cache.layers[il];
+            layer.k.write(pos0 * kd, k);
+            layer.v.write(pos0 * vd, v);
+            attention(shape, q, layer, pos0, n_tokens, f16_math, ctx);
+        }
+        KvView::Paged { kv, seqs } => {
+            let (kd, vd) = (kv.k_width, kv.v_width);
+            let mut row = 0;
+            for sq in seqs.iter() {
+                for pos in sq.pos0..sq.pos0 + sq.n_tokens {
+                    let r = kv.row(sq.blocks, pos);
+                    let layer = &mut kv.layers[il];
+                    write_f16_bits(&mut layer.k, r * kd, &k[row * kd..(row + 1) * kd]);
+                    write_f16_bits(&mut layer.v, r * vd, &v[row * vd..(row + 1) * vd]);
+                    row += 1;
+                }
+            }
+            attention_paged(shape, q, kv, il, seqs, ctx);
+        }
     }
 }
 

@@ -15,12 +15,16 @@
 //!   `jikji_kernels::matmul_peer_kquant`, which follows the peer's repacked gemm/gemv and
 //!   tiled/vec orders (chosen there from the token index and batch size).
 //! - Both split weight rows over the kernels' persistent thread pool.
+//! - `batch_invariant` (the serving path, `KvView::Paged`): Q4_K/Q6_K go to
+//!   `jikji_kernels::matmul_kquant_batch_invariant` instead, one fold order for every row
+//!   whatever the row count; every other type is already invariant (`matmul_quantized`
+//!   keeps the single-dot order for every tile).
 
 use crate::error::ModelError;
 use crate::weights::Matrix;
 use jikji_gguf::{GgmlType, GgufFile};
 use super::peer;
-use jikji_kernels::{matmul_peer_kquant, matmul_quantized, peer_kquant_supported, quantize_activations, vec_dot_type};
+use jikji_kernels::{matmul_kquant_batch_invariant, matmul_peer_kquant, matmul_quantized, peer_kquant_supported, quantize_activations, vec_dot_type};
 
 /// Activations `x` (`[n_tokens, cols]`) quantized for a weight of type `weight_ty`.
 fn quantize_input(weight_ty: GgmlType, x: &[f32], cols: usize, n_tokens: usize) -> Result<Vec<u8>, ModelError> {
@@ -39,8 +43,8 @@ fn quantize_input(weight_ty: GgmlType, x: &[f32], cols: usize, n_tokens: usize) 
 }
 
 /// `y = x · mᵀ`: `x` `[n_tokens, m.cols]` → `[n_tokens, m.rows]`.
-pub fn matmul(file: &GgufFile, m: &Matrix, x: &[f32], n_tokens: usize) -> Result<Vec<f32>, ModelError> {
-    let mut outs = project_many(file, &[m], x, n_tokens)?;
+pub fn matmul(file: &GgufFile, m: &Matrix, x: &[f32], n_tokens: usize, batch_invariant: bool) -> Result<Vec<f32>, ModelError> {
+    let mut outs = project_many(file, &[m], x, n_tokens, batch_invariant)?;
     Ok(outs.pop().unwrap_or_default())
 }
 
@@ -55,7 +59,14 @@ pub fn matmul_head(file: &GgufFile, m: &Matrix, x: &[f32], n_tokens: usize) -> R
 }
 
 /// `x`: `[n_tokens, cols]` → one `[n_tokens, m.rows]` output per matrix (all with `cols` columns).
-pub fn project_many(file: &GgufFile, mats: &[&Matrix], x: &[f32], n_tokens: usize) -> Result<Vec<Vec<f32>>, ModelError> {
+/// `batch_invariant`: every row in the same float order whatever `n_tokens` (serving).
+pub fn project_many(
+    file: &GgufFile,
+    mats: &[&Matrix],
+    x: &[f32],
+    n_tokens: usize,
+    batch_invariant: bool,
+) -> Result<Vec<Vec<f32>>, ModelError> {
     let mut cache: Vec<(GgmlType, Vec<u8>)> = Vec::new();
     let mut outs = Vec::with_capacity(mats.len());
     for m in mats {
@@ -69,7 +80,9 @@ pub fn project_many(file: &GgufFile, mats: &[&Matrix], x: &[f32], n_tokens: usiz
         };
         let mut y = vec![0.0f32; n_tokens * m.rows]; // [n_tokens, m.rows]
         let ty = m.info.ggml_type;
-        if peer_kquant_supported(ty, m.rows, m.cols) {
+        if batch_invariant && peer_kquant_supported(ty, m.rows, m.cols) {
+            matmul_kquant_batch_invariant(&m.view(file), &cache[idx].1, n_tokens, &mut y)?;
+        } else if peer_kquant_supported(ty, m.rows, m.cols) {
             matmul_peer_kquant(&m.view(file), &cache[idx].1, n_tokens, &mut y)?;
         } else {
             matmul_quantized(&m.view(file), &cache[idx].1, n_tokens, &mut y)?;

@@ -18,8 +18,9 @@ pub struct Rope<'a> {
 }
 
 impl Rope<'_> {
-    /// Rotates `x` = `[n_tokens, n_heads * head_dim]` where token `t` sits at `pos0 + t`.
-    pub fn apply(&self, x: &mut [f32], n_tokens: usize, head_dim: usize, pos0: usize) -> Result<(), ModelError> {
+    /// Rotates `x` = `[n_tokens, n_heads * head_dim]` where token `t` sits at `positions[t]`.
+    pub fn apply(&self, x: &mut [f32], head_dim: usize, positions: &[usize]) -> Result<(), ModelError> {
+        let n_tokens = positions.len();
         if n_tokens == 0 || head_dim == 0 {
             return Ok(());
         }
@@ -35,9 +36,8 @@ impl Rope<'_> {
                 return Err(ModelError::BadRequest(format!("rope: {} frequency factors for {} pairs", f.len(), self.n_rot / 2)));
             }
         }
-        let positions: Vec<usize> = (pos0..pos0 + n_tokens).collect();
         let neox = self.mode == RopeMode::Neox;
-        peer::rope(x, head_dim, &positions, self.n_rot, neox, self.base, self.freq_scale, self.freq_factors);
+        peer::rope(x, head_dim, positions, self.n_rot, neox, self.base, self.freq_scale, self.freq_factors);
         Ok(())
     }
 }
