@@ -19,7 +19,7 @@ use jikji_tokenizer::Tokenizer;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-const N_CTX: usize = 64;
+const N_CTX: usize = 128;
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny/llama-1.gguf")
@@ -118,7 +118,7 @@ async fn streamed_chat_deltas_equal_the_non_streamed_text() {
     let full = json_of(&b);
     let body = chat_body(json!({"max_tokens": 12, "stream": true, "stream_options": {"include_usage": true}}));
     let (s, h, b) = call(&r, Method::POST, "/v1/chat/completions", Some(body), &[]).await;
-    assert_eq!(s, StatusCode::OK);
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
     assert_eq!(h.get("content-type").and_then(|v| v.to_str().ok()), Some("text/event-stream"));
     let ev = sse_events(&b);
     assert_eq!(ev[0]["choices"][0]["delta"], json!({"role": "assistant", "content": ""}));
