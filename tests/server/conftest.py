@@ -9,6 +9,7 @@ import os
 import pathlib
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -37,7 +38,8 @@ class Server:
         self.model = model
         self.port = free_port()
         self.scheme = scheme
-        self.verify = verify
+        # A CA file path becomes an SSL context (httpx no longer takes a path).
+        self.verify = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
         self.base = f"{scheme}://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile(prefix="jikji-serve-", suffix=".log", delete=False)
         full_env = dict(os.environ)

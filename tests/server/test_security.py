@@ -29,8 +29,6 @@ def test_missing_key_is_401(keyed):
     r = httpx.post(keyed.url("/v1/chat/completions"), json={"model": SMOL, "messages": MSG, "max_tokens": 1})
     assert r.status_code == 401
     assert set(r.json()["error"]) == {"message", "type", "param", "code"}
-    with pytest.raises(openai.AuthenticationError):
-        keyed.client(api_key="").chat.completions.create(model=SMOL, messages=MSG, max_tokens=1)
 
 
 def test_wrong_key_is_401(keyed):
