@@ -26,6 +26,10 @@ pub enum EngineError {
     PromptTooLong { n_prompt: usize, n_ctx: usize },
     #[error("invalid context size {0}: must be at least 1")]
     BadContextSize(usize),
+    #[error("bad engine configuration: {0}")]
+    BadConfig(String),
+    #[error("no chat template is loaded for this model")]
+    NoChatTemplate,
     #[error("the model returned {got} logits, expected {expected}")]
     LogitsShape { expected: usize, got: usize },
 }

@@ -231,25 +231,25 @@ impl<'m> Generator<'m> {
     }
 }
 
-enum Pushed {
+pub(crate) enum Pushed {
     Emit(String),
     Stopped { emit: String, stop: String },
 }
 
 /// Accumulates generated text, holding back a tail that could still become a stop string.
-struct StopStream<'a> {
-    stops: &'a [String],
+pub(crate) struct StopStream {
+    stops: Vec<String>,
     text: String,
     /// Bytes of `text` already handed out.
     emitted: usize,
 }
 
-impl<'a> StopStream<'a> {
-    fn new(stops: &'a [String]) -> Self {
-        Self { stops, text: String::new(), emitted: 0 }
+impl StopStream {
+    pub(crate) fn new(stops: &[String]) -> Self {
+        Self { stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(), text: String::new(), emitted: 0 }
     }
 
-    fn push(&mut self, piece: &str) -> Pushed {
+    pub(crate) fn push(&mut self, piece: &str) -> Pushed {
         // A stop string can only end inside the new piece: search from the earliest byte it
         // could start at.
         let longest = self.stops.iter().map(|s| s.len()).max().unwrap_or(0);
@@ -278,7 +278,7 @@ impl<'a> StopStream<'a> {
     /// Longest suffix of the text that is a proper prefix of some stop string.
     fn held_back_len(&self) -> usize {
         let mut best = 0;
-        for s in self.stops {
+        for s in &self.stops {
             for k in (1..s.len()).rev() {
                 if k <= best {
                     break;
@@ -293,7 +293,7 @@ impl<'a> StopStream<'a> {
     }
 
     /// Appends the decoder's final bytes and returns everything not yet emitted.
-    fn finish(&mut self, rest: &str) -> String {
+    pub(crate) fn finish(&mut self, rest: &str) -> String {
         self.text.push_str(rest);
         let out = self.text.get(self.emitted..).unwrap_or("").to_string();
         self.emitted = self.text.len();

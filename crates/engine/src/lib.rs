@@ -11,6 +11,9 @@
 //! - [`reasoning`]: a streaming splitter of `<think>` reasoning from the answer, for the
 //!   CLI's thinking display and the server's `reasoning_content`.
 //!
+//! - [`serve`]: the multi-user serving engine (continuous batching over a paged,
+//!   prefix-shared KV cache, streamed events per request) behind the HTTP server.
+//!
 //! Everything returns [`EngineError`]; nothing here panics on model or user input.
 #![forbid(unsafe_code)]
 
@@ -19,6 +22,7 @@ mod error;
 pub mod generate;
 pub mod reasoning;
 pub mod sampler;
+pub mod serve;
 
 pub use chat::{tokenize_chat_prompt, ChatFormatter, TemplateSource};
 pub use error::EngineError;
