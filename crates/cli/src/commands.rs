@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use jikji_engine::{
-    chat, tokenize_chat_prompt, ChatFormatter, GenerateParams, Generation, Generator, Sampler, SamplerConfig,
+    chat, reasoning, tokenize_chat_prompt, ReasoningSplitter, ChatFormatter, GenerateParams, Generation, Generator, Sampler, SamplerConfig,
     StopReason,
 };
 use jikji_gguf::GgufFile;
@@ -15,6 +15,7 @@ use jikji_models::Model;
 use jikji_tokenizer::Tokenizer;
 use serde_json::Value;
 
+use crate::thinking::ThinkingView;
 use crate::{ChatArgs, ModelArgs, RunArgs, SamplingArgs};
 
 /// Default context when `--ctx` is not given (capped by the model's training context).
@@ -97,10 +98,10 @@ fn formatter(loaded: &Loaded) -> Result<ChatFormatter> {
         .with_context(|| format!("cannot use the chat template of {}", loaded.path.display()))
 }
 
-/// Writes a piece of text to stdout and flushes; a write error stops generation and is
-/// kept for the caller.
-fn stream_to(out: &mut io::StdoutLock<'_>, err: &mut Option<io::Error>, piece: &str) -> ControlFlow<()> {
-    match out.write_all(piece.as_bytes()).and_then(|_| out.flush()) {
+/// Writes a generated piece to stdout through the thinking view and flushes; a write
+/// error stops generation and is kept for the caller.
+fn show_piece(view: &mut ThinkingView, out: &mut io::StdoutLock<'_>, err: &mut Option<io::Error>, piece: &str) -> ControlFlow<()> {
+    match view.push(out, piece) {
         Ok(()) => ControlFlow::Continue(()),
         Err(e) => {
             *err = Some(e);
@@ -142,6 +143,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let loaded = load(&args.model)?;
     let n_ctx = context_size(&args.model, &loaded.model)?;
     let mut sampler = sampler(&args.sampling)?;
+    let mut rendered_prompt = args.prompt.clone();
     let prompt_ids = if args.raw {
         if args.system.is_some() {
             bail!("--system needs the chat template; it cannot be combined with --raw");
@@ -155,7 +157,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         messages.push(chat::message("user", &args.prompt));
         let rendered = fmt.render(&Value::Array(messages), true)?;
-        tokenize_chat_prompt(&loaded.tokenizer, &rendered)?
+        let ids = tokenize_chat_prompt(&loaded.tokenizer, &rendered)?;
+        rendered_prompt = rendered;
+        ids
     };
     if prompt_ids.is_empty() {
         bail!("the prompt is empty after tokenization (this model adds no BOS); give some text");
@@ -165,7 +169,12 @@ pub fn run(args: RunArgs) -> Result<()> {
     let stdout = io::stdout();
     if args.json {
         let g = generator.generate(&prompt_ids, &params, &mut sampler, |_| ControlFlow::Continue(()))?;
-        let obj = serde_json::json!({ "prompt_ids": g.prompt_ids, "ids": g.ids, "text": g.text });
+        let mut obj = serde_json::json!({ "prompt_ids": g.prompt_ids, "ids": g.ids, "text": g.text });
+        let (reasoning, content) = reasoning::split_all(&mut ReasoningSplitter::for_prompt(&rendered_prompt), &g.text);
+        if !reasoning.is_empty() {
+            obj["reasoning_content"] = Value::String(reasoning);
+            obj["content"] = Value::String(content);
+        }
         let mut out = stdout.lock();
         writeln!(out, "{obj}")?;
         out.flush()?;
@@ -174,10 +183,12 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     let mut out = stdout.lock();
     let mut write_err = None;
-    let g = generator.generate(&prompt_ids, &params, &mut sampler, |piece| stream_to(&mut out, &mut write_err, piece))?;
+    let mut view = ThinkingView::new(&rendered_prompt, args.hide_thinking, io::stdout().is_terminal());
+    let g = generator.generate(&prompt_ids, &params, &mut sampler, |piece| show_piece(&mut view, &mut out, &mut write_err, piece))?;
     if let Some(e) = write_err {
         return Err(e.into());
     }
+    view.finish(&mut out)?;
     if io::stdout().is_terminal() {
         writeln!(out)?;
     }
@@ -225,12 +236,14 @@ pub fn chat(args: ChatArgs) -> Result<()> {
         let stdout = io::stdout();
         let mut out = stdout.lock();
         let mut write_err = None;
+        let mut view = ThinkingView::new(&rendered, args.hide_thinking, io::stdout().is_terminal());
         let g = generator
-            .generate(&ids, &params, &mut sampler, |piece| stream_to(&mut out, &mut write_err, piece))
+            .generate(&ids, &params, &mut sampler, |piece| show_piece(&mut view, &mut out, &mut write_err, piece))
             .context("generation failed (the conversation may no longer fit the context; try a larger --ctx)")?;
         if let Some(e) = write_err {
             return Err(e.into());
         }
+        view.finish(&mut out)?;
         writeln!(out)?;
         out.flush()?;
         report_timings(&g);

@@ -1,5 +1,8 @@
-//! `jikji inspect`: a model file's header, metadata (long arrays and strings summarised) and
-//! tensor table.
+//! `jikji inspect`: a model file's header, the hyper-parameters jikji's architecture reads
+//! from it (common ones, then the architecture's own: MLA ranks, experts and routing, YaRN,
+//! sliding-window pattern, …), the metadata (long arrays and strings summarised) and the
+//! tensor table. A file jikji cannot run still gets its metadata and tensors, with the
+//! reason it does not load.
 
 use std::io::{self, Write};
 
@@ -27,6 +30,15 @@ pub fn inspect(model: &str) -> Result<()> {
         tensors.len(),
         human_bytes(total)
     )?;
+    writeln!(out, "\narchitecture:")?;
+    match jikji_models::Model::load(file.clone()) {
+        Ok(model) => {
+            for (k, v) in architecture_lines(&model) {
+                writeln!(out, "  {k:<26} {v}")?;
+            }
+        }
+        Err(e) => writeln!(out, "  (jikji cannot run this file: {e})")?,
+    }
     writeln!(out, "\nmetadata:")?;
     for (key, value) in file.metadata() {
         let limit = if key == "tokenizer.chat_template" { TEMPLATE_CHARS } else { STRING_CHARS };
@@ -41,6 +53,35 @@ pub fn inspect(model: &str) -> Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// The loaded model's hyper-parameters as (name, value) lines.
+fn architecture_lines(model: &jikji_models::Model) -> Vec<(String, String)> {
+    let hp = model.hparams();
+    let info = model.info();
+    let (kw, vw) = model.cache_widths();
+    let mut lines = vec![
+        ("name".to_string(), info.arch.clone()),
+        ("layers".into(), hp.n_layer.to_string()),
+        ("embedding".into(), hp.n_embd.to_string()),
+        ("vocabulary".into(), hp.n_vocab.to_string()),
+        ("feed-forward".into(), hp.n_ff.to_string()),
+        ("heads (q / kv)".into(), format!("{} / {}", hp.n_head, hp.n_head_kv)),
+        ("head dims (k / v)".into(), format!("{} / {}", hp.head_dim_k, hp.head_dim_v)),
+        ("rope".into(), format!("{} dims, base {}, freq scale {}", hp.n_rot, hp.rope_base, hp.rope_freq_scale)),
+        ("rms norm eps".into(), format!("{:e}", hp.rms_eps)),
+        ("training context".into(), hp.n_ctx_train.to_string()),
+        (
+            "KV cache / token".into(),
+            format!("{} values ({} B in f16)", (kw + vw) * hp.n_layer, (kw + vw) * hp.n_layer * 2),
+        ),
+        ("output".into(), if info.tied_output { "tied to the embedding".into() } else { "own matrix".into() }),
+    ];
+    if let Some(w) = hp.sliding_window {
+        lines.push(("sliding window".into(), w.to_string()));
+    }
+    lines.extend(model.details());
+    lines
 }
 
 fn show(v: &Value, limit: usize) -> String {

@@ -7,6 +7,7 @@ mod bench;
 mod commands;
 mod inspect;
 mod serve;
+mod thinking;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -131,6 +132,9 @@ struct RunArgs {
     /// Stop when the output contains this text (repeatable).
     #[arg(long = "stop")]
     stop: Vec<String>,
+    /// Do not print a reasoning model's thinking (`<think>` … `</think>`), only its answer.
+    #[arg(long = "hide-thinking")]
+    hide_thinking: bool,
     /// The prompt (put it after `--` if it starts with `-`; may be empty with --raw on
     /// models that add BOS).
     prompt: String,
@@ -148,6 +152,9 @@ struct ChatArgs {
     /// System message for the chat template.
     #[arg(long)]
     system: Option<String>,
+    /// Do not print a reasoning model's thinking (`<think>` … `</think>`), only its answer.
+    #[arg(long = "hide-thinking")]
+    hide_thinking: bool,
 }
 
 fn main() -> ExitCode {

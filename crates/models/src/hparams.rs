@@ -6,7 +6,11 @@
 //! `attention.key_length` / `attention.value_length` (default: embedding_length / head_count),
 //! `attention.layer_norm_rms_epsilon`, `attention.sliding_window`, `rope.freq_base`
 //! (default 10000), `rope.dimension_count` (default: key_length), `rope.scaling.type`
-//! (`none` or `linear`), `rope.scaling.factor`.
+//! (`none`, `linear` or `yarn`), `rope.scaling.factor`; for YaRN also
+//! `rope.scaling.original_context_length`, `rope.scaling.yarn_beta_fast` (default 32),
+//! `rope.scaling.yarn_beta_slow` (default 1), `rope.scaling.yarn_log_multiplier` (default 0)
+//! and `rope.scaling.attn_factor` (default 1). Architectures that do not implement YaRN
+//! reject a file that asks for it.
 //! The vocabulary size is the embedding tensor's row count, never a metadata key, so a
 //! file whose `vocab_size` key disagrees with its tensors cannot index out of range.
 //! Nothing is inferred from the layer count.
@@ -41,6 +45,25 @@ pub struct HParams {
     pub n_rot: usize,
     /// Sliding-window length (llama.cpp `n_swa`), if the file has one.
     pub sliding_window: Option<usize>,
+    /// YaRN context extension (`rope.scaling.type = yarn`); `rope_freq_scale` is then
+    /// `1 / factor`.
+    pub yarn: Option<YarnParams>,
+}
+
+/// YaRN rope-scaling parameters as stored in GGUF (Peng et al. 2023, "YaRN").
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct YarnParams {
+    /// `rope.scaling.factor` (context extension, > 0).
+    pub factor: f32,
+    /// `rope.scaling.original_context_length` (llama.cpp `n_ctx_orig_yarn`).
+    pub orig_ctx: usize,
+    pub beta_fast: f32,
+    pub beta_slow: f32,
+    /// `rope.scaling.yarn_log_multiplier` as stored (the converter writes
+    /// `0.1 * mscale_all_dim`), 0 when absent.
+    pub log_mul: f32,
+    /// `rope.scaling.attn_factor` (default 1).
+    pub attn_factor: f32,
 }
 
 /// Typed metadata access under one architecture prefix, with clear errors.
@@ -149,8 +172,32 @@ impl HParams {
                 "rope.dimension_count={n_rot} must be even and at most the head dim {head_dim_k}"
             )));
         }
+        let mut yarn = None;
         let rope_freq_scale = match m.str("rope.scaling.type")? {
             None | Some("none") => 1.0,
+            Some("yarn") => {
+                let factor = match m.f32("rope.scaling.factor")? {
+                    Some(f) if f.is_finite() && f > 0.0 => f,
+                    Some(f) => return Err(ModelError::BadHparams(format!("rope.scaling.factor {f} must be > 0"))),
+                    None => return Err(ModelError::MissingKey(m.key("rope.scaling.factor"))),
+                };
+                let finite = |name: &str, v: Option<f32>, default: f32| -> Result<f32, ModelError> {
+                    match v {
+                        None => Ok(default),
+                        Some(x) if x.is_finite() => Ok(x),
+                        Some(x) => Err(ModelError::BadHparams(format!("{name} {x} is not finite"))),
+                    }
+                };
+                yarn = Some(YarnParams {
+                    factor,
+                    orig_ctx: m.opt_uint("rope.scaling.original_context_length")?.unwrap_or(n_ctx_train),
+                    beta_fast: finite("yarn_beta_fast", m.f32("rope.scaling.yarn_beta_fast")?, 32.0)?,
+                    beta_slow: finite("yarn_beta_slow", m.f32("rope.scaling.yarn_beta_slow")?, 1.0)?,
+                    log_mul: finite("yarn_log_multiplier", m.f32("rope.scaling.yarn_log_multiplier")?, 0.0)?,
+                    attn_factor: finite("attn_factor", m.f32("rope.scaling.attn_factor")?, 1.0)?,
+                });
+                1.0 / factor
+            }
             Some("linear") => match m.f32("rope.scaling.factor")? {
                 Some(f) if f.is_finite() && f > 0.0 => 1.0 / f,
                 Some(f) => return Err(ModelError::BadHparams(format!("rope.scaling.factor {f} must be > 0"))),
@@ -190,7 +237,17 @@ impl HParams {
             rope_freq_scale,
             n_rot,
             sliding_window,
+            yarn,
         })
+    }
+
+    /// An error for architectures whose graph has no YaRN rope, so a file asking for it
+    /// is refused instead of silently run with plain rotations.
+    pub fn reject_yarn(&self) -> Result<(), ModelError> {
+        match self.yarn {
+            Some(_) => Err(ModelError::Unsupported(format!("YaRN rope scaling for `{}`", self.arch))),
+            None => Ok(()),
+        }
     }
 
     /// Width of one token's keys in the cache.

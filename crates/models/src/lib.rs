@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 pub use arch::Architecture;
 pub use error::ModelError;
-pub use hparams::{HParams, RopeMode};
+pub use hparams::{HParams, RopeMode, YarnParams};
 pub use jikji_gguf::GgufFile;
 pub use kv_cache::{KvCache, KvType, KvView, PagedKv, SeqSpan, DEFAULT_KV_BLOCK};
 pub use trace::trace;
@@ -112,7 +112,20 @@ impl Model {
     /// An empty cache of the given element type.
     pub fn new_cache_with(&self, n_ctx: usize, ty: KvType) -> KvCache {
         let hp = self.arch.hparams();
-        KvCache::new(hp.n_layer, n_ctx, hp.n_embd_k_gqa(), hp.n_embd_v_gqa(), ty)
+        let (kw, vw) = self.arch.cache_widths();
+        KvCache::new(hp.n_layer, n_ctx, kw, vw, ty)
+    }
+
+    /// Values per token per layer stored for keys and values (see
+    /// `Architecture::cache_widths`); the cache costs `(k + v) · n_layer · element size`
+    /// bytes per token.
+    pub fn cache_widths(&self) -> (usize, usize) {
+        self.arch.cache_widths()
+    }
+
+    /// Architecture-specific hyper-parameters, for display.
+    pub fn details(&self) -> Vec<(String, String)> {
+        self.arch.details()
     }
 
     /// Appends `tokens` at positions `cache.len()..` and returns logits, row-major
@@ -132,15 +145,16 @@ impl Model {
         if let Some(&token) = tokens.iter().find(|&&t| t as usize >= hp.n_vocab) {
             return Err(ModelError::TokenOutOfRange { token, n_vocab: hp.n_vocab });
         }
-        if cache.layers.len() != hp.n_layer || cache.k_width != hp.n_embd_k_gqa() || cache.v_width != hp.n_embd_v_gqa() {
+        let (kw, vw) = self.arch.cache_widths();
+        if cache.layers.len() != hp.n_layer || cache.k_width != kw || cache.v_width != vw {
             return Err(ModelError::CacheMismatch(format!(
                 "cache has {} layers of widths {}/{}, model needs {} of {}/{}",
                 cache.layers.len(),
                 cache.k_width,
                 cache.v_width,
                 hp.n_layer,
-                hp.n_embd_k_gqa(),
-                hp.n_embd_v_gqa()
+                kw,
+                vw
             )));
         }
         let needed = cache.len() + tokens.len();
@@ -161,14 +175,15 @@ impl Model {
     /// An empty paged KV pool of `n_blocks` blocks of `block_size` positions (F16).
     pub fn new_paged_kv(&self, n_blocks: usize, block_size: usize) -> Result<PagedKv, ModelError> {
         let hp = self.arch.hparams();
+        let (kw, vw) = self.arch.cache_widths();
         if block_size == 0 || n_blocks == 0 || n_blocks > u32::MAX as usize {
             return Err(ModelError::BadRequest(format!("paged KV of {n_blocks} blocks of {block_size} positions")));
         }
-        let fits = n_blocks.checked_mul(block_size).and_then(|r| r.checked_mul(hp.n_embd_k_gqa().max(hp.n_embd_v_gqa())));
+        let fits = n_blocks.checked_mul(block_size).and_then(|r| r.checked_mul(kw.max(vw)));
         if fits.is_none() {
             return Err(ModelError::BadRequest("paged KV size overflows".into()));
         }
-        Ok(PagedKv::new(hp.n_layer, n_blocks, block_size, hp.n_embd_k_gqa(), hp.n_embd_v_gqa()))
+        Ok(PagedKv::new(hp.n_layer, n_blocks, block_size, kw, vw))
     }
 
     /// One batched step over several sequences sharing the paged pool `kv`.
@@ -186,15 +201,16 @@ impl Model {
         if seqs.is_empty() {
             return Err(ModelError::EmptyInput);
         }
-        if kv.layers.len() != hp.n_layer || kv.k_width != hp.n_embd_k_gqa() || kv.v_width != hp.n_embd_v_gqa() {
+        let (kw, vw) = self.arch.cache_widths();
+        if kv.layers.len() != hp.n_layer || kv.k_width != kw || kv.v_width != vw {
             return Err(ModelError::CacheMismatch(format!(
                 "paged pool has {} layers of widths {}/{}, model needs {} of {}/{}",
                 kv.layers.len(),
                 kv.k_width,
                 kv.v_width,
                 hp.n_layer,
-                hp.n_embd_k_gqa(),
-                hp.n_embd_v_gqa()
+                kw,
+                vw
             )));
         }
         let mut tokens = Vec::new();

@@ -12,6 +12,9 @@ pub const ARCHITECTURES: &[(&str, LoadFn)] = &[
     ("qwen2", arch::qwen2::load),
     ("qwen3", arch::qwen3::load),
     ("gemma3", arch::gemma3::load),
+    ("deepseek2", arch::deepseek2::load),
+    ("exaone", arch::exaone::load),
+    ("exaone4", arch::exaone4::load),
 ];
 
 /// Names of the supported architectures.

@@ -86,6 +86,57 @@ impl<'a> Loader<'a> {
         Ok(Matrix { info: info.clone(), rows, cols })
     }
 
+    /// A 3-D tensor of `n` stacked `[rows, cols]` matrices (ggml dims `[cols, rows, n]`:
+    /// MoE experts, MLA's per-head `attn_k_b` / `attn_v_b`), as `n` matrices that each
+    /// reference their own slice of the file (nothing is copied; experts stay quantized).
+    pub fn stacked(&self, name: &str, n: usize, rows: usize, cols: usize) -> Result<Vec<Matrix>, ModelError> {
+        let info = self.find(name)?;
+        Self::check_shape(info, &[cols as u64, rows as u64, n as u64])?;
+        if !matrix_type_ok(info.ggml_type) || n == 0 {
+            return Err(ModelError::TensorType { name: name.to_string(), ty: info.ggml_type });
+        }
+        let rows_total = rows.checked_mul(n).ok_or_else(|| ModelError::BadHparams(format!("{name}: {n} x {rows} rows overflow")))?;
+        Self::check_bytes(info, rows_total, cols)?;
+        let slice = info.n_bytes / n as u64;
+        Ok((0..n)
+            .map(|i| {
+                let mut part = info.clone();
+                part.name = format!("{name}[{i}]");
+                part.dims = vec![cols as u64, rows as u64];
+                part.offset = info.offset + slice * i as u64;
+                part.n_bytes = slice;
+                Matrix { info: part, rows, cols }
+            })
+            .collect())
+    }
+
+    /// Rows `first .. first + rows` of a `[total_rows, cols]` matrix, as its own matrix
+    /// referencing that slice of the file.
+    pub fn row_slice(m: &Matrix, first: usize, rows: usize) -> Result<Matrix, ModelError> {
+        let bad = || ModelError::TensorType { name: m.info.name.clone(), ty: m.info.ggml_type };
+        if first + rows > m.rows {
+            return Err(bad());
+        }
+        let row_bytes = m.info.ggml_type.row_bytes(m.cols as u64).ok_or_else(bad)?;
+        let mut part = m.info.clone();
+        part.name = format!("{}[{first}..{}]", m.info.name, first + rows);
+        part.dims = vec![m.cols as u64, rows as u64];
+        part.offset = m.info.offset + row_bytes * first as u64;
+        part.n_bytes = row_bytes * rows as u64;
+        Ok(Matrix { info: part, rows, cols: m.cols })
+    }
+
+    /// A whole matrix dequantized to f32, `[rows, cols]` row-major (for small weights that
+    /// must be rearranged at load, such as a combined MLA `attn_kv_b`).
+    pub fn dequantized(&self, m: &Matrix) -> Result<Vec<f32>, ModelError> {
+        let view = m.view(self.file);
+        let mut out = vec![0.0f32; m.rows * m.cols];
+        for (r, row) in out.chunks_exact_mut(m.cols.max(1)).enumerate() {
+            jikji_kernels::get_row(&view, r, row)?;
+        }
+        Ok(out)
+    }
+
     pub fn opt_matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Option<Matrix>, ModelError> {
         if self.has(name) {
             self.matrix(name, rows, cols).map(Some)

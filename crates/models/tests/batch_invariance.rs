@@ -131,7 +131,7 @@ fn batched_logits_equal_alone_and_do_not_depend_on_prefill_chunks_on_tiny_models
     for m in [tiny(tiny_llama_gguf(&cfg, 5)), tiny(tiny_qwen2_gguf(&cfg, 5)), tiny(tiny_qwen3_gguf(&cfg, 5)), tiny(tiny_gemma3_gguf(&cfg, 5))] {
         check_invariance(&m, 6);
     }
-    for name in ["llama-1", "qwen3-1"] {
+    for name in ["llama-1", "qwen3-1", "deepseek_v3-1", "deepseek_v2-1", "exaone4-1"] {
         let m = load_model(&TinyReference::load(name).gguf_path());
         check_invariance(&m, 6);
     }

@@ -267,8 +267,8 @@ impl Engine {
         }
         let bs = DEFAULT_KV_BLOCK;
         let info = model.info();
-        let hp = model.hparams();
-        let bytes_per_token = (info.n_layer * (hp.n_embd_k_gqa() + hp.n_embd_v_gqa()) * 2).max(1);
+        let (kw, vw) = model.cache_widths(); // MLA stores one latent row per token
+        let bytes_per_token = (info.n_layer * (kw + vw) * 2).max(1);
         let by_memory = cfg.kv_memory_limit / bytes_per_token;
         // At least one full-context sequence must fit.
         let kv_tokens = cfg.kv_tokens.min(by_memory).max(cfg.n_ctx);

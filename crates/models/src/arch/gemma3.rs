@@ -90,6 +90,7 @@ fn local_layers(file: &GgufFile, meta: &Meta, n_layer: usize) -> Result<Vec<bool
 
 pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>, ModelError> {
     let hp = HParams::from_gguf(file, "gemma3")?;
+    hp.reject_yarn()?;
     let window = hp.sliding_window.ok_or_else(|| ModelError::MissingKey("gemma3.attention.sliding_window".into()))?;
     let meta = Meta { file, arch: "gemma3" };
     let local = local_layers(file, &meta, hp.n_layer)?;

@@ -58,6 +58,7 @@ pub struct LlamaFamily {
 impl LlamaFamily {
     pub fn load(file: &GgufFile, arch: &str, opts: FamilyOptions) -> Result<Self, ModelError> {
         let hp = HParams::from_gguf(file, arch)?;
+        hp.reject_yarn()?;
         let ld = Loader::new(file);
         let rope_freqs = ld.opt_vector("rope_freqs.weight", hp.n_rot / 2)?;
         let tok_embd = ld.matrix("token_embd.weight", hp.n_vocab, hp.n_embd)?;

@@ -1,6 +1,9 @@
 //! One file per architecture. Each exposes `load(file) -> Box<dyn Architecture>`;
 //! `registry.rs` maps `general.architecture` to these loaders.
 
+pub mod deepseek2;
+pub mod exaone;
+pub mod exaone4;
 pub mod gemma3;
 pub mod llama;
 pub mod qwen2;
@@ -17,6 +20,20 @@ pub trait Architecture: Send + Sync {
 
     /// Whether the output projection reuses the token embedding.
     fn tied_output(&self) -> bool;
+
+    /// Values per token per layer the cache stores for keys and for values. Plain
+    /// attention stores `n_head_kv` heads of each; MLA stores one latent row as "keys"
+    /// and no values.
+    fn cache_widths(&self) -> (usize, usize) {
+        let hp = self.hparams();
+        (hp.n_embd_k_gqa(), hp.n_embd_v_gqa())
+    }
+
+    /// Architecture-specific hyper-parameters worth showing (`jikji inspect`), as
+    /// `(name, value)` pairs; the common ones are in `hparams()`.
+    fn details(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 
     /// Runs `tokens` (the caller has checked ids, capacity and the cache's shape) at the
     /// positions `kv.positions(tokens.len())`, writes their keys/values into `kv`, and

@@ -10,6 +10,8 @@
 pub mod attention;
 pub mod layer;
 pub mod linear;
+pub mod mla;
+pub mod moe;
 pub mod peer;
 pub mod ffn;
 pub mod rope;

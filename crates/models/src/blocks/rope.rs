@@ -41,3 +41,121 @@ impl Rope<'_> {
         Ok(())
     }
 }
+
+/// Rotary embeddings with YaRN scaling (Peng et al. 2023), as ggml's `rope_ext` computes
+/// them with `ext_factor ≠ 0`: per pair `k`, the interpolated angle `freq_scale · θ_k`
+/// and the extrapolated `θ_k` are mixed by a ramp over the correction dims, and cos/sin
+/// are multiplied by `mscale · (1 + 0.1 ln(1 / freq_scale))`. With `ext_factor = 0` it is
+/// the plain (linearly scaled) rotation times `mscale`.
+#[derive(Clone, Copy, Debug)]
+pub struct YarnRope {
+    pub mode: RopeMode,
+    pub n_rot: usize,
+    pub base: f32,
+    pub freq_scale: f32,
+    /// Mix weight of the extrapolated angle (1 for YaRN files, 0 disables the ramp).
+    pub ext_factor: f32,
+    /// ggml's `attn_factor` argument: the magnitude multiplier of cos/sin.
+    pub mscale: f32,
+    /// `[start, end]` pair indices of the ramp (`ggml_rope_yarn_corr_dims`).
+    pub corr_dims: [f32; 2],
+}
+
+impl YarnRope {
+    /// `ggml_rope_yarn_corr_dims` for `n_rot` dims, the training context `n_ctx_orig`,
+    /// and the fast/slow rotation counts.
+    pub fn corr_dims(n_rot: usize, n_ctx_orig: usize, base: f32, beta_fast: f32, beta_slow: f32) -> [f32; 2] {
+        let dim = |n_turns: f32| {
+            n_rot as f32 * (n_ctx_orig as f32 / (n_turns * 2.0 * std::f32::consts::PI)).ln() / (2.0 * base.ln())
+        };
+        let start = dim(beta_fast).floor();
+        let end = dim(beta_slow).ceil();
+        [start.max(0.0), end.min(n_rot as f32 - 1.0)]
+    }
+
+    /// cos/sin per pair for one position: `[n_rot]` as (cos, sin) pairs.
+    fn cache(&self, pos: usize, out: &mut [f32]) {
+        let theta_scale = self.base.powf(-2.0 / self.n_rot as f32);
+        let mut theta = pos as f32;
+        for (k, cs) in out.chunks_exact_mut(2).enumerate() {
+            let theta_extrap = theta;
+            let theta_interp = self.freq_scale * theta_extrap;
+            let mut t = theta_interp;
+            let mut mscale = self.mscale;
+            if self.ext_factor != 0.0 {
+                let y = (k as f32 - self.corr_dims[0]) / (self.corr_dims[1] - self.corr_dims[0]).max(0.001);
+                let ramp_mix = (1.0 - y.clamp(0.0, 1.0)) * self.ext_factor;
+                t = theta_interp * (1.0 - ramp_mix) + theta_extrap * ramp_mix;
+                mscale *= 1.0 + 0.1 * (1.0 / self.freq_scale).ln();
+            }
+            cs[0] = t.cos() * mscale;
+            cs[1] = t.sin() * mscale;
+            theta *= theta_scale;
+        }
+    }
+
+    /// Rotates the first `n_rot` dims of each `head_dim` block of `x` = `[n_tokens, n_heads
+    /// * head_dim]`, token `t` at position `positions[t]`.
+    pub fn apply(&self, x: &mut [f32], head_dim: usize, positions: &[usize]) -> Result<(), ModelError> {
+        let n_tokens = positions.len();
+        if n_tokens == 0 || head_dim == 0 || self.n_rot == 0 {
+            return Ok(());
+        }
+        if self.n_rot & 1 == 1 || self.n_rot > head_dim || x.len().checked_rem(n_tokens * head_dim) != Some(0) {
+            return Err(ModelError::BadRequest(format!(
+                "rope: n_rot {} / head_dim {head_dim} / {} values for {n_tokens} tokens",
+                self.n_rot,
+                x.len()
+            )));
+        }
+        let row = x.len() / n_tokens;
+        let half = self.n_rot / 2;
+        let mut cache = vec![0.0f32; self.n_rot];
+        for (tok, &pos) in x.chunks_exact_mut(row).zip(positions) {
+            self.cache(pos, &mut cache);
+            for head in tok.chunks_exact_mut(head_dim) {
+                for i in 0..half {
+                    let (a, b) = if self.mode == RopeMode::Neox { (i, i + half) } else { (2 * i, 2 * i + 1) };
+                    let (c, s) = (cache[2 * i], cache[2 * i + 1]);
+                    let (x0, x1) = (head[a], head[b]);
+                    head[a] = x0.mul_add(c, -(x1 * s));
+                    head[b] = x0.mul_add(s, x1 * c);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yarn_without_extension_is_the_plain_rotation() {
+        let plain = Rope { mode: RopeMode::Norm, n_rot: 8, base: 10000.0, freq_scale: 1.0, freq_factors: None };
+        let yarn = YarnRope { mode: RopeMode::Norm, n_rot: 8, base: 10000.0, freq_scale: 1.0, ext_factor: 0.0, mscale: 1.0, corr_dims: [0.0, 7.0] };
+        let x: Vec<f32> = (0..32).map(|i| (i as f32 * 0.37).sin()).collect();
+        let (mut a, mut b) = (x.clone(), x);
+        plain.apply(&mut a, 16, &[5, 6]).expect("rope");
+        yarn.apply(&mut b, 16, &[5, 6]).expect("rope");
+        for (p, q) in a.iter().zip(&b) {
+            assert!((p - q).abs() < 1e-5, "{p} vs {q}");
+        }
+    }
+
+    #[test]
+    fn yarn_keeps_fast_pairs_unscaled_and_interpolates_slow_ones() {
+        // corr dims [1, 2]: pair 0 extrapolates (original angle), pair 3 interpolates
+        // (angle / factor); magnitudes are scaled by mscale.
+        let factor = 4.0f32;
+        let r = YarnRope { mode: RopeMode::Norm, n_rot: 8, base: 10000.0, freq_scale: 1.0 / factor, ext_factor: 1.0, mscale: 1.0, corr_dims: [1.0, 2.0] };
+        let mut cs = vec![0.0; 8];
+        r.cache(3, &mut cs);
+        let m = 1.0 + 0.1 * factor.ln();
+        assert!((cs[0] - 3f32.cos() * m).abs() < 1e-5);
+        let theta3 = 3.0 * 10000f32.powf(-6.0 / 8.0);
+        assert!((cs[6] - (theta3 / factor).cos() * m).abs() < 1e-5);
+        assert_eq!(YarnRope::corr_dims(64, 4096, 10000.0, 32.0, 1.0), [10.0, 23.0]);
+    }
+}
