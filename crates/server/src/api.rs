@@ -233,6 +233,9 @@ struct Reply {
     prompt_lens: Vec<usize>,
     /// Which prompt each choice belongs to (completions may send several prompts).
     prompt_of: Vec<usize>,
+    /// End-of-generation ids: such a token only carries the last held-back text (it is
+    /// not part of the completion), so its logprob is not reported.
+    eog_ids: Vec<u32>,
 }
 
 impl Reply {
@@ -348,7 +351,8 @@ impl Reply {
 fn apply_event(reply: &Reply, c: &mut Choice, ev: GenEvent) -> Result<Vec<Value>, String> {
     let mut chunks = Vec::new();
     match ev {
-        GenEvent::Token { text, logprob, .. } => {
+        GenEvent::Token { id, text, logprob } => {
+            let logprob = if reply.eog_ids.contains(&id) { None } else { logprob };
             let offset = c.content.len();
             let (r, t) = c.push_text(&text);
             if let Some(lp) = &logprob {
@@ -519,6 +523,7 @@ pub async fn chat_completions(State(st): State<AppState>, body: Result<Bytes, By
         include_usage: opts.include_usage,
         prompt_lens: vec![prompt.len(); opts.n],
         prompt_of: vec![0; opts.n],
+        eog_ids: st.engine.tokenizer().eog_ids(),
     };
     let choices: Vec<Choice> = (0..opts.n).map(|i| Choice::new(i, splitter.clone())).collect();
     if opts.stream {
@@ -579,6 +584,7 @@ pub async fn completions(State(st): State<AppState>, body: Result<Bytes, BytesRe
         include_usage: opts.include_usage,
         prompt_lens,
         prompt_of,
+        eog_ids: st.engine.tokenizer().eog_ids(),
     };
     let choices: Vec<Choice> = (0..n_choices).map(|i| Choice::new(i, None)).collect();
     if opts.stream {
@@ -688,4 +694,112 @@ pub async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiE
 /// A known URL with the wrong method.
 pub async fn method_not_allowed() -> ApiError {
     ApiError::method_not_allowed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(kind: Kind, logprobs: bool) -> Reply {
+        Reply {
+            kind,
+            id: "chatcmpl-test".into(),
+            created: 0,
+            model: "m".into(),
+            logprobs,
+            include_usage: false,
+            prompt_lens: vec![5],
+            prompt_of: vec![0],
+            eog_ids: vec![2],
+        }
+    }
+
+    fn tok(id: u32, text: &str) -> GenEvent {
+        GenEvent::Token { id, text: text.into(), logprob: None }
+    }
+
+    fn done() -> GenEvent {
+        GenEvent::Done { finish: FinishReason::Stop, usage: Usage { prompt_tokens: 5, completion_tokens: 4, cached_prompt_tokens: 0 } }
+    }
+
+    /// Feeds events; returns the (reasoning, content) deltas of the stream chunks.
+    fn run(reply: &Reply, c: &mut Choice, events: Vec<GenEvent>) -> (String, String, Vec<Value>) {
+        let mut chunks = Vec::new();
+        for ev in events {
+            chunks.extend(apply_event(reply, c, ev).expect("no error"));
+        }
+        let r = chunks.iter().filter_map(|v| v["choices"][0]["delta"]["reasoning_content"].as_str()).collect();
+        let t = chunks.iter().filter_map(|v| v["choices"][0]["delta"]["content"].as_str()).collect();
+        (r, t, chunks)
+    }
+
+    #[test]
+    fn think_block_goes_to_reasoning_content_in_stream_and_reply() {
+        let rp = reply(Kind::Chat, false);
+        let mut c = Choice::new(0, Some(ReasoningSplitter::new()));
+        let ev = vec![tok(10, "<th"), tok(11, "ink>Paris is"), tok(12, " in France.</think>\n\n"), tok(13, "Paris."), done()];
+        let (r, t, chunks) = run(&rp, &mut c, ev);
+        assert_eq!(r, "Paris is in France.");
+        assert_eq!(t, "Paris.");
+        assert!(chunks.iter().all(|v| !v.to_string().contains("think>")));
+        let fin = rp.final_json(std::slice::from_ref(&c));
+        assert_eq!(fin["choices"][0]["message"]["reasoning_content"], "Paris is in France.");
+        assert_eq!(fin["choices"][0]["message"]["content"], "Paris.");
+        assert_eq!(chunks.last().expect("finish chunk")["choices"][0]["finish_reason"], "stop");
+    }
+
+    #[test]
+    fn prompt_ending_in_think_starts_inside_the_thought() {
+        let rp = reply(Kind::Chat, false);
+        let mut c = Choice::new(0, Some(ReasoningSplitter::for_prompt("<|Assistant|><think>\n")));
+        let (r, t, _) = run(&rp, &mut c, vec![tok(10, "Hmm, 2+2"), tok(11, "=4.</think>"), tok(12, "4"), done()]);
+        assert_eq!((r.as_str(), t.as_str()), ("Hmm, 2+2=4.", "4"));
+    }
+
+    #[test]
+    fn without_the_split_tags_stay_in_content() {
+        let rp = reply(Kind::Chat, false);
+        let mut c = Choice::new(0, None);
+        let (r, t, _) = run(&rp, &mut c, vec![tok(10, "<think>x</think>"), tok(11, "y"), done()]);
+        assert_eq!((r.as_str(), t.as_str()), ("", "<think>x</think>y"));
+        let fin = rp.final_json(std::slice::from_ref(&c));
+        assert!(fin["choices"][0]["message"].get("reasoning_content").is_none());
+    }
+
+    #[test]
+    fn eog_carrier_token_adds_text_but_no_logprob() {
+        let rp = reply(Kind::Completion, true);
+        let mut c = Choice::new(0, None);
+        let lp = |t: &str| Some(TokenLogprob { token: t.into(), bytes: t.as_bytes().to_vec(), logprob: -0.5, top: vec![(t.into(), t.as_bytes().to_vec(), -0.5)] });
+        let events = vec![
+            GenEvent::Token { id: 10, text: "ab".into(), logprob: lp("ab") },
+            GenEvent::Token { id: 11, text: "".into(), logprob: lp("\u{e9}") },
+            GenEvent::Token { id: 2, text: "c".into(), logprob: lp("</s>") },
+            done(),
+        ];
+        let (_, _, chunks) = run(&rp, &mut c, events);
+        let streamed: String = chunks.iter().filter_map(|v| v["choices"][0]["text"].as_str()).collect();
+        assert_eq!(streamed, "abc");
+        let fin = rp.final_json(std::slice::from_ref(&c));
+        assert_eq!(fin["choices"][0]["text"], "abc");
+        let lps = &fin["choices"][0]["logprobs"];
+        assert_eq!(lps["tokens"], json!(["ab", "\u{e9}"]));
+        assert_eq!(lps["text_offset"], json!([0, 2]));
+        assert_eq!(lps["top_logprobs"][0], json!({"ab": -0.5}));
+    }
+
+    #[test]
+    fn usage_counts_a_shared_prompt_once() {
+        let mut rp = reply(Kind::Chat, false);
+        rp.prompt_lens = vec![5, 5, 7];
+        rp.prompt_of = vec![0, 0, 1];
+        let mut cs: Vec<Choice> = (0..3).map(|i| Choice::new(i, None)).collect();
+        for (i, c) in cs.iter_mut().enumerate() {
+            c.usage = Some(Usage { prompt_tokens: rp.prompt_lens[i], completion_tokens: 3, cached_prompt_tokens: if i == 1 { 5 } else { 0 } });
+        }
+        let u = rp.usage(&cs);
+        assert_eq!(u["prompt_tokens"], 12);
+        assert_eq!(u["completion_tokens"], 9);
+        assert_eq!(u["total_tokens"], 21);
+    }
 }
