@@ -85,6 +85,19 @@ def test_disconnect_cancels_the_generation_and_frees_its_slot(smol):
     assert smol.metrics()["jikji_requests_cancelled_total"] >= cancelled_before + 1
 
 
+def test_non_streaming_client_that_gives_up_cancels_its_generation(smol):
+    assert wait_for(lambda: smol.metrics()["jikji_running_sequences"] == 0)
+    cancelled_before = smol.metrics()["jikji_requests_cancelled_total"]
+    body = {"model": SMOL, "prompt": "Count: 1, 2,", "max_tokens": 1000, "temperature": 0, "ignore_eos": True}
+    try:
+        httpx.post(smol.url("/v1/completions"), json=body, timeout=httpx.Timeout(30, read=1.5))
+        raise AssertionError("1000 tokens should take longer than 1.5 s")
+    except httpx.ReadTimeout:
+        pass
+    assert wait_for(lambda: smol.metrics()["jikji_requests_cancelled_total"] >= cancelled_before + 1, timeout=10)
+    assert wait_for(lambda: smol.metrics()["jikji_running_sequences"] == 0, timeout=10)
+
+
 def test_full_queue_answers_429_with_retry_after():
     s = Server(SMOL, ["--ctx", "512", "--parallel", "1", "--max-queue", "1"])
     try:

@@ -11,7 +11,9 @@
 //!   `/health` needs one ([`auth`], constant-time comparison); bodies are capped
 //!   (8 MiB default → 413), and each request's `n`, stop strings, logit bias and token
 //!   budget are bounded ([`request::Limits`]); CORS is off unless origins are given; a
-//!   panic in a handler becomes a 500, never a dead connection task.
+//!   panic in a handler becomes a 500, never a dead connection task; a client must send
+//!   its headers within [`HEADER_READ_TIMEOUT`] (TLS handshakes: 10 s), so stalled
+//!   connections do not pile up.
 //! - Errors are always OpenAI's `{"error": {...}}` object ([`error::ApiError`]), for
 //!   unknown routes and wrong methods too.
 //! - Graceful shutdown ([`serve`]): on the signal the server keeps accepting connections
@@ -258,6 +260,14 @@ pub fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, ServerError>
     Ok(cfg)
 }
 
+/// How long a client may take to send a request's headers before its connection is
+/// closed (a slow or stalled client must not hold a connection for ever).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn limit_slow_clients(b: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>) {
+    b.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+}
+
 /// Serves `router(state)` until `signal` resolves, then drains: new generation requests
 /// get 503 while in-flight ones finish (at most `shutdown_timeout`), then the listener
 /// closes. `on_listening` gets the bound address (useful with port 0).
@@ -272,11 +282,13 @@ pub async fn serve(
     let server = match &opts.tls {
         Some(files) => {
             let cfg = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls_config(files)?));
-            let s = axum_server::bind_rustls(opts.addr, cfg).handle(handle.clone());
+            let mut s = axum_server::bind_rustls(opts.addr, cfg).handle(handle.clone());
+            limit_slow_clients(s.http_builder());
             tokio::spawn(async move { s.serve(app).await })
         }
         None => {
-            let s = axum_server::bind(opts.addr).handle(handle.clone());
+            let mut s = axum_server::bind(opts.addr).handle(handle.clone());
+            limit_slow_clients(s.http_builder());
             tokio::spawn(async move { s.serve(app).await })
         }
     };
