@@ -96,4 +96,5 @@ for (model, c) in sorted({(m, c) for (m, c, _) in rows}):
           f"{j.get('ttft_p50_s', 0):>10.3f}/{j.get('ttft_p99_s', 0):<10.3f} {l.get('ttft_p50_s', 0):>10.3f}/{l.get('ttft_p99_s', 0):<10.3f} | "
           f"{j.get('errors', '-')!s:>4}/{l.get('errors', '-')!s:<5}")
 EOF
+echo "raw results:" >&2; cat "$RESULTS" >&2
 echo "logs: $LOGDIR" >&2
