@@ -308,3 +308,28 @@ async fn tokenize_and_detokenize_round_trip() {
     let (s, _, _) = call(&r, Method::POST, "/detokenize", Some(json!({"tokens": [100000]})), &[]).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn cors_is_off_by_default_and_on_for_listed_origins() {
+    let (r, _) = app();
+    let (_, h, _) = call(&r, Method::GET, "/v1/models", None, &[("origin", "https://app.example")]).await;
+    assert!(!h.contains_key("access-control-allow-origin"), "CORS must be off unless enabled");
+
+    let mut keys = ApiKeys::none();
+    keys.add_from_text("k", "test").expect("keys");
+    let st = state_with(ServerConfig { api_keys: keys, cors_origins: vec!["https://app.example".into()], ..ServerConfig::default() });
+    let r = router(st);
+    // The preflight carries no key and must still succeed.
+    let (s, h, _) = call(
+        &r,
+        Method::OPTIONS,
+        "/v1/chat/completions",
+        None,
+        &[("origin", "https://app.example"), ("access-control-request-method", "POST"), ("access-control-request-headers", "authorization,content-type")],
+    )
+    .await;
+    assert!(s.is_success(), "preflight status {s}");
+    assert_eq!(h.get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("https://app.example"));
+    let (_, h, _) = call(&r, Method::GET, "/v1/models", None, &[("origin", "https://evil.example"), ("authorization", "Bearer k")]).await;
+    assert!(!h.contains_key("access-control-allow-origin"));
+}
