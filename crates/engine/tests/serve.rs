@@ -342,3 +342,28 @@ async fn streams_are_usable_from_async_code() {
     }
     assert_eq!(n, 5);
 }
+
+#[test]
+fn requests_beyond_the_kv_capacity_wait_for_blocks_and_then_run() {
+    let r = TinyReference::load("llama-1");
+    // A pool of one context (64 positions = 4 blocks), slots for four.
+    let h = start(&r.gguf_path(), ServeConfig { kv_memory_limit: 1, ..cfg(4, 64) });
+    assert_eq!(h.metrics().kv_blocks_total, 4);
+    let prompt = r.prompts[0].ids.clone();
+    let req = || {
+        let mut q = GenRequest::greedy(prompt.clone(), 40 - prompt.len());
+        q.ignore_eos = true;
+        q
+    };
+    let alone = collect(h.submit(req()).unwrap());
+    // Each needs 40 positions (3 blocks): only one fits at a time, the others queue.
+    let streams: Vec<GenStream> = (0..3).map(|_| h.submit(req()).unwrap()).collect();
+    let m = h.metrics();
+    assert!(m.running <= 1, "at most one sequence fits the pool: {m:?}");
+    for s in streams {
+        let out = collect(s);
+        assert_eq!(out.ids, alone.ids);
+    }
+    let m = wait_for(&h, "all done", |m| m.running == 0);
+    assert_eq!((m.kv_blocks_used, m.queue_depth), (0, 0));
+}

@@ -1,10 +1,18 @@
-//! The key/value cache of one sequence: per layer, `n_ctx` rows of keys
-//! (`[n_ctx, n_head_kv * head_dim_k]`) and values (`[n_ctx, n_head_kv * head_dim_v]`).
+//! Key/value caches.
 //!
-//! Stored as F16 by default, as llama.cpp does (`type_k = type_v = f16`), so attention sees
-//! the same rounded keys and values as the peer; F32 is available for debugging.
-//! Positions are implicit: row `i` holds the token at position `i`, and `len()` is the next
-//! position to fill. `truncate`/`clear` only move `len` (rows past it are overwritten later).
+//! - [`KvCache`]: one sequence, per layer `n_ctx` rows of keys
+//!   (`[n_ctx, n_head_kv * head_dim_k]`) and values (`[n_ctx, n_head_kv * head_dim_v]`).
+//!   Stored as F16 by default, as llama.cpp does (`type_k = type_v = f16`), so attention
+//!   sees the same rounded keys and values as the peer; F32 is available for debugging.
+//!   Positions are implicit: row `i` holds the token at position `i`, and `len()` is the
+//!   next position to fill. `truncate`/`clear` only move `len` (rows past it are
+//!   overwritten later).
+//! - [`PagedKv`]: a pool of fixed-size blocks shared by many sequences (the serving
+//!   engine's cache); each sequence reaches its positions through a block table, so
+//!   blocks can be handed out, shared by prompts with a common prefix and returned one at
+//!   a time. Values are f16-rounded, kept as f32 so attention reads them in place.
+//! - [`KvView`]: what an architecture's forward pass writes and attends over (one of the
+//!   two, with the matching numerics).
 
 /// Element type of the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,16 +119,19 @@ impl KvCache {
 /// Positions per block of a [`PagedKv`] unless the caller picks another size.
 pub const DEFAULT_KV_BLOCK: usize = 16;
 
-/// One layer of a [`PagedKv`]: f16 bit patterns, row `block * block_size + offset`.
-/// Stored as `u16` so a large pool is allocated zeroed by the OS (pages are only touched
-/// when a block is first written).
+/// One layer of a [`PagedKv`]. Values are rounded to f16 (as an f16 cache stores them)
+/// but kept as f32, so attention reads them in place without converting: keys row-major
+/// per position, values transposed per block so that the weighted sum over positions
+/// reads each value dimension contiguously. Allocated zeroed (pages are touched only when
+/// a block is first written).
 #[derive(Clone, Debug)]
 pub(crate) struct PagedLayer {
-    pub(crate) k: Vec<u16>, // [n_blocks * block_size, k_width] f16 bits
-    pub(crate) v: Vec<u16>, // [n_blocks * block_size, v_width] f16 bits
+    pub(crate) k: Vec<f32>, // [n_blocks * block_size, k_width]: row = block * block_size + offset
+    pub(crate) v: Vec<f32>, // [n_blocks, v_width, block_size]
 }
 
-/// A pool of KV blocks shared by many sequences (F16, as llama.cpp's default cache).
+/// A pool of KV blocks shared by many sequences (values rounded to f16, as llama.cpp's
+/// default cache type).
 ///
 /// A block holds `block_size` consecutive positions of one sequence for every layer. The
 /// pool only stores; which sequence owns which block (its *block table*: block `i` of the
@@ -139,7 +150,7 @@ pub struct PagedKv {
 impl PagedKv {
     pub(crate) fn new(n_layer: usize, n_blocks: usize, block_size: usize, k_width: usize, v_width: usize) -> Self {
         let rows = n_blocks * block_size;
-        let layers = (0..n_layer).map(|_| PagedLayer { k: vec![0u16; rows * k_width], v: vec![0u16; rows * v_width] }).collect();
+        let layers = (0..n_layer).map(|_| PagedLayer { k: vec![0.0f32; rows * k_width], v: vec![0.0f32; rows * v_width] }).collect();
         PagedKv { block_size, n_blocks, k_width, v_width, layers }
     }
 
@@ -155,7 +166,7 @@ impl PagedKv {
 
     /// Bytes of one block (all layers, keys and values).
     pub fn block_bytes(&self) -> usize {
-        self.layers.len() * self.block_size * (self.k_width + self.v_width) * 2
+        self.layers.len() * self.block_size * (self.k_width + self.v_width) * 4
     }
 
     /// Physical row of position `pos` in a sequence with block table `blocks`.
@@ -164,19 +175,35 @@ impl PagedKv {
     }
 }
 
-/// Writes `src` as f16 bits at element offset `at`.
-pub(crate) fn write_f16_bits(dst: &mut [u16], at: usize, src: &[f32]) {
-    for (d, s) in dst[at..at + src.len()].iter_mut().zip(src) {
-        *d = half::f16::from_f32(*s).to_bits();
+impl PagedKv {
+    /// Stores position `pos` (through `blocks`) of layer `il`: key row `k` and value row
+    /// `v`, each rounded through f16.
+    pub(crate) fn store(&mut self, il: usize, blocks: &[u32], pos: usize, k: &[f32], v: &[f32]) {
+        let (bs, kw, vw) = (self.block_size, self.k_width, self.v_width);
+        let (blk, off) = (blocks[pos / bs] as usize, pos % bs);
+        let layer = &mut self.layers[il];
+        let r = blk * bs + off;
+        write_f16_bits(&mut layer.k, r * kw, &k[..kw.min(k.len())]);
+        let vb = &mut layer.v[blk * vw * bs..(blk + 1) * vw * bs];
+        for (c, &x) in v.iter().enumerate().take(vw) {
+            vb[c * bs + off] = half::f16::from_f32(x).to_f32();
+        }
     }
 }
 
-/// Reads f16 bits at element offset `from` into `dst` as f32.
-pub(crate) fn read_f16_bits(src: &[u16], from: usize, dst: &mut [f32]) {
-    let n = dst.len();
-    for (d, s) in dst.iter_mut().zip(&src[from..from + n]) {
-        *d = half::f16::from_bits(*s).to_f32();
+/// Writes `src` at element offset `at` of a paged layer's key store, rounded through f16
+/// (the pool's element type). For architectures that store their own rows (MLA latents).
+pub(crate) fn write_f16_bits(dst: &mut [f32], at: usize, src: &[f32]) {
+    for (d, s) in dst[at..at + src.len()].iter_mut().zip(src) {
+        *d = half::f16::from_f32(*s).to_f32();
     }
+}
+
+/// Reads `dst.len()` values at element offset `from` of a paged layer's key store (already
+/// f16-rounded, so a plain copy).
+#[allow(dead_code)] // for architectures that attend over their own rows (MLA)
+pub(crate) fn read_f16_bits(src: &[f32], from: usize, dst: &mut [f32]) {
+    dst.copy_from_slice(&src[from..from + dst.len()]);
 }
 
 /// One sequence of a batched step: `n_tokens` new tokens at positions `pos0..`, stored

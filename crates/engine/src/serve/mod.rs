@@ -267,8 +267,9 @@ impl Engine {
         }
         let bs = DEFAULT_KV_BLOCK;
         let info = model.info();
-        let (kw, vw) = model.cache_widths(); // MLA stores one latent row per token
-        let bytes_per_token = (info.n_layer * (kw + vw) * 2).max(1);
+        // The architecture decides what a position stores (e.g. MLA keeps one latent row):
+        // measure it on a one-block pool.
+        let bytes_per_token = (model.new_paged_kv(1, bs)?.block_bytes() / bs).max(1);
         let by_memory = cfg.kv_memory_limit / bytes_per_token;
         // At least one full-context sequence must fit.
         let kv_tokens = cfg.kv_tokens.min(by_memory).max(cfg.n_ctx);
@@ -388,7 +389,12 @@ impl EngineHandle {
                 return Err(SubmitError::ShuttingDown);
             }
             // Cancelled requests still in the queue do not count.
+            let before = q.waiting.len();
             q.waiting.retain(|p| !p.tx.is_closed());
+            let dropped = (before - q.waiting.len()) as u64;
+            if dropped > 0 {
+                sh.metrics.update(|c| c.cancelled += dropped);
+            }
             if q.waiting.len() >= sh.cfg.max_queue {
                 let per_slot = q.waiting.len() / sh.cfg.parallel.max(1);
                 return Err(SubmitError::QueueFull { retry_after_secs: (1 + per_slot as u64).min(60) });

@@ -71,12 +71,15 @@ struct Worker {
     /// Sum of the running sequences' `reserve`.
     reserved: usize,
     eog: Vec<u32>,
+    /// `JIKJI_SERVE_TRACE` set: print every step's size and forward time to stderr.
+    trace: bool,
 }
 
 pub(crate) fn run(sh: Arc<Shared>, model: Arc<Model>, kv: PagedKv) {
     let table = BlockTable::new(kv.n_blocks());
     let eog = sh.tokenizer.eog_ids();
-    let mut w = Worker { sh, model, kv, table, running: Vec::new(), reserved: 0, eog };
+    let trace = std::env::var_os("JIKJI_SERVE_TRACE").is_some();
+    let mut w = Worker { sh, model, kv, table, running: Vec::new(), reserved: 0, eog, trace };
     loop {
         {
             let mut q = w.sh.lock();
@@ -276,8 +279,14 @@ impl Worker {
                 })
                 .collect();
             let (model, kv) = (&self.model, &mut self.kv);
+            let t_fwd = Instant::now();
             let result = catch_unwind(AssertUnwindSafe(|| model.forward_batch(&batch, kv)));
+            let fwd = t_fwd.elapsed();
             drop(batch);
+            if self.trace {
+                let rows: usize = feeds.iter().map(|&(_, a, b)| b - a).sum();
+                eprintln!("[serve] step: {} seqs, {rows} rows, forward {:.1} ms", feeds.len(), fwd.as_secs_f64() * 1e3);
+            }
             let n_vocab = self.sh.n_vocab;
             match result {
                 Ok(Ok(logits)) => {
@@ -300,7 +309,7 @@ impl Worker {
             }
         }
         // Remove ended sequences, highest index first so indices stay valid.
-        outcomes.sort_by(|a, b| b.0.cmp(&a.0));
+        outcomes.sort_by_key(|o| std::cmp::Reverse(o.0));
         for (i, o) in outcomes {
             match o {
                 Outcome::Continue => {}

@@ -25,7 +25,7 @@ use super::peer::reduce16;
 use jikji_kernels::lanes::{dot16_rows, fma_lanes, v_expf_slice};
 use jikji_kernels::pool::parallel_for;
 use std::sync::Mutex;
-use crate::kv_cache::{read_f16_bits, LayerKv, PagedKv, SeqSpan};
+use crate::kv_cache::{LayerKv, PagedKv, SeqSpan};
 
 /// Shape and scaling of one attention layer.
 #[derive(Clone, Copy, Debug)]
@@ -207,19 +207,45 @@ pub fn attention(
     }
 }
 
+/// One whole 16-position block of the weighted value sum in a single lane pass:
+/// `lanes[d][l] = fma(v[d][l], p[l], lanes[d][l])` for every value dimension `d`, as one
+/// `fma_lanes` over the flattened `[dv, 16]` block with `p` repeated per dimension, which
+/// performs exactly the per-dimension FMAs (lane `d·16 + l` is dimension `d`, position
+/// lane `l`). Returns false (nothing done) for head widths without a wide instance.
+fn wide_block_sum(vb: &[f32], p: &[f32], p_rep: &mut [f32], lanes: &mut [[f32; 16]]) -> bool {
+    let dv = lanes.len();
+    for chunk in p_rep.chunks_exact_mut(16) {
+        chunk.copy_from_slice(p);
+    }
+    let flat = lanes.as_flattened_mut();
+    match dv {
+        64 => match <&mut [f32; 1024]>::try_from(flat) {
+            Ok(l) => fma_lanes(vb, p_rep, 0, l),
+            Err(_) => return false,
+        },
+        128 => match <&mut [f32; 2048]>::try_from(flat) {
+            Ok(l) => fma_lanes(vb, p_rep, 0, l),
+            Err(_) => return false,
+        },
+        _ => return false,
+    }
+    true
+}
+
 /// Batch-invariant attention over a paged pool, writing `out` `[n_rows, n_head * head_dim_v]`.
 ///
 /// `q` holds the rows of every sequence of `seqs`, concatenated in order
 /// (`[n_rows, n_head * head_dim_k]`); each row attends over its own sequence's positions
-/// `0..=pos` (or the window), read through the sequence's block table. Unlike
+/// `0..=pos` (or the window), read in place through the sequence's block table. Unlike
 /// [`attention`], every row uses the batch (`tinyBLAS`) dot order whatever the number of
-/// rows, so a row's output depends only on its sequence's keys, values and query. The
-/// f16 roundings of an f16 cache apply (the pool is always f16). One pool task per
-/// (sequence, kv head): the kv head's keys and values are gathered once and serve its
-/// whole query group.
+/// rows, so a row's output depends only on its sequence's keys, values and query; the
+/// f16 roundings of an f16 cache apply (the pool holds f16-rounded values). A dot over
+/// positions split at block boundaries keeps its order: each lane (absolute position
+/// modulo 16) receives the same FMAs in the same order. One pool task per
+/// (sequence, kv head), serving the kv head's whole query group.
 pub fn attention_paged(s: &AttnShape, q: &[f32], kv: &PagedKv, il: usize, seqs: &[SeqSpan], out: &mut [f32]) {
     let layer = &kv.layers[il];
-    let (kw, vw) = (kv.k_width, kv.v_width);
+    let (bs, kw, vw) = (kv.block_size, kv.k_width, kv.v_width);
     let group = s.n_head / s.n_head_kv;
     let (dk, dv) = (s.head_dim_k, s.head_dim_v);
     let mut row0 = Vec::with_capacity(seqs.len());
@@ -235,40 +261,48 @@ pub fn attention_paged(s: &AttnShape, q: &[f32], kv: &PagedKv, il: usize, seqs: 
         let (i, kvh) = (task / s.n_head_kv, task % s.n_head_kv);
         let sq = &seqs[i];
         let n_kv = sq.pos0 + sq.n_tokens;
-        let mut kf = vec![0.0f32; n_kv * dk]; // [n_kv, dk]
-        let mut vt = vec![0.0f32; dv * n_kv]; // [dv, n_kv]
-        let mut vrow = vec![0.0f32; dv];
-        for j in 0..n_kv {
-            let r = kv.row(sq.blocks, j);
-            read_f16_bits(&layer.k, r * kw + kvh * dk, &mut kf[j * dk..(j + 1) * dk]);
-            read_f16_bits(&layer.v, r * vw + kvh * dv, &mut vrow);
-            for (c, &v) in vrow.iter().enumerate() {
-                vt[c * n_kv + j] = v;
-            }
-        }
         let mut qh = vec![0.0f32; dk];
         let mut scores = vec![0.0f32; n_kv];
         let gw = group * dv;
         let mut o = vec![0.0f32; sq.n_tokens * gw];
+        let mut lanes = vec![[0.0f32; 16]; dv];
+        let mut p_rep = vec![0.0f32; dv * 16];
         for t in 0..sq.n_tokens {
             let pos = sq.pos0 + t;
             let lo = match s.window {
                 Some(w) => (pos + 1).saturating_sub(w),
                 None => 0,
             };
+            // Block segments [a, b) of the visible positions lo..=pos.
+            let segments = (lo / bs..pos / bs + 1).map(|bi| (bi, (bi * bs).max(lo), ((bi + 1) * bs).min(pos + 1)));
             for g in 0..group {
                 let h = kvh * group + g;
                 qh.copy_from_slice(&q[(row0[i] + t) * s.n_head * dk + h * dk..][..dk]);
                 round_f16(&mut qh);
+                for (bi, a, b) in segments.clone() {
+                    let r = sq.blocks[bi] as usize * bs + a % bs;
+                    dot16_rows(&layer.k[r * kw + kvh * dk..], kw, &qh, &mut scores[a..b]);
+                }
                 let sc = &mut scores[lo..pos + 1];
-                dot16_rows(&kf[lo * dk..], dk, &qh, sc);
                 for v in sc.iter_mut() {
                     *v *= s.kq_scale;
                 }
                 softmax_ggml(sc, lo);
                 round_f16(sc);
-                for (d, od) in o[t * gw + g * dv..t * gw + (g + 1) * dv].iter_mut().enumerate() {
-                    *od = dot(DotOrder::Gemm, &vt[d * n_kv + lo..d * n_kv + pos + 1], sc, lo);
+                lanes.iter_mut().for_each(|l| *l = [0.0; 16]);
+                for (bi, a, b) in segments.clone() {
+                    let vb = &layer.v[sq.blocks[bi] as usize * vw * bs..][..vw * bs];
+                    let p = &scores[a..b];
+                    if bs == 16 && b - a == 16 && wide_block_sum(&vb[kvh * dv * 16..][..dv * 16], p, &mut p_rep, &mut lanes) {
+                        continue;
+                    }
+                    for (d, l) in lanes.iter_mut().enumerate() {
+                        let col = (kvh * dv + d) * bs;
+                        fma_lanes(&vb[col + a % bs..col + b - (bi * bs)], p, a, l);
+                    }
+                }
+                for (od, l) in o[t * gw + g * dv..t * gw + (g + 1) * dv].iter_mut().zip(&lanes) {
+                    *od = reduce16(l);
                 }
             }
         }

@@ -7,7 +7,7 @@ use super::linear::{self, project_many};
 use super::rope::Rope;
 use crate::error::ModelError;
 use crate::hparams::HParams;
-use crate::kv_cache::{write_f16_bits, KvType, KvView};
+use crate::kv_cache::{KvType, KvView};
 use crate::trace::trace;
 use crate::weights::{Loader, Matrix};
 use jikji_gguf::GgufFile;
@@ -136,10 +136,7 @@ pub fn store_and_attend(kv: &mut KvView, il: usize, shape: &AttnShape, q: &[f32]
             let mut row = 0;
             for sq in seqs.iter() {
                 for pos in sq.pos0..sq.pos0 + sq.n_tokens {
-                    let r = kv.row(sq.blocks, pos);
-                    let layer = &mut kv.layers[il];
-                    write_f16_bits(&mut layer.k, r * kd, &k[row * kd..(row + 1) * kd]);
-                    write_f16_bits(&mut layer.v, r * vd, &v[row * vd..(row + 1) * vd]);
+                    kv.store(il, sq.blocks, pos, &k[row * kd..(row + 1) * kd], &v[row * vd..(row + 1) * vd]);
                     row += 1;
                 }
             }
