@@ -19,6 +19,13 @@
 //!   attention per sequence through its block table, and batch-invariant float orders so
 //!   a sequence's output never depends on what it was batched with).
 //! - `trace(name, layer, &x)` marks named intermediates; set `JIKJI_TRACE` to print them.
+//! - The cache layout belongs to the architecture (`Architecture::cache_widths`): plain
+//!   attention stores `n_head_kv` key and value heads per token, MLA (`deepseek2`) one
+//!   latent row (`kv_lora_rank + n_rot`) and no values, so contiguous and paged caches are
+//!   sized by the architecture, never by `head_count_kv × key_length` alone.
+//! - Stacked 3-D weights (MoE experts, MLA's per-head `attn_k_b`/`attn_v_b`) are sliced
+//!   per expert/head as file references (`Loader::stacked`): experts stay in the file's
+//!   quantized type, and a token only reads the experts it was routed to.
 #![forbid(unsafe_code)]
 
 pub mod arch;

@@ -135,6 +135,7 @@ fn batched_logits_equal_alone_and_do_not_depend_on_prefill_chunks_on_tiny_models
         let m = load_model(&TinyReference::load(name).gguf_path());
         check_invariance(&m, 6);
     }
+    check_invariance(&load_model(&jikji_testkit::fixtures_dir().join("tiny/exaone-1.gguf")), 6);
 }
 
 #[test]

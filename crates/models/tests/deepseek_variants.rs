@@ -164,3 +164,22 @@ fn damaged_moe_and_mla_metadata_is_a_typed_error() {
         .collect();
     assert!(matches!(expect_err(&kvs, &t), ModelError::TensorShape { .. }));
 }
+
+#[test]
+fn trailing_multi_token_prediction_blocks_are_not_run() {
+    // A V3 file as the converter writes it with MTP kept: block_count counts the extra
+    // block, `nextn_predict_layers` says how many trail the trunk.
+    let (r, mut kvs, mut tensors) = read_v3();
+    set(&mut kvs, "deepseek2.block_count", Value::U32(4));
+    kvs.push(("deepseek2.nextn_predict_layers".into(), Value::U32(1)));
+    tensors.push(("blk.3.nextn.eh_proj.weight".into(), vec![128, 64], vec![0.5; 128 * 64]));
+    tensors.push(("blk.3.attn_norm.weight".into(), vec![64], vec![9.0; 64]));
+    let with_mtp = write(&kvs, &tensors, None).expect("file with an MTP block loads");
+    assert_eq!(with_mtp.info().n_layer, 3);
+    let plain = common::load_model(&r.gguf_path());
+    for p in &r.prompts {
+        assert_eq!(last_row(&with_mtp, &p.ids), last_row(&plain, &p.ids), "`{}`", p.text);
+    }
+    set(&mut kvs, "deepseek2.nextn_predict_layers", Value::U32(4));
+    assert!(matches!(expect_err(&kvs, &tensors), ModelError::BadHparams(_)));
+}

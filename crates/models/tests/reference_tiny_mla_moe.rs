@@ -155,3 +155,50 @@ fn deepseek_v3_cache_holds_the_latent_not_full_keys_and_values() {
     let kv = details.iter().find(|(k, _)| k.starts_with("KV cache")).expect("KV cache line");
     assert!(kv.1.starts_with("144 B latent vs 960 B"), "{}", kv.1);
 }
+
+/// `exaone-1.json` (made by `scripts/make_tiny_exaone.py`): transformers has no EXAONE 3.5
+/// class, so its references are Llama math in numpy float64 and llama.cpp's own logits.
+#[derive(serde::Deserialize)]
+struct ExaoneFixture {
+    gguf: String,
+    prompts: Vec<ExaonePrompt>,
+}
+
+#[derive(serde::Deserialize)]
+struct ExaonePrompt {
+    text: String,
+    ids: Vec<u32>,
+    llama_math: jikji_testkit::tiny::TinyOutputs,
+    #[serde(rename = "llama.cpp")]
+    llama_cpp: jikji_testkit::tiny::TinyOutputs,
+}
+
+#[test]
+fn tiny_exaone35_matches_llama_math_and_llama_cpp_logits_and_greedy() {
+    let dir = jikji_testkit::fixtures_dir().join("tiny");
+    let text = std::fs::read_to_string(dir.join("exaone-1.json")).expect("read exaone-1.json");
+    let fx: ExaoneFixture = serde_json::from_str(&text).expect("parse exaone-1.json");
+    let model = load_model(&dir.join(&fx.gguf));
+    assert_eq!(model.info().arch, "exaone");
+    let n_vocab = model.info().n_vocab;
+    let mut worst = 0.0f32;
+    for p in &fx.prompts {
+        let mut cache = model.new_cache(p.ids.len());
+        let logits = model.forward(&p.ids, &mut cache, true).expect("forward");
+        for (name, r) in [("llama math", &p.llama_math), ("llama.cpp", &p.llama_cpp)] {
+            let d = max_abs_diff(&logits[(p.ids.len() - 1) * n_vocab..], &r.last_row);
+            worst = worst.max(d);
+            assert!(d <= TOL, "exaone `{}`: last row max |Δ| {d} vs {name}", p.text);
+            for (pos, top) in r.top8.iter().enumerate() {
+                for &(id, want) in top {
+                    let got = logits[pos * n_vocab + id as usize];
+                    assert!((got - want).abs() <= TOL, "exaone `{}` pos {pos} id {id}: {got} vs {name} {want}", p.text);
+                }
+            }
+        }
+        let ours = greedy(&model, &p.ids, 16);
+        assert_eq!(ours, p.llama_math.greedy, "exaone `{}`: greedy vs llama math", p.text);
+        assert_eq!(ours, p.llama_cpp.greedy, "exaone `{}`: greedy vs llama.cpp", p.text);
+    }
+    eprintln!("exaone-1: last-row max |Δ| {worst:.5} vs both references");
+}

@@ -24,7 +24,8 @@
 //! `leading_dense_block_count`, `expert_count`, `expert_used_count`,
 //! `expert_feed_forward_length`, `expert_shared_count`, `expert_gating_func` (1 softmax,
 //! 2 sigmoid; absent = softmax), `expert_weights_norm`, `expert_weights_scale`,
-//! `expert_group_count`, `expert_group_used_count`, and the YaRN keys.
+//! `expert_group_count`, `expert_group_used_count`, `nextn_predict_layers` (trailing
+//! multi-token-prediction blocks, not run), and the YaRN keys.
 //! Tensors: `token_embd`, `output_norm`, optional `output`; per layer `attn_norm`,
 //! `attn_q` | `attn_q_a` + `attn_q_a_norm` + `attn_q_b`, `attn_kv_a_mqa`,
 //! `attn_kv_a_norm`, `attn_k_b` + `attn_v_b` | `attn_kv_b`, `attn_output`, `ffn_norm`;
@@ -132,8 +133,15 @@ fn rope_and_scale(hp: &HParams, dk: usize) -> (YarnRope, f32) {
 
 pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>, ModelError> {
     let arch = "deepseek2";
-    let hp = HParams::from_gguf(file, arch)?;
+    let mut hp = HParams::from_gguf(file, arch)?;
     let m = Meta { file, arch };
+    // Multi-token-prediction blocks (`nextn_predict_layers`) follow the trunk in
+    // `block_count`; they are not part of the next-token forward pass.
+    let nextn = m.opt_uint("nextn_predict_layers")?.unwrap_or(0);
+    if nextn >= hp.n_layer {
+        return Err(ModelError::BadHparams(format!("nextn_predict_layers {nextn} leaves no trunk of {} blocks", hp.n_layer)));
+    }
+    hp.n_layer -= nextn;
     let kv_lora = m.req_uint("attention.kv_lora_rank")?;
     let q_lora = m.opt_uint("attention.q_lora_rank")?.filter(|&r| r > 0);
     let dk = m.opt_uint("attention.key_length_mla")?.unwrap_or(hp.head_dim_k);
@@ -206,12 +214,13 @@ pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>, ModelError> {
             )
         } else {
             let kv_b = ld.matrix(&n("attn_kv_b.weight"), n_head * (nope + dv), kv_lora)?;
-            let all = ld.dequantized(&kv_b)?; // [n_head * (nope + dv), kv_lora]
             let mut kt = Vec::with_capacity(n_head);
             let mut vb = Vec::with_capacity(n_head);
             for h in 0..n_head {
                 let first = h * (nope + dv);
-                kt.push(all[first * kv_lora..(first + nope) * kv_lora].to_vec());
+                // Key rows [nope, kv_lora] in f32 (applied transposed); value rows stay in
+                // the file as a row slice.
+                kt.push(ld.dequantized(&Loader::row_slice(&kv_b, first, nope)?)?);
                 vb.push(Loader::row_slice(&kv_b, first + nope, dv)?);
             }
             (KAbsorb::Transposed(kt), vb)

@@ -32,6 +32,7 @@ use crate::trace::trace;
 use crate::weights::Matrix;
 use jikji_gguf::GgufFile;
 use jikji_kernels::ops::rms_norm_weighted_inplace;
+use jikji_kernels::lanes::dot16_rows;
 use jikji_kernels::pool::parallel_for;
 use std::sync::Mutex;
 
@@ -233,9 +234,26 @@ impl MlaWeights {
     }
 }
 
-/// Attention of one sequence's `n_tokens` queries `q` (`[n_tokens, n_head, kv_lora +
-/// rope]`, positions `pos0..`) over its cache rows `visible` (`[pos0 + n_tokens, kv_lora
-/// + rope]`, already rounded to the cache type), writing the softmax-weighted latents
+/// `Σ a[i]·b[i]` in 8 lanes (lane `i % 8`), then the lanes in order: a fixed order the
+/// compiler vectorises, for widths that are not a multiple of 16.
+fn dot8(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ta, tb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    for (i, (x, y)) in ta.iter().zip(tb).enumerate() {
+        acc[i] += x * y;
+    }
+    acc.iter().sum()
+}
+
+/// Attention of one sequence's `n_tokens` queries `q` (`[n_tokens, n_head, w]`, positions
+/// `pos0..`, `w = kv_lora + rope`) over its cache rows `visible` (`[pos0 + n_tokens, w]`,
+/// already rounded to the cache type), writing the softmax-weighted latents
 /// `[n_tokens, n_head, kv_lora]` into `out`. One task per head; each output element is
 /// summed in position order, so the result does not depend on the batch around it.
 fn attend_latent(s: &MlaShape, q: &[f32], visible: &[f32], pos0: usize, n_tokens: usize, f16_math: bool, out: &mut [f32]) {
@@ -253,10 +271,16 @@ fn attend_latent(s: &MlaShape, q: &[f32], visible: &[f32], pos0: usize, n_tokens
                 qh.iter_mut().for_each(|v| *v = half::f16::from_f32(*v).to_f32());
             }
             let sc = &mut scores[..pos + 1];
-            for (j, sj) in sc.iter_mut().enumerate() {
-                let kr = &visible[j * w..(j + 1) * w];
-                *sj = kr.iter().zip(&qh).map(|(a, b)| a * b).sum::<f32>() * s.kq_scale;
+            if w % 16 == 0 {
+                // Every visible key against the query (16-lane FMA order, SIMD); real
+                // models' latent widths (512 + 64) take this path.
+                dot16_rows(visible, w, &qh, sc);
+            } else {
+                for (j, sj) in sc.iter_mut().enumerate() {
+                    *sj = dot8(&visible[j * w..(j + 1) * w], &qh);
+                }
             }
+            sc.iter_mut().for_each(|v| *v *= s.kq_scale);
             let max = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0f64;
             for v in sc.iter_mut() {

@@ -74,7 +74,7 @@ impl Routing {
             return bad(format!("expert_used_count {} must be in 1..={} (expert_count)", self.n_used, self.n_expert));
         }
         if self.n_groups > 1 {
-            if self.n_expert % self.n_groups != 0 {
+            if !self.n_expert.is_multiple_of(self.n_groups) {
                 return bad(format!("expert_count {} is not a multiple of expert_group_count {}", self.n_expert, self.n_groups));
             }
             let per_group = self.n_expert / self.n_groups;
