@@ -8,3 +8,5 @@ for m in smollm2-135m gemma3-270m qwen2.5-0.5b; do
   ./target/release/jikji pull "$m"
 done
 cargo test --workspace --no-fail-fast "$@"
+# The HTTP server end to end (real binary, real models, official openai client).
+bash scripts/serve-test.sh

@@ -6,6 +6,7 @@
 mod bench;
 mod commands;
 mod inspect;
+mod serve;
 mod thinking;
 
 use std::io::Write;
@@ -54,6 +55,8 @@ enum Cmd {
     },
     /// Measure prompt-processing and generation speed (tokens/s), like llama-bench.
     Bench(bench::BenchArgs),
+    /// Serve the OpenAI-compatible API (chat/completions, streaming, batching) over HTTP(S).
+    Serve(serve::ServeArgs),
     /// Show a model file's metadata and tensor table.
     Inspect {
         /// Catalog name or path.
@@ -164,6 +167,7 @@ fn main() -> ExitCode {
         Cmd::Template { model, messages } => commands::template(&model, &messages),
         Cmd::Inspect { model } => inspect::inspect(&model),
         Cmd::Bench(args) => bench::bench(args),
+        Cmd::Serve(args) => serve::serve(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,185 @@
+//! `jikji serve`: load a model, start the serving engine, and serve the OpenAI-compatible
+//! API until SIGTERM/SIGINT, then drain and exit 0.
+//!
+//! The served model id (what clients put in `model`) is the catalog name when `-m` is one,
+//! else the file stem; the file name and stem are accepted as aliases.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use jikji_engine::serve::{Engine, ServeConfig};
+use jikji_engine::ChatFormatter;
+use jikji_models::Model;
+use jikji_server::{ApiKeys, AppState, Limits, ServeOptions, ServerConfig, TlsFiles};
+use jikji_tokenizer::Tokenizer;
+
+/// Options of `jikji serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Catalog name or path to a .gguf file.
+    #[arg(short = 'm', long = "model")]
+    model: String,
+    /// Address to bind. The default serves this machine only; use 0.0.0.0 to open it to
+    /// the network (set API keys and TLS then).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// File of API keys, one per line (`#` comments). Keys may also come from
+    /// JIKJI_API_KEYS (comma-separated). With any key set, every route but /health needs one.
+    #[arg(long = "api-key-file")]
+    api_key_file: Option<PathBuf>,
+    /// Sequences decoded together (batch slots).
+    #[arg(long, default_value_t = 32)]
+    parallel: usize,
+    /// Context size per sequence (prompt + generated) [default: the model's training
+    /// context, at most 4096].
+    #[arg(long = "ctx", short = 'c')]
+    ctx: Option<usize>,
+    /// Total KV-cache capacity in tokens shared by all sequences [default: parallel × ctx;
+    /// the engine caps the pool's memory in any case].
+    #[arg(long = "kv-tokens")]
+    kv_tokens: Option<usize>,
+    /// Requests allowed to wait beyond the batch slots before 429s.
+    #[arg(long = "max-queue", default_value_t = 256)]
+    max_queue: usize,
+    /// Compute threads [default: available parallelism].
+    #[arg(long, short = 't')]
+    threads: Option<usize>,
+    /// TLS certificate chain (PEM); needs --tls-key.
+    #[arg(long = "tls-cert", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM); needs --tls-cert.
+    #[arg(long = "tls-key", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Seconds in-flight requests may run after SIGTERM/SIGINT before the server exits.
+    #[arg(long = "shutdown-timeout", default_value_t = 30)]
+    shutdown_timeout: u64,
+    /// Largest request body in bytes.
+    #[arg(long = "max-body-bytes", default_value_t = 8 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Allow browser requests from this origin (repeatable; `*` for any). CORS is off
+    /// without it.
+    #[arg(long = "cors-origin")]
+    cors_origin: Vec<String>,
+}
+
+/// Default context when `--ctx` is not given (capped by the model's training context).
+const DEFAULT_CTX: usize = 4096;
+
+fn model_id(arg: &str, path: &Path) -> String {
+    if jikji_catalog::lookup(arg).is_some() {
+        return arg.to_string();
+    }
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| arg.to_string())
+}
+
+fn api_keys(file: Option<&Path>) -> Result<ApiKeys> {
+    let mut keys = ApiKeys::none();
+    if let Some(f) = file {
+        keys.add_file(f)?;
+    }
+    if let Ok(env) = std::env::var("JIKJI_API_KEYS") {
+        keys.add_from_text(&env, "JIKJI_API_KEYS")?;
+    }
+    Ok(keys)
+}
+
+pub fn serve(args: ServeArgs) -> Result<()> {
+    if args.parallel == 0 {
+        bail!("--parallel must be at least 1");
+    }
+    if args.max_body_bytes == 0 {
+        bail!("--max-body-bytes must be at least 1");
+    }
+    if let Some(t) = args.threads {
+        if t == 0 {
+            bail!("--threads must be at least 1");
+        }
+        jikji_kernels::set_num_threads(t);
+    }
+    let keys = api_keys(args.api_key_file.as_deref())?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.clone(), key: key.clone() }),
+        _ => None,
+    };
+    if let Some(files) = &tls {
+        // Fail before loading the model if the certificate or key is unusable.
+        jikji_server::tls_config(files)?;
+    }
+
+    let (path, file) = crate::commands::open_file(&args.model)?;
+    let tokenizer = Tokenizer::from_gguf(&file)
+        .with_context(|| format!("cannot build the tokenizer of {}", path.display()))?;
+    let chat = ChatFormatter::from_gguf(&file, &tokenizer)
+        .with_context(|| format!("cannot use the chat template of {}", path.display()))?;
+    let model = Model::load(file.clone()).with_context(|| format!("cannot load model {}", path.display()))?;
+    let n_ctx = match args.ctx {
+        Some(0) => bail!("--ctx must be at least 1"),
+        Some(n) => n,
+        None if model.info().n_ctx_train > 0 => model.info().n_ctx_train.min(DEFAULT_CTX),
+        None => DEFAULT_CTX,
+    };
+    let kv_tokens = match args.kv_tokens {
+        Some(0) => bail!("--kv-tokens must be at least 1"),
+        Some(k) => k,
+        None => args.parallel.saturating_mul(n_ctx),
+    };
+    let id = model_id(&args.model, &path);
+    let mut aliases = Vec::new();
+    if let Some(stem) = path.file_stem() {
+        aliases.push(stem.to_string_lossy().into_owned());
+    }
+    if let Some(name) = path.file_name() {
+        aliases.push(name.to_string_lossy().into_owned());
+    }
+    aliases.retain(|a| *a != id);
+
+    let cfg = ServeConfig {
+        n_ctx,
+        parallel: args.parallel,
+        max_queue: args.max_queue,
+        kv_tokens,
+        threads: args.threads.unwrap_or(0),
+        ..ServeConfig::default()
+    };
+    let engine = Engine::start(Arc::new(model), Arc::new(tokenizer), Some(chat), id.clone(), cfg)
+        .context("cannot start the serving engine")?;
+
+    let config = ServerConfig {
+        api_keys: keys,
+        limits: Limits { max_body_bytes: args.max_body_bytes, ..Limits::default() },
+        cors_origins: args.cors_origin.clone(),
+        model_aliases: aliases,
+    };
+    let n_keys = config.api_keys.len();
+    let state = AppState::new(engine, config);
+    let opts = ServeOptions {
+        addr: SocketAddr::new(args.host, args.port),
+        tls: tls.clone(),
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = runtime.block_on(jikji_server::serve(state, opts, jikji_server::shutdown_signal(), |addr| {
+        eprintln!(
+            "jikji serve: {id} on {scheme}://{addr} (ctx {n_ctx}, parallel {}, {})",
+            args.parallel,
+            if n_keys == 0 { "no API key".to_string() } else { format!("{n_keys} API key(s)") }
+        );
+    }))?;
+    if report.drained {
+        eprintln!("jikji serve: shut down after finishing all requests");
+    } else {
+        eprintln!("jikji serve: shut down at the timeout with {} request(s) unfinished", report.abandoned);
+    }
+    Ok(())
+}

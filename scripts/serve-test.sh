@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# End-to-end tests of `jikji serve`: starts the real release binary on free loopback ports
+# with the real models and drives it with the official `openai` Python package and raw
+# HTTP (tests/server/). Needs the models pulled (scripts/test.sh does that first).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install -q --disable-pip-version-check openai pytest httpx cryptography
+[ -x target/release/jikji ] || cargo build --release -p jikji-cli
+export JIKJI_BIN="${JIKJI_BIN:-$PWD/target/release/jikji}"
+python3 -m pytest -q tests/server "$@"
