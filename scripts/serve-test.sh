@@ -4,7 +4,12 @@
 # HTTP (tests/server/). Needs the models pulled (scripts/test.sh does that first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q --disable-pip-version-check openai pytest httpx cryptography
+# A distribution's own Python refuses plain `pip install` (PEP 668); retry past that.
+pip_install() {
+  python3 -m pip install -q --disable-pip-version-check "$@" 2>/dev/null \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages "$@"
+}
+pip_install openai pytest httpx cryptography
 [ -x target/release/jikji ] || cargo build --release -p jikji-cli
 export JIKJI_BIN="${JIKJI_BIN:-$PWD/target/release/jikji}"
 python3 -m pytest -q tests/server "$@"
