@@ -94,7 +94,7 @@ fn random_seed() -> u64 {
 }
 
 fn formatter(loaded: &Loaded) -> Result<ChatFormatter> {
-    ChatFormatter::from_gguf(&loaded.file, &loaded.tokenizer)
+    ChatFormatter::from_gguf(&loaded.file)
         .with_context(|| format!("cannot use the chat template of {}", loaded.path.display()))
 }
 
@@ -271,8 +271,7 @@ pub fn template(model: &str, messages_path: &Path) -> Result<()> {
         bail!("{} must hold a JSON array of messages", messages_path.display());
     }
     let (path, file) = open_file(model)?;
-    let tok = open_tokenizer(&path, &file)?;
-    let fmt = ChatFormatter::from_gguf(&file, &tok)
+    let fmt = ChatFormatter::from_gguf(&file)
         .with_context(|| format!("cannot use the chat template of {}", path.display()))?;
     let rendered = fmt.render(&messages, true)?;
     let mut out = io::stdout().lock();

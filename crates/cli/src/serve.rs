@@ -115,7 +115,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     let (path, file) = crate::commands::open_file(&args.model)?;
     let tokenizer = Tokenizer::from_gguf(&file)
         .with_context(|| format!("cannot build the tokenizer of {}", path.display()))?;
-    let chat = ChatFormatter::from_gguf(&file, &tokenizer)
+    let chat = ChatFormatter::from_gguf(&file)
         .with_context(|| format!("cannot use the chat template of {}", path.display()))?;
     let model = Model::load(file.clone()).with_context(|| format!("cannot load model {}", path.display()))?;
     let n_ctx = match args.ctx {

@@ -47,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let threads: usize = arg(&args, "-t", 0);
     let file = Arc::new(GgufFile::open(path)?);
     let tok = Arc::new(Tokenizer::from_gguf(&file)?);
-    let chat_fmt = ChatFormatter::from_gguf(&file, &tok)?;
+    let chat_fmt = ChatFormatter::from_gguf(&file)?;
     let model = Arc::new(Model::load(file)?);
     let max_c = conc.iter().copied().max().unwrap_or(1);
     let cfg = ServeConfig { n_ctx: 1024, parallel: max_c, kv_tokens: max_c * 1024, threads, ..ServeConfig::default() };

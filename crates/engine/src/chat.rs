@@ -1,16 +1,17 @@
 //! Chat prompts: render a conversation with the model's template and tokenize it.
 //!
 //! Design choices:
-//! - The template is the file's `tokenizer.chat_template` when present; otherwise the
-//!   tokenizer crate's built-in fallback for `general.architecture` (Gemma's turn format
-//!   for `gemma*`, ChatML otherwise). [`ChatFormatter::source`] says which was used.
+//! - Loading is the tokenizer crate's [`ChatTemplate::from_gguf`] (one place decides): the
+//!   file's `tokenizer.chat_template`, or a built-in when the file has none (Gemma's turn
+//!   format for `gemma*`, ChatML otherwise) or names one (`chatml`). [`ChatFormatter::source`]
+//!   says which was used.
 //! - The rendered text is tokenized as llama.cpp tokenizes chat prompts: special tokens
 //!   parsed and BOS added as the metadata asks, except that a BOS is not added a second
 //!   time when the template already wrote the BOS string at the start (templates such as
 //!   Gemma's begin with `{{ bos_token }}`).
 
 use jikji_gguf::GgufFile;
-use jikji_tokenizer::chat::{self, ChatTemplate};
+use jikji_tokenizer::chat::{ChatTemplate, TemplateOrigin};
 use jikji_tokenizer::Tokenizer;
 use serde_json::Value;
 
@@ -19,10 +20,10 @@ use crate::EngineError;
 /// Where a formatter's template came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TemplateSource {
-    /// `tokenizer.chat_template` of the file.
+    /// `tokenizer.chat_template` of the file (or a source given to [`ChatFormatter::new`]).
     File,
-    /// A built-in fallback, because the file has no template.
-    Fallback { arch: String },
+    /// A built-in template, by name: the file has no template, or names a built-in one.
+    Builtin { name: &'static str },
 }
 
 /// A compiled chat template bound to a model's BOS/EOS strings.
@@ -33,18 +34,14 @@ pub struct ChatFormatter {
 }
 
 impl ChatFormatter {
-    /// The file's template, or the architecture's fallback when it has none.
-    pub fn from_gguf(file: &GgufFile, tokenizer: &Tokenizer) -> Result<Self, EngineError> {
-        let bos = tokenizer.bos_text().unwrap_or("");
-        let eos = tokenizer.eos_text().unwrap_or("");
-        let (src, source) = match file.get_str("tokenizer.chat_template")? {
-            Some(s) => (s, TemplateSource::File),
-            None => {
-                let arch = file.get_str("general.architecture")?.unwrap_or("").to_string();
-                (chat::fallback_for_arch(&arch), TemplateSource::Fallback { arch })
-            }
+    /// The file's template, or the built-in one it names or falls back to.
+    pub fn from_gguf(file: &GgufFile) -> Result<Self, EngineError> {
+        let template = ChatTemplate::from_gguf(file)?;
+        let source = match template.origin() {
+            TemplateOrigin::Builtin(name) => TemplateSource::Builtin { name },
+            TemplateOrigin::Gguf | TemplateOrigin::Provided => TemplateSource::File,
         };
-        Ok(Self { template: ChatTemplate::new(src, bos, eos)?, source })
+        Ok(Self { template, source })
     }
 
     /// A formatter over an explicit template source.

@@ -195,8 +195,8 @@ fn chat_prompt_with_bos_in_template_gets_a_single_bos() {
     let file = GgufFile::open(&path).unwrap();
     let tok = Tokenizer::from_gguf(&file).unwrap();
     assert!(tok.add_bos(), "gemma3 adds BOS per metadata");
-    let f = ChatFormatter::from_gguf(&file, &tok).unwrap();
-    assert_eq!(f.source(), &TemplateSource::Fallback { arch: "gemma3".into() });
+    let f = ChatFormatter::from_gguf(&file).unwrap();
+    assert_eq!(f.source(), &TemplateSource::Builtin { name: "gemma" });
     let msgs = serde_json::Value::Array(vec![chat::message("user", "안녕하세요")]);
     let rendered = f.render(&msgs, true).unwrap();
     assert!(rendered.starts_with(tok.bos_text().unwrap()));

@@ -22,7 +22,7 @@ const QWEN25: &str = "qwen2.5-coder-0.5b-instruct.gguf";
 fn start(path: &std::path::Path, cfg: ServeConfig) -> EngineHandle {
     let file = Arc::new(GgufFile::open(path).expect("open gguf"));
     let tok = Tokenizer::from_gguf(&file).expect("tokenizer");
-    let chat = ChatFormatter::from_gguf(&file, &tok).expect("chat template");
+    let chat = ChatFormatter::from_gguf(&file).expect("chat template");
     let model = Model::load(file).expect("model");
     Engine::start(Arc::new(model), Arc::new(tok), Some(chat), "test-model".into(), cfg).expect("engine")
 }

@@ -28,7 +28,7 @@ fn fixture() -> PathBuf {
 fn state_with(config: ServerConfig) -> AppState {
     let file = Arc::new(GgufFile::open(fixture()).expect("tiny fixture"));
     let tokenizer = Tokenizer::from_gguf(&file).expect("tokenizer");
-    let chat = ChatFormatter::from_gguf(&file, &tokenizer).expect("chat template");
+    let chat = ChatFormatter::from_gguf(&file).expect("chat template");
     let model = Model::load(file).expect("model");
     let cfg = ServeConfig { n_ctx: N_CTX, parallel: 4, max_queue: 8, kv_tokens: 4 * N_CTX, threads: 1, ..ServeConfig::default() };
     let engine = Engine::start(Arc::new(model), Arc::new(tokenizer), Some(chat), "tiny".into(), cfg).expect("engine");
