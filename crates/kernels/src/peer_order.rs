@@ -413,6 +413,28 @@ mod x86 {
         out
     }
 
+    /// Pair `pair` (sub-blocks `2·pair`, `2·pair + 1`) of a Q4_K super-block against its
+    /// Q8_K activations: the scaled integer products in 8 i32 lanes, and the mins term
+    /// `m0·Σx₀ + m1·Σx₁` from the block sums `bs`. Exact integers, so callers may reduce
+    /// them per pair or per super-block.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q4k_pair(bw: &[u8], bx: &[u8], bs: &[i32; 16], pair: usize) -> (__m256i, i32) {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let scales = &bw[4..16];
+        let q4 = load(&bw[16 + 32 * pair..]);
+        let (sc0, m0) = q4k_scale_min(scales, 2 * pair);
+        let (sc1, m1) = q4k_scale_min(scales, 2 * pair + 1);
+        let lo = _mm256_and_si256(q4, m4);
+        let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+        let x0 = load(&bx[4 + 64 * pair..]);
+        let x1 = load(&bx[36 + 64 * pair..]);
+        let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_set1_epi16(sc0 as i16));
+        let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), _mm256_set1_epi16(sc1 as i16));
+        let imin = m0 * (bs[4 * pair] + bs[4 * pair + 1]) + m1 * (bs[4 * pair + 2] + bs[4 * pair + 3]);
+        (_mm256_add_epi32(p0, p1), imin)
+    }
+
     /// # Safety
     /// AVX2, FMA and F16C must be available.
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -421,36 +443,13 @@ mod x86 {
             return dot_q4_k_gemv(w_row, x_row);
         }
         let (mut acc, mut acc_min) = (0.0f32, 0.0f32);
-        let m4 = _mm256_set1_epi8(0x0F);
         for (bw, bx) in w_row.chunks_exact(Q4K_BYTES).zip(x_row.chunks_exact(Q8K_BYTES)) {
             let dx = f32::from_le_bytes([bx[0], bx[1], bx[2], bx[3]]);
             let (d, dmin) = (f16_at(bw, 0) * dx, f16_at(bw, 2) * dx);
             let bs = bsums(bx);
-            let scales = &bw[4..16];
-            let mut isums = [0i32; 4];
-            let mut imins = [0i32; 4];
             for pair in 0..4 {
-                let q4 = load(&bw[16 + 32 * pair..]);
-                let (sc0, m0) = q4k_scale_min(scales, 2 * pair);
-                let (sc1, m1) = q4k_scale_min(scales, 2 * pair + 1);
-                let lo = _mm256_and_si256(q4, m4);
-                let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-                let x0 = load(&bx[4 + 64 * pair..]);
-                let x1 = load(&bx[36 + 64 * pair..]);
-                let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_set1_epi16(sc0 as i16));
-                let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), _mm256_set1_epi16(sc1 as i16));
-                isums[pair] = hsum_i32(_mm256_add_epi32(p0, p1));
-                imins[pair] = m0 * (bs[4 * pair] + bs[4 * pair + 1]) + m1 * (bs[4 * pair + 2] + bs[4 * pair + 3]);
-            }
-            if per_pair {
-                for p in 0..4 {
-                    acc = (isums[p] as f32).mul_add(d, acc);
-                    acc_min = (imins[p] as f32).mul_add(dmin, acc_min);
-                }
-            } else {
-                let isum = isums[0] + isums[1] + isums[2] + isums[3];
-                let imin = imins[0] + imins[1] + imins[2] + imins[3];
-                acc = (isum as f32).mul_add(d, acc);
+                let (lanes, imin) = q4k_pair(bw, bx, &bs, pair);
+                acc = (hsum_i32(lanes) as f32).mul_add(d, acc);
                 acc_min = (imin as f32).mul_add(dmin, acc_min);
             }
         }
@@ -466,7 +465,6 @@ mod x86 {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot_q4_k_gemv(w_row: &[u8], x_row: &[u8]) -> f32 {
         let (mut acc, mut acc_min) = (0.0f32, 0.0f32);
-        let m4 = _mm256_set1_epi8(0x0F);
         for (bw, bx) in w_row.chunks_exact(Q4K_BYTES).zip(x_row.chunks_exact(Q8K_BYTES)) {
             _mm_prefetch::<_MM_HINT_T0>(bw.as_ptr().wrapping_add(PREFETCH) as *const i8);
             _mm_prefetch::<_MM_HINT_T0>(bw.as_ptr().wrapping_add(PREFETCH + 64) as *const i8);
@@ -474,21 +472,12 @@ mod x86 {
             let dx = f32::from_le_bytes([bx[0], bx[1], bx[2], bx[3]]);
             let (d, dmin) = (f16_at(bw, 0) * dx, f16_at(bw, 2) * dx);
             let bs = bsums(bx);
-            let scales = &bw[4..16];
             let mut lanes = _mm256_setzero_si256();
             let mut imin = 0i32;
             for pair in 0..4 {
-                let q4 = load(&bw[16 + 32 * pair..]);
-                let (sc0, m0) = q4k_scale_min(scales, 2 * pair);
-                let (sc1, m1) = q4k_scale_min(scales, 2 * pair + 1);
-                let lo = _mm256_and_si256(q4, m4);
-                let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-                let x0 = load(&bx[4 + 64 * pair..]);
-                let x1 = load(&bx[36 + 64 * pair..]);
-                let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_set1_epi16(sc0 as i16));
-                let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), _mm256_set1_epi16(sc1 as i16));
-                lanes = _mm256_add_epi32(lanes, _mm256_add_epi32(p0, p1));
-                imin += m0 * (bs[4 * pair] + bs[4 * pair + 1]) + m1 * (bs[4 * pair + 2] + bs[4 * pair + 3]);
+                let (l, m) = q4k_pair(bw, bx, &bs, pair);
+                lanes = _mm256_add_epi32(lanes, l);
+                imin += m;
             }
             acc = (hsum_i32(lanes) as f32).mul_add(d, acc);
             acc_min = (imin as f32).mul_add(dmin, acc_min);
