@@ -26,11 +26,15 @@ fn fixture() -> PathBuf {
 }
 
 fn state_with(config: ServerConfig) -> AppState {
+    state_with_ctx(config, N_CTX)
+}
+
+fn state_with_ctx(config: ServerConfig, n_ctx: usize) -> AppState {
     let file = Arc::new(GgufFile::open(fixture()).expect("tiny fixture"));
     let tokenizer = Tokenizer::from_gguf(&file).expect("tokenizer");
     let chat = ChatFormatter::from_gguf(&file).expect("chat template");
     let model = Model::load(file).expect("model");
-    let cfg = ServeConfig { n_ctx: N_CTX, parallel: 4, max_queue: 8, kv_tokens: 4 * N_CTX, threads: 1, ..ServeConfig::default() };
+    let cfg = ServeConfig { n_ctx, parallel: 4, max_queue: 8, kv_tokens: 4 * n_ctx, threads: 1, ..ServeConfig::default() };
     let engine = Engine::start(Arc::new(model), Arc::new(tokenizer), Some(chat), "tiny".into(), cfg).expect("engine");
     AppState::new(engine, config)
 }
@@ -251,8 +255,12 @@ async fn draining_server_answers_503_to_new_work() {
 
 #[tokio::test]
 async fn dropping_a_stream_cancels_its_sequence() {
-    let (r, st) = app();
-    let body = json!({"prompt": "hello", "max_tokens": 50, "temperature": 0, "stream": true, "ignore_eos": true});
+    // The request must still be generating when the drop is seen: with the full 4096-token
+    // training context and ignore_eos it runs for seconds (attention grows with every token),
+    // while the drop follows its first frame at once.
+    let st = state_with_ctx(ServerConfig::default(), 4096);
+    let r = router(st.clone());
+    let body = json!({"prompt": "hello", "max_tokens": 4000, "temperature": 0, "stream": true, "ignore_eos": true});
     let req = Request::post("/v1/completions").header("content-type", "application/json").body(Body::from(body.to_string())).expect("req");
     let resp = r.clone().oneshot(req).await.expect("infallible");
     assert_eq!(resp.status(), StatusCode::OK);
@@ -265,6 +273,7 @@ async fn dropping_a_stream_cancels_its_sequence() {
         let m = st.engine.metrics();
         if m.running == 0 && m.queue_depth == 0 && m.kv_blocks_used == 0 {
             assert!(m.requests_cancelled_total >= 1);
+            assert!(m.generated_tokens_total < 4000, "the stream ran to its end: {}", m.generated_tokens_total);
             break;
         }
         assert!(Instant::now() < deadline, "the dropped stream was not cancelled: running {}, kv {}", m.running, m.kv_blocks_used);
