@@ -159,6 +159,7 @@ struct ChatArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    jikji_kernels::alloc::retain_freed_memory();
     let result = match cli.cmd {
         Cmd::Pull { name } => commands::pull(&name),
         Cmd::Run(args) => commands::run(args),

@@ -51,6 +51,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+pub mod alloc;
 pub mod cpu;
 mod fp;
 mod kquants;
