@@ -102,6 +102,43 @@ pub fn dot16_rows_from(rows: &[f32], stride: usize, b: &[f32], first: usize, out
     dot16_rows_from_scalar(rows, stride, b, first, out)
 }
 
+/// The scalar reference of [`dot16_tile`].
+#[allow(clippy::too_many_arguments)]
+pub fn dot16_tile_scalar(a: &[f32], sa: usize, na: usize, b: &[f32], sb: usize, nb: usize, n: usize, first: usize, out: &mut [f32], os: usize) {
+    for i in 0..na {
+        dot16_rows_from_scalar(b, sb, &a[i * sa..i * sa + n], first, &mut out[i * os..i * os + nb]);
+    }
+}
+
+/// Every dot of `na` rows of `a` against `nb` rows of `b` in the lane order of
+/// [`dot16_rows_from`]: `out[i·os + j] = reduce16(lanes)` where term `k` of
+/// `a[i·sa ..][..n] · b[j·sb ..][..n]` goes to lane `(first + k) % 16`. Attention's two
+/// products are this shape: queries × keys over the head dimension, and softmax weights ×
+/// value columns over positions. With AVX-512 and an aligned sum (`first % 16 == 0`,
+/// `n % 16 == 0`) it runs in register tiles of 4 `a` rows × 4 `b` rows, each loaded vector
+/// serving four FMAs, and reduces four sums at once with the same tree as [`reduce16`];
+/// otherwise one `a` row at a time through [`dot16_rows_from`]. Same bits either way.
+/// Panics if a row runs past its slice.
+#[allow(clippy::too_many_arguments)]
+pub fn dot16_tile(a: &[f32], sa: usize, na: usize, b: &[f32], sb: usize, nb: usize, n: usize, first: usize, out: &mut [f32], os: usize) {
+    if na == 0 || nb == 0 {
+        return;
+    }
+    assert!((na - 1) * sa + n <= a.len(), "dot16_tile: a too short");
+    assert!((nb - 1) * sb + n <= b.len(), "dot16_tile: b too short");
+    assert!((na - 1) * os + nb <= out.len(), "dot16_tile: out too short");
+    #[cfg(target_arch = "x86_64")]
+    if first % 16 == 0 && n % 16 == 0 && matches!(isa(), Isa::Avx512 | Isa::Avx512Vnni) {
+        // SAFETY: AVX-512F present; every row and output in bounds (asserted above), `n` a
+        // multiple of 16.
+        unsafe { x86::dot16_tile(a.as_ptr(), sa, na, b.as_ptr(), sb, nb, n, out.as_mut_ptr(), os) };
+        return;
+    }
+    for i in 0..na {
+        dot16_rows_from(b, sb, &a[i * sa..i * sa + n], first, &mut out[i * os..i * os + nb]);
+    }
+}
+
 /// `ggml_v_expf` (ggml's AVX-512 polynomial `exp`) of one value: a degree-5 polynomial
 /// with a `scalef`, within about 1 ulp of `expf` but not always equal to it. The reference
 /// of [`v_expf_slice`].
@@ -256,6 +293,92 @@ mod x86 {
             }
             i += g;
         }
+    }
+
+    /// [`super::dot16_tile`] on AVX-512: 4 × 4 register tiles (16 accumulators of 16 lanes),
+    /// edges by narrower tiles.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `n % 16 == 0`; rows `(na-1)·sa + n` of `a`, `(nb-1)·sb +
+    /// n` of `b` and `(na-1)·os + nb` outputs in bounds.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn dot16_tile(a: *const f32, sa: usize, na: usize, b: *const f32, sb: usize, nb: usize, n: usize, out: *mut f32, os: usize) {
+        let mut i = 0;
+        while i < na {
+            let ri = (na - i).min(4);
+            let (ai, oi) = (a.add(i * sa), out.add(i * os));
+            let mut j = 0;
+            while j + 4 <= nb {
+                let (bj, oj) = (b.add(j * sb), oi.add(j));
+                match ri {
+                    4 => tile4::<4>(ai, sa, bj, sb, n, oj, os),
+                    3 => tile4::<3>(ai, sa, bj, sb, n, oj, os),
+                    2 => tile4::<2>(ai, sa, bj, sb, n, oj, os),
+                    _ => tile4::<1>(ai, sa, bj, sb, n, oj, os),
+                }
+                j += 4;
+            }
+            while j < nb {
+                for r in 0..ri {
+                    let (ar, br) = (ai.add(r * sa), b.add(j * sb));
+                    let mut acc = _mm512_setzero_ps();
+                    let mut k = 0;
+                    while k < n {
+                        acc = _mm512_fmadd_ps(_mm512_loadu_ps(ar.add(k)), _mm512_loadu_ps(br.add(k)), acc);
+                        k += 16;
+                    }
+                    let lo = _mm512_castps512_ps256(acc);
+                    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
+                    *oi.add(r * os + j) = reduce_lo_hi(lo, hi);
+                }
+                j += 1;
+            }
+            i += ri;
+        }
+    }
+
+    /// `R` rows of `a` × 4 rows of `b`: the four sums of each `a` row are reduced together
+    /// by [`reduce16_x4`] and stored as 4 consecutive outputs.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn tile4<const R: usize>(a: *const f32, sa: usize, b: *const f32, sb: usize, n: usize, out: *mut f32, os: usize) {
+        let mut acc = [[_mm512_setzero_ps(); 4]; R];
+        let mut k = 0;
+        while k < n {
+            let mut av = [_mm512_setzero_ps(); R];
+            for (r, v) in av.iter_mut().enumerate() {
+                *v = _mm512_loadu_ps(a.add(r * sa + k));
+            }
+            for c in 0..4 {
+                let bv = _mm512_loadu_ps(b.add(c * sb + k));
+                for r in 0..R {
+                    acc[r][c] = _mm512_fmadd_ps(av[r], bv, acc[r][c]);
+                }
+            }
+            k += 16;
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            _mm_storeu_ps(out.add(r * os), reduce16_x4(acc[0], acc[1], acc[2], acc[3]));
+        }
+    }
+
+    /// [`super::reduce16`] of four 16-lane sums at once, results in lanes 0..4: the same
+    /// additions (halves, then quarters, then `(t4[0]+t4[2]) + (t4[1]+t4[3])`), with the
+    /// four sums side by side in the vectors' 128-bit blocks.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn reduce16_x4(x0: __m512, x1: __m512, x2: __m512, x3: __m512) -> __m128 {
+        // t8 = hi8 + lo8: [x0.lo8 | x1.lo8] + [x0.hi8 | x1.hi8] = [t8(x0) | t8(x1)].
+        let t01 = _mm512_add_ps(_mm512_shuffle_f32x4::<0b11_10_11_10>(x0, x1), _mm512_shuffle_f32x4::<0b01_00_01_00>(x0, x1));
+        let t23 = _mm512_add_ps(_mm512_shuffle_f32x4::<0b11_10_11_10>(x2, x3), _mm512_shuffle_f32x4::<0b01_00_01_00>(x2, x3));
+        // t4 = t8[4..8] + t8[0..4], one 128-bit block per sum.
+        let t4 = _mm512_add_ps(_mm512_shuffle_f32x4::<0b11_01_11_01>(t01, t23), _mm512_shuffle_f32x4::<0b10_00_10_00>(t01, t23));
+        // (t4[0] + t4[2]) + (t4[1] + t4[3]) in lane 0 of each block.
+        let u = _mm512_add_ps(t4, _mm512_permute_ps::<0b01_00_11_10>(t4));
+        let r = _mm512_add_ps(u, _mm512_permute_ps::<0b10_11_00_01>(u));
+        // Lanes 0, 4, 8, 12 → 0..4.
+        _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), r))
     }
 
     /// reduce16 of lanes 0..8 (`lo`) and 8..16 (`hi`): t8 = hi + lo, t4 = t8[4..] + t8[..4],
@@ -446,6 +569,26 @@ mod tests {
                 fma_lanes(&rows[i * stride..i * stride + n], &b, first, &mut lanes);
                 assert_eq!(reduce16(&lanes).to_bits(), w.to_bits());
             }
+        }
+    }
+
+    #[test]
+    fn tile_dots_equal_the_scalar_reference_bit_for_bit() {
+        // (na, nb, n, first): aligned sums (the tiled path) with every edge shape, and
+        // unaligned ones (row-by-row path).
+        for (na, nb, n, first) in [(4usize, 4usize, 16usize, 0usize), (5, 7, 64, 0), (3, 9, 256, 32), (1, 1, 16, 16), (8, 13, 48, 0), (2, 3, 5, 3), (6, 5, 100, 7), (4, 17, 512, 0)] {
+            let (sa, sb, os) = (n + 3, n + 5, nb + 2);
+            let a = vals(na * sa, (na + n) as u32);
+            let b = vals(nb * sb, (nb + first) as u32 + 11);
+            let (mut got, mut want) = (vec![7.0f32; na * os], vec![7.0f32; na * os]);
+            dot16_tile(&a, sa, na, &b, sb, nb, n, first, &mut got, os);
+            dot16_tile_scalar(&a, sa, na, &b, sb, nb, n, first, &mut want, os);
+            assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{na}×{nb} over {n} from {first}");
+            // Each output is the dot of one a row with one b row, and padding stays untouched.
+            let mut one = [0.0f32];
+            dot16_rows_from_scalar(&b[(nb - 1) * sb..], sb, &a[(na - 1) * sa..(na - 1) * sa + n], first, &mut one);
+            assert_eq!(got[(na - 1) * os + nb - 1].to_bits(), one[0].to_bits());
+            assert_eq!(got[nb], 7.0);
         }
     }
 

@@ -22,7 +22,7 @@
 //! An f32 cache skips the f16 roundings (a debugging aid, not a peer configuration).
 
 use super::peer::reduce16;
-use jikji_kernels::lanes::{dot16_rows, dot16_rows_from, fma_lanes, v_expf_slice};
+use jikji_kernels::lanes::{dot16_rows, dot16_tile, fma_lanes, v_expf_slice};
 use jikji_kernels::pool::parallel_for;
 use std::sync::Mutex;
 use crate::kv_cache::{LayerKv, PagedKv, SeqSpan};
@@ -51,7 +51,9 @@ fn round_f16(x: &mut [f32]) {
 /// with increasing indices; absent indices are zero terms (which do not change the sums).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum DotOrder {
-    /// llamafile `tinyBLAS` (batch): lane `i % 16`, FMA, one tree reduction.
+    /// llamafile `tinyBLAS` (batch): lane `i % 16`, FMA, one tree reduction. (The batch
+    /// path runs it as tiles, [`attention_tiled`]; this one-dot form is its test reference.)
+    #[cfg(test)]
     Gemm,
     /// `ggml_vec_dot_f16` (one token): register `(i % 64) / 16`, lane `i % 16`, FMA;
     /// registers 0+2, 1+3, then 0+1, tree reduction to f64; indices past the last
@@ -66,6 +68,7 @@ enum DotOrder {
 fn dot(order: DotOrder, a: &[f32], b: &[f32], first: usize) -> f32 {
     let n = a.len().min(b.len());
     match order {
+        #[cfg(test)]
         DotOrder::Gemm => {
             let mut lanes = [0.0f32; 16];
             fma_lanes(&a[..n], &b[..n], first, &mut lanes);
@@ -144,71 +147,134 @@ pub fn attention(
     layer.k.read(0, &mut kf);
     layer.v.read(0, &mut vf);
 
-    // V transposed, so each output element is a contiguous dot over positions.
+    if n_tokens >= 2 {
+        attention_tiled(s, q, &kf, &vf, pos0, n_tokens, f16_math, out);
+        return;
+    }
+
+    // One token: V transposed, so each output element is a contiguous dot over positions.
     let mut vt = vec![0.0f32; vw * n_kv]; // [n_head_kv * head_dim_v, n_kv]
     for (j, row) in vf.chunks_exact(vw.max(1)).enumerate() {
         for (c, &v) in row.iter().enumerate() {
             vt[c * n_kv + j] = v;
         }
     }
-
     let group = s.n_head / s.n_head_kv;
     let (dk, dv) = (s.head_dim_k, s.head_dim_v);
-    let kq_order = if n_tokens >= 2 { DotOrder::Gemm } else { DotOrder::VecDot { tail_from: dk - dk % 64 } };
+    let kq_order = DotOrder::VecDot { tail_from: dk - dk % 64 };
     // ggml pads the cache length it attends over to a multiple of 64 or more, so the
     // position dot never has a tail.
-    let kqv_order = if n_tokens >= 2 { DotOrder::Gemm } else { DotOrder::VecDot { tail_from: usize::MAX } };
-    // One task per query head, each into its own `[n_tokens, dv]` buffer.
+    let kqv_order = DotOrder::VecDot { tail_from: usize::MAX };
+    let pos = pos0;
+    let lo = match s.window {
+        Some(w) => (pos + 1).saturating_sub(w),
+        None => 0,
+    };
     let bufs: Vec<Mutex<Vec<f32>>> = (0..s.n_head).map(|_| Mutex::new(Vec::new())).collect();
     parallel_for(s.n_head, &|h| {
         let kvh = h / group;
-        let mut qh = vec![0.0f32; dk];
-        let mut scores = vec![0.0f32; n_kv];
-        let mut o = vec![0.0f32; n_tokens * dv]; // [n_tokens, dv]
-        for t in 0..n_tokens {
-            let pos = pos0 + t;
-            let lo = match s.window {
-                Some(w) => (pos + 1).saturating_sub(w),
-                None => 0,
-            };
-            qh.copy_from_slice(&q[t * s.n_head * dk + h * dk..][..dk]);
-            if f16_math {
-                round_f16(&mut qh);
-            }
-            let sc = &mut scores[lo..pos + 1];
-            if kq_order == DotOrder::Gemm {
-                // All visible keys against the query at once (same order as `dot`).
-                dot16_rows(&kf[lo * kw + kvh * dk..], kw, &qh, sc);
-                for v in sc.iter_mut() {
-                    *v *= s.kq_scale;
-                }
-            } else {
-                for (j, sj) in (lo..pos + 1).zip(sc.iter_mut()) {
-                    let kr = &kf[j * kw + kvh * dk..][..dk];
-                    *sj = dot(kq_order, kr, &qh, 0) * s.kq_scale;
-                }
-            }
-            softmax_ggml(sc, lo);
-            if f16_math {
-                round_f16(sc);
-            }
-            let ot = &mut o[t * dv..(t + 1) * dv];
-            if kqv_order == DotOrder::Gemm {
-                // Every value column against the weights at once (same order as `dot`).
-                dot16_rows_from(&vt[kvh * dv * n_kv + lo..], n_kv, sc, lo, ot);
-            } else {
-                for (d, od) in ot.iter_mut().enumerate() {
-                    let col = kvh * dv + d;
-                    *od = dot(kqv_order, &vt[col * n_kv + lo..col * n_kv + pos + 1], sc, lo);
-                }
-            }
+        let mut qh = q[h * dk..][..dk].to_vec();
+        if f16_math {
+            round_f16(&mut qh);
         }
+        let mut sc = vec![0.0f32; pos + 1 - lo];
+        for (j, sj) in (lo..pos + 1).zip(sc.iter_mut()) {
+            let kr = &kf[j * kw + kvh * dk..][..dk];
+            *sj = dot(kq_order, kr, &qh, 0) * s.kq_scale;
+        }
+        softmax_ggml(&mut sc, lo);
+        if f16_math {
+            round_f16(&mut sc);
+        }
+        let o: Vec<f32> = (0..dv)
+            .map(|d| {
+                let col = kvh * dv + d;
+                dot(kqv_order, &vt[col * n_kv + lo..col * n_kv + pos + 1], &sc, lo)
+            })
+            .collect();
         *bufs[h].lock().unwrap_or_else(|e| e.into_inner()) = o;
     });
     for (h, buf) in bufs.into_iter().enumerate() {
         let buf = buf.into_inner().unwrap_or_else(|e| e.into_inner());
+        out[h * dv..][..dv].copy_from_slice(&buf);
+    }
+}
+
+/// Queries per task of [`attention_tiled`].
+const TILE_TOKENS: usize = 32;
+
+/// The batch (`tinyBLAS` order) path of [`attention`]: one pool task per (query head,
+/// block of [`TILE_TOKENS`] tokens), largest blocks first. A task computes its block's
+/// scores against every key any of its tokens sees as one [`dot16_tile`] (queries × keys
+/// over the head dimension), masks and normalises each row over its own visible range,
+/// then forms the outputs as a second tile (weights × value columns over positions).
+/// The position sum runs over a range widened to multiples of 16 with zero weights outside
+/// each row's visible keys, and zero terms leave a lane's FMA chain unchanged (weights and
+/// values are finite), so every output has the bits of its own one-row dots.
+#[allow(clippy::too_many_arguments)]
+fn attention_tiled(s: &AttnShape, q: &[f32], kf: &[f32], vf: &[f32], pos0: usize, n_tokens: usize, f16_math: bool, out: &mut [f32]) {
+    let n_kv = pos0 + n_tokens;
+    let (dk, dv) = (s.head_dim_k, s.head_dim_v);
+    let kw = s.n_head_kv * dk;
+    let vw = s.n_head_kv * dv;
+    let group = s.n_head / s.n_head_kv;
+    let n_pad = n_kv.div_ceil(16) * 16;
+    // V transposed and zero-padded to whole 16-position groups.
+    let mut vt = vec![0.0f32; vw * n_pad]; // [n_head_kv * head_dim_v, n_pad]
+    for (j, row) in vf.chunks_exact(vw.max(1)).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            vt[c * n_pad + j] = v;
+        }
+    }
+    let lo_of = |pos: usize| match s.window {
+        Some(w) => (pos + 1).saturating_sub(w),
+        None => 0,
+    };
+    let n_blocks = n_tokens.div_ceil(TILE_TOKENS);
+    let n_tasks = s.n_head * n_blocks;
+    let bufs: Vec<Mutex<Vec<f32>>> = (0..n_tasks).map(|_| Mutex::new(Vec::new())).collect();
+    parallel_for(n_tasks, &|task| {
+        let (blk, h) = (n_blocks - 1 - task / s.n_head, task % s.n_head);
+        let kvh = h / group;
+        let (t0, t1) = (blk * TILE_TOKENS, ((blk + 1) * TILE_TOKENS).min(n_tokens));
+        let nt = t1 - t0;
+        // Keys seen by any token of the block, and that range widened to 16s.
+        let (k0, k1) = (lo_of(pos0 + t0), pos0 + t1);
+        let (ks, ke) = (k0 / 16 * 16, k1.div_ceil(16) * 16);
+        let w = ke - ks;
+        let mut qb = vec![0.0f32; nt * dk]; // [nt, dk]
+        for (t, row) in qb.chunks_exact_mut(dk).enumerate() {
+            row.copy_from_slice(&q[(t0 + t) * s.n_head * dk + h * dk..][..dk]);
+            if f16_math {
+                round_f16(row);
+            }
+        }
+        let mut sc = vec![0.0f32; nt * w]; // [nt, ks..ke]
+        dot16_tile(&qb, dk, nt, &kf[k0 * kw + kvh * dk..], kw, k1 - k0, dk, 0, &mut sc[k0 - ks..], w);
+        for (t, row) in sc.chunks_exact_mut(w).enumerate() {
+            let pos = pos0 + t0 + t;
+            let lo = lo_of(pos);
+            let (a, b) = (lo - ks, pos + 1 - ks);
+            row[..a].fill(0.0);
+            row[b..].fill(0.0);
+            let vis = &mut row[a..b];
+            for v in vis.iter_mut() {
+                *v *= s.kq_scale;
+            }
+            softmax_ggml(vis, lo);
+            if f16_math {
+                round_f16(vis);
+            }
+        }
+        let mut o = vec![0.0f32; nt * dv]; // [nt, dv]
+        dot16_tile(&sc, w, nt, &vt[kvh * dv * n_pad + ks..], n_pad, dv, w, ks, &mut o, dv);
+        *bufs[task].lock().unwrap_or_else(|e| e.into_inner()) = o;
+    });
+    for (task, buf) in bufs.into_iter().enumerate() {
+        let (blk, h) = (n_blocks - 1 - task / s.n_head, task % s.n_head);
+        let buf = buf.into_inner().unwrap_or_else(|e| e.into_inner());
         for (t, row) in buf.chunks_exact(dv.max(1)).enumerate() {
-            out[t * s.n_head * dv + h * dv..][..dv].copy_from_slice(row);
+            out[(blk * TILE_TOKENS + t) * s.n_head * dv + h * dv..][..dv].copy_from_slice(row);
         }
     }
 }
@@ -346,6 +412,74 @@ mod tests {
         let e = 1f32.exp();
         assert!((out[2] - 10.0 * e / (e + 1.0)).abs() < 1e-4);
         assert!((out[3] - 20.0 / (e + 1.0)).abs() < 1e-4);
+    }
+
+    /// The batch path one dot at a time (`DotOrder::Gemm`), as it ran before tiling.
+    fn attention_rows_reference(s: &AttnShape, q: &[f32], layer: &LayerKv, pos0: usize, n_tokens: usize, f16_math: bool) -> Vec<f32> {
+        let n_kv = pos0 + n_tokens;
+        let (dk, dv) = (s.head_dim_k, s.head_dim_v);
+        let (kw, vw) = (s.n_head_kv * dk, s.n_head_kv * dv);
+        let mut kf = vec![0.0f32; n_kv * kw];
+        let mut vf = vec![0.0f32; n_kv * vw];
+        layer.k.read(0, &mut kf);
+        layer.v.read(0, &mut vf);
+        let mut out = vec![0.0f32; n_tokens * s.n_head * dv];
+        for h in 0..s.n_head {
+            let kvh = h / (s.n_head / s.n_head_kv);
+            for t in 0..n_tokens {
+                let pos = pos0 + t;
+                let lo = s.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                let mut qh = q[t * s.n_head * dk + h * dk..][..dk].to_vec();
+                if f16_math {
+                    round_f16(&mut qh);
+                }
+                let mut sc: Vec<f32> = (lo..=pos).map(|j| dot(DotOrder::Gemm, &kf[j * kw + kvh * dk..][..dk], &qh, 0) * s.kq_scale).collect();
+                softmax_ggml(&mut sc, lo);
+                if f16_math {
+                    round_f16(&mut sc);
+                }
+                for d in 0..dv {
+                    let col: Vec<f32> = (lo..=pos).map(|j| vf[j * vw + kvh * dv + d]).collect();
+                    out[t * s.n_head * dv + h * dv + d] = dot(DotOrder::Gemm, &col, &sc, lo);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn tiled_batch_attention_has_the_bits_of_one_dot_at_a_time() {
+        let mut seed = 0x9e37_79b9u32;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            (seed as f32 / u32::MAX as f32 - 0.5) * 4.0
+        };
+        // (n_head, n_head_kv, dk, dv, window, pos0, n_tokens, cache type)
+        let cases = [
+            (4, 1, 256, 256, Some(40), 0, 77, KvType::F16),
+            (14, 2, 64, 64, None, 0, 70, KvType::F16),
+            (4, 2, 16, 16, None, 21, 35, KvType::F32),
+            (8, 8, 128, 64, Some(7), 5, 40, KvType::F16),
+            (2, 1, 48, 32, None, 3, 2, KvType::F32),
+        ];
+        for (n_head, n_head_kv, dk, dv, window, pos0, n_tokens, ty) in cases {
+            let n_kv = pos0 + n_tokens;
+            let mut c = KvCache::new(1, n_kv, n_head_kv * dk, n_head_kv * dv, ty);
+            let k: Vec<f32> = (0..n_kv * n_head_kv * dk).map(|_| rnd()).collect();
+            let v: Vec<f32> = (0..n_kv * n_head_kv * dv).map(|_| rnd()).collect();
+            c.layers[0].k.write(0, &k);
+            c.layers[0].v.write(0, &v);
+            let q: Vec<f32> = (0..n_tokens * n_head * dk).map(|_| rnd()).collect();
+            let s = AttnShape { n_head, n_head_kv, head_dim_k: dk, head_dim_v: dv, kq_scale: 1.0 / (dk as f32).sqrt(), window };
+            let f16_math = ty == KvType::F16;
+            let mut got = vec![0.0f32; n_tokens * n_head * dv];
+            attention(&s, &q, &c.layers[0], pos0, n_tokens, f16_math, &mut got);
+            let want = attention_rows_reference(&s, &q, &c.layers[0], pos0, n_tokens, f16_math);
+            let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "heads {n_head}/{n_head_kv} dims {dk}/{dv} window {window:?} pos0 {pos0} tokens {n_tokens}");
+        }
     }
 
     #[test]
