@@ -65,6 +65,37 @@ pub fn parallel_for(n_tasks: usize, f: &(dyn Fn(usize) + Sync)) {
     pool().run(n_tasks, threads - 1, f);
 }
 
+/// Runs `f(first_row, rows)` on contiguous groups of whole rows of `data` (`row_len`
+/// elements each), one group per thread, in parallel: row-wise work (activations, rope,
+/// quantizing activations) that would otherwise run on the calling thread while the
+/// workers wait for the next matrix product. Groups are disjoint, so each call gets its
+/// own `&mut` slice. Fewer than `2 · min_rows` rows run inline as one group; a trailing
+/// partial row is left untouched.
+pub fn for_rows_mut<T: Send>(data: &mut [T], row_len: usize, min_rows: usize, f: &(dyn Fn(usize, &mut [T]) + Sync)) {
+    if row_len == 0 {
+        return;
+    }
+    let n_rows = data.len() / row_len;
+    let parts = crate::num_threads().min(n_rows / min_rows.max(1)).max(1);
+    if parts == 1 {
+        f(0, &mut data[..n_rows * row_len]);
+        return;
+    }
+    struct Rows<T>(*mut T);
+    // SAFETY: the pointer is only used to form disjoint sub-slices (below), each handed to
+    // one task; `T: Send` lets those slices move to the worker threads.
+    unsafe impl<T: Send> Sync for Rows<T> {}
+    let base = Rows(data.as_mut_ptr());
+    let base = &base;
+    parallel_for(parts, &|i| {
+        let r = split_range(n_rows, parts, i);
+        // SAFETY: the ranges of different `i` are disjoint and within `n_rows * row_len <=
+        // data.len()`; `data` stays mutably borrowed (unused) until `parallel_for` returns.
+        let rows = unsafe { std::slice::from_raw_parts_mut(base.0.add(r.start * row_len), r.len() * row_len) };
+        f(r.start, rows);
+    });
+}
+
 /// Splits `0..len` into `parts` near-equal contiguous ranges and returns the `i`-th
 /// (`i < parts`): the first `len % parts` ranges get one element more. A helper for
 /// callers of [`parallel_for`] that split rows or elements evenly across threads.
@@ -364,6 +395,25 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn for_rows_mut_hands_every_whole_row_to_exactly_one_call_with_its_index() {
+        for (n_rows, min_rows) in [(0usize, 1usize), (1, 1), (7, 1), (1001, 4), (9, 100)] {
+            let mut data = vec![usize::MAX; n_rows * 3 + 2]; // 2 trailing elements: not a row
+            for_rows_mut(&mut data, 3, min_rows, &|first, rows| {
+                for (k, row) in rows.chunks_exact_mut(3).enumerate() {
+                    for v in row.iter_mut() {
+                        assert_eq!(*v, usize::MAX, "a row was handed out twice");
+                        *v = first + k;
+                    }
+                }
+            });
+            for (r, row) in data[..n_rows * 3].chunks_exact(3).enumerate() {
+                assert_eq!(row, [r, r, r]);
+            }
+            assert_eq!(data[n_rows * 3..], [usize::MAX, usize::MAX]);
+        }
+    }
 
     #[test]
     fn split_range_covers_everything_once_and_evenly() {

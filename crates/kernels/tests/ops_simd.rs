@@ -224,3 +224,28 @@ fn ggml_swiglu_equals_its_scalar_twin_with_expf_on_the_tail() {
     }
     assert!(ops::swiglu_ggml_inplace(&mut [1.0, 2.0], &[1.0]).is_err());
 }
+
+#[test]
+fn f16_conversions_equal_the_half_crate_bit_for_bit() {
+    // Every f16 pattern's neighbourhood: exact values, halfway ties, subnormals, overflow.
+    let mut src: Vec<f32> = (0..=u16::MAX).map(|b| half::f16::from_bits(b).to_f32()).filter(|v| !v.is_nan()).collect();
+    let n0 = src.len();
+    for i in 0..n0 {
+        let v = src[i];
+        src.push(f32::from_bits(v.to_bits().wrapping_add(1 << 12)));
+        src.push(v * 1.000_3);
+    }
+    src.extend([65520.0, -65520.0, 65519.99, 1e-9, -1e-9, 6.0e-8, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0]);
+    src.push(7.0); // an odd length leaves a scalar tail
+    let want_h: Vec<u16> = src.iter().map(|&v| half::f16::from_f32(v).to_bits()).collect();
+    let mut h = vec![half::f16::ZERO; src.len()];
+    jikji_kernels::ops::f32_to_f16_row(&src, &mut h).unwrap();
+    assert_eq!(h.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want_h);
+    let mut back = vec![0.0f32; src.len()];
+    jikji_kernels::ops::f16_to_f32_row(&h, &mut back).unwrap();
+    let want_back: Vec<u32> = h.iter().map(|v| v.to_f32().to_bits()).collect();
+    assert_eq!(back.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want_back);
+    let mut r = src.clone();
+    jikji_kernels::ops::round_f16_inplace(&mut r);
+    assert_eq!(r.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want_back);
+}

@@ -39,9 +39,7 @@ impl Store {
     pub(crate) fn write(&mut self, at: usize, src: &[f32]) {
         match self {
             Store::F16(v) => {
-                for (d, s) in v[at..at + src.len()].iter_mut().zip(src) {
-                    *d = half::f16::from_f32(*s);
-                }
+                jikji_kernels::ops::f32_to_f16_row(src, &mut v[at..at + src.len()]).expect("equal lengths");
             }
             Store::F32(v) => v[at..at + src.len()].copy_from_slice(src),
         }
@@ -52,9 +50,7 @@ impl Store {
         match self {
             Store::F16(v) => {
                 let n = dst.len();
-                for (d, s) in dst.iter_mut().zip(&v[from..from + n]) {
-                    *d = s.to_f32();
-                }
+                jikji_kernels::ops::f16_to_f32_row(&v[from..from + n], dst).expect("equal lengths");
             }
             Store::F32(v) => dst.copy_from_slice(&v[from..from + dst.len()]),
         }
@@ -194,9 +190,9 @@ impl PagedKv {
 /// Writes `src` at element offset `at` of a paged layer's key store, rounded through f16
 /// (the pool's element type). For architectures that store their own rows (MLA latents).
 pub(crate) fn write_f16_bits(dst: &mut [f32], at: usize, src: &[f32]) {
-    for (d, s) in dst[at..at + src.len()].iter_mut().zip(src) {
-        *d = half::f16::from_f32(*s).to_f32();
-    }
+    let d = &mut dst[at..at + src.len()];
+    d.copy_from_slice(src);
+    jikji_kernels::ops::round_f16_inplace(d);
 }
 
 /// Reads `dst.len()` values at element offset `from` of a paged layer's key store (already

@@ -42,9 +42,7 @@ pub struct AttnShape {
 
 /// Rounds each value through f16.
 fn round_f16(x: &mut [f32]) {
-    for v in x.iter_mut() {
-        *v = half::f16::from_f32(*v).to_f32();
-    }
+    jikji_kernels::ops::round_f16_inplace(x);
 }
 
 /// Dot product in the order of one of ggml's x86 kernels. `terms` yields `(index, a, b)`

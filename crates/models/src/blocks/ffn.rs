@@ -6,6 +6,7 @@ use super::peer;
 use crate::error::ModelError;
 use crate::weights::Matrix;
 use jikji_gguf::GgufFile;
+use jikji_kernels::pool::for_rows_mut;
 
 /// Activation applied to the gate branch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,18 +33,18 @@ impl GatedFfn {
             (Some(g), Some(u)) => (g, u), // [n_tokens, n_ff] each
             _ => return Err(ModelError::BadRequest("projection count".into())),
         };
-        match self.act {
-            Activation::Silu => {
-                for (gr, ur) in g.chunks_exact_mut(self.gate.rows).zip(u.chunks_exact(self.gate.rows)) {
-                    peer::swiglu_row(gr, ur);
+        let n_ff = self.gate.rows;
+        let act = self.act;
+        // Row-wise, so the rows are split over the pool (same bits in any split).
+        for_rows_mut(&mut g, n_ff, 4, &|first, rows| {
+            for (k, gr) in rows.chunks_exact_mut(n_ff).enumerate() {
+                let ur = &u[(first + k) * n_ff..][..n_ff];
+                match act {
+                    Activation::Silu => peer::swiglu_row(gr, ur),
+                    Activation::GeluTanh => peer::geglu_row(gr, ur),
                 }
             }
-            Activation::GeluTanh => {
-                for (gr, ur) in g.chunks_exact_mut(self.gate.rows).zip(u.chunks_exact(self.gate.rows)) {
-                    peer::geglu_row(gr, ur);
-                }
-            }
-        }
+        });
         crate::trace::trace("ffn_act", None, &g);
         out.copy_from_slice(&linear::matmul(file, &self.down, &g, n_tokens, batch_invariant)?);
         Ok(())

@@ -35,10 +35,14 @@ fn quantize_input(weight_ty: GgmlType, x: &[f32], cols: usize, n_tokens: usize) 
         // Let the kernel report the size problem with its own message.
         return Ok(quantize_activations(weight_ty, x, cols, n_tokens)?);
     }
-    let mut out = Vec::with_capacity(n_tokens * (cols / 32) * 36);
-    for row in x.chunks_exact(cols) {
-        peer::quantize_row_q8(row, with_sum, &mut out);
-    }
+    let rb = peer::q8_row_bytes(cols, with_sum);
+    let mut out = vec![0u8; n_tokens * rb];
+    // Row by row, so the rows are split over the pool (same bytes in any split).
+    jikji_kernels::pool::for_rows_mut(&mut out, rb, 8, &|first, rows| {
+        for (k, o) in rows.chunks_exact_mut(rb).enumerate() {
+            peer::quantize_row_q8_into(&x[(first + k) * cols..][..cols], with_sum, o);
+        }
+    });
     Ok(out)
 }
 

@@ -116,24 +116,35 @@ const QK8: usize = 32;
 /// `quantize_row_q8_0` / `quantize_row_q8_1` from `arch/x86/quants.c`: `d = amax / 127`
 /// (stored f16), `id = 127 / amax`, round half to even, and for Q8_1 `s = f16(d * Σq)`.
 /// (ggml's portable reference uses `1 / d` and `roundf`, which differ in the last bit.)
+#[cfg(test)]
 pub fn quantize_row_q8(x: &[f32], with_sum: bool, out: &mut Vec<u8>) {
-    for b in x.chunks_exact(QK8) {
+    let at = out.len();
+    out.resize(at + q8_row_bytes(x.len(), with_sum), 0);
+    quantize_row_q8_into(x, with_sum, &mut out[at..]);
+}
+
+/// Bytes of one row of `cols` values as Q8_1 (`with_sum`) or Q8_0 blocks.
+pub fn q8_row_bytes(cols: usize, with_sum: bool) -> usize {
+    cols / QK8 * if with_sum { 36 } else { 34 }
+}
+
+/// [`quantize_row_q8`] into `out` (exactly [`q8_row_bytes`] long).
+pub fn quantize_row_q8_into(x: &[f32], with_sum: bool, out: &mut [u8]) {
+    let bb = if with_sum { 36 } else { 34 };
+    for (b, o) in x.chunks_exact(QK8).zip(out.chunks_exact_mut(bb)) {
         let amax = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
         let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-        out.extend_from_slice(&half::f16::from_f32(d).to_le_bytes());
-        let s_at = out.len();
-        if with_sum {
-            out.extend_from_slice(&[0, 0]);
-        }
+        o[0..2].copy_from_slice(&half::f16::from_f32(d).to_le_bytes());
+        let qs = &mut o[bb - QK8..];
         let mut sum = 0i32;
-        for &v in b {
-            let q = round_half_even(v * id);
-            sum += q;
-            out.push(q as i8 as u8);
+        for (&v, q) in b.iter().zip(qs.iter_mut()) {
+            let qi = round_half_even(v * id);
+            sum += qi;
+            *q = qi as i8 as u8;
         }
         if with_sum {
-            out[s_at..s_at + 2].copy_from_slice(&half::f16::from_f32(d * sum as f32).to_le_bytes());
+            o[2..4].copy_from_slice(&half::f16::from_f32(d * sum as f32).to_le_bytes());
         }
     }
 }

@@ -37,7 +37,12 @@ impl Rope<'_> {
             }
         }
         let neox = self.mode == RopeMode::Neox;
-        peer::rope(x, head_dim, positions, self.n_rot, neox, self.base, self.freq_scale, self.freq_factors);
+        let row = x.len() / n_tokens;
+        // Token by token, so the tokens are split over the pool (same bits in any split).
+        jikji_kernels::pool::for_rows_mut(x, row, 8, &|first, rows| {
+            let pos = &positions[first..first + rows.len() / row];
+            peer::rope(rows, head_dim, pos, self.n_rot, neox, self.base, self.freq_scale, self.freq_factors);
+        });
         Ok(())
     }
 }
