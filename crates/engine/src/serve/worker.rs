@@ -348,16 +348,20 @@ impl Worker {
         let tokenizer = self.sh.tokenizer.clone();
         let eog = &self.eog;
         let s = &mut self.running[i];
-        let mut l = raw.to_vec();
-        for &(id, b) in &s.logit_bias {
-            if let Some(v) = l.get_mut(id as usize) {
-                *v += b;
-            }
-        }
-        if s.ignore_eos {
-            for &id in eog {
+        // A copy of the row (vocabulary-sized) only when it is to be changed.
+        let mut l = std::borrow::Cow::Borrowed(raw);
+        if !s.logit_bias.is_empty() || s.ignore_eos {
+            let l = l.to_mut();
+            for &(id, b) in &s.logit_bias {
                 if let Some(v) = l.get_mut(id as usize) {
-                    *v = f32::NEG_INFINITY;
+                    *v += b;
+                }
+            }
+            if s.ignore_eos {
+                for &id in eog {
+                    if let Some(v) = l.get_mut(id as usize) {
+                        *v = f32::NEG_INFINITY;
+                    }
                 }
             }
         }

@@ -22,7 +22,7 @@
 //! An f32 cache skips the f16 roundings (a debugging aid, not a peer configuration).
 
 use super::peer::reduce16;
-use jikji_kernels::lanes::{dot16_rows, dot16_tile, fma_lanes, v_expf_slice};
+use jikji_kernels::lanes::{dot16_tile, fma_lanes, v_expf_slice};
 use jikji_kernels::pool::parallel_for;
 use std::sync::Mutex;
 use crate::kv_cache::{LayerKv, PagedKv, SeqSpan};
@@ -282,6 +282,7 @@ fn attention_tiled(s: &AttnShape, q: &[f32], kf: &[f32], vf: &[f32], pos0: usize
 /// `fma_lanes` over the flattened `[dv, 16]` block with `p` repeated per dimension, which
 /// performs exactly the per-dimension FMAs (lane `d·16 + l` is dimension `d`, position
 /// lane `l`). Returns false (nothing done) for head widths without a wide instance.
+#[cfg(test)]
 fn wide_block_sum(vb: &[f32], p: &[f32], p_rep: &mut [f32], lanes: &mut [[f32; 16]]) -> bool {
     let dv = lanes.len();
     for chunk in p_rep.chunks_exact_mut(16) {
@@ -306,18 +307,27 @@ fn wide_block_sum(vb: &[f32], p: &[f32], p_rep: &mut [f32], lanes: &mut [[f32; 1
 ///
 /// `q` holds the rows of every sequence of `seqs`, concatenated in order
 /// (`[n_rows, n_head * head_dim_k]`); each row attends over its own sequence's positions
-/// `0..=pos` (or the window), read in place through the sequence's block table. Unlike
+/// `0..=pos` (or the window), read through the sequence's block table. Unlike
 /// [`attention`], every row uses the batch (`tinyBLAS`) dot order whatever the number of
 /// rows, so a row's output depends only on its sequence's keys, values and query; the
-/// f16 roundings of an f16 cache apply (the pool holds f16-rounded values). A dot over
-/// positions split at block boundaries keeps its order: each lane (absolute position
-/// modulo 16) receives the same FMAs in the same order. One pool task per
-/// (sequence, kv head), serving the kv head's whole query group.
+/// f16 roundings of an f16 cache apply (the pool holds f16-rounded values).
+///
+/// One pool task per (sequence, kv head) serves the kv head's whole query group, so each
+/// key and value is loaded once for several heads: the scores of a block are one
+/// [`dot16_tile`] (the group's queries × the block's keys, read in place), and the values
+/// are first gathered into one contiguous transposed run per task (`[dv, positions]`,
+/// zero past the end), over which the weighted sums are a second tile. Lanes are absolute
+/// positions modulo 16 and zero weights leave a lane unchanged, so each output has the
+/// bits of its own one-dot-at-a-time sum.
 pub fn attention_paged(s: &AttnShape, q: &[f32], kv: &PagedKv, il: usize, seqs: &[SeqSpan], out: &mut [f32]) {
     let layer = &kv.layers[il];
     let (bs, kw, vw) = (kv.block_size, kv.k_width, kv.v_width);
     let group = s.n_head / s.n_head_kv;
     let (dk, dv) = (s.head_dim_k, s.head_dim_v);
+    let lo_of = |pos: usize| match s.window {
+        Some(w) => (pos + 1).saturating_sub(w),
+        None => 0,
+    };
     let mut row0 = Vec::with_capacity(seqs.len());
     let mut acc = 0;
     for sq in seqs {
@@ -331,50 +341,47 @@ pub fn attention_paged(s: &AttnShape, q: &[f32], kv: &PagedKv, il: usize, seqs: 
         let (i, kvh) = (task / s.n_head_kv, task % s.n_head_kv);
         let sq = &seqs[i];
         let n_kv = sq.pos0 + sq.n_tokens;
-        let mut qh = vec![0.0f32; dk];
-        let mut scores = vec![0.0f32; n_kv];
+        // Positions any row of the task sees, widened to 16s: ks..ks + w.
+        let ks = lo_of(sq.pos0) / 16 * 16;
+        let w = n_kv.div_ceil(16) * 16 - ks;
+        // This kv head's values, transposed and contiguous over positions.
+        let mut vt = vec![0.0f32; dv * w]; // [dv, ks..ks + w]
+        for bi in ks / bs..n_kv.div_ceil(bs) {
+            let (a, b) = ((bi * bs).max(ks), ((bi + 1) * bs).min(n_kv));
+            let vb = &layer.v[sq.blocks[bi] as usize * vw * bs..][..vw * bs];
+            for d in 0..dv {
+                let col = (kvh * dv + d) * bs;
+                vt[d * w + a - ks..d * w + b - ks].copy_from_slice(&vb[col + a - bi * bs..col + b - bi * bs]);
+            }
+        }
         let gw = group * dv;
+        let mut qg = vec![0.0f32; group * dk]; // [group, dk]
+        let mut sc = vec![0.0f32; group * w]; // [group, ks..ks + w]
         let mut o = vec![0.0f32; sq.n_tokens * gw];
-        let mut lanes = vec![[0.0f32; 16]; dv];
-        let mut p_rep = vec![0.0f32; dv * 16];
         for t in 0..sq.n_tokens {
             let pos = sq.pos0 + t;
-            let lo = match s.window {
-                Some(w) => (pos + 1).saturating_sub(w),
-                None => 0,
-            };
-            // Block segments [a, b) of the visible positions lo..=pos.
-            let segments = (lo / bs..pos / bs + 1).map(|bi| (bi, (bi * bs).max(lo), ((bi + 1) * bs).min(pos + 1)));
-            for g in 0..group {
-                let h = kvh * group + g;
-                qh.copy_from_slice(&q[(row0[i] + t) * s.n_head * dk + h * dk..][..dk]);
-                round_f16(&mut qh);
-                for (bi, a, b) in segments.clone() {
-                    let r = sq.blocks[bi] as usize * bs + a % bs;
-                    dot16_rows(&layer.k[r * kw + kvh * dk..], kw, &qh, &mut scores[a..b]);
-                }
-                let sc = &mut scores[lo..pos + 1];
-                for v in sc.iter_mut() {
+            let lo = lo_of(pos);
+            // The group's query heads are adjacent in the row.
+            qg.copy_from_slice(&q[(row0[i] + t) * s.n_head * dk + kvh * group * dk..][..group * dk]);
+            round_f16(&mut qg);
+            for bi in lo / bs..pos / bs + 1 {
+                let (a, b) = ((bi * bs).max(lo), ((bi + 1) * bs).min(pos + 1));
+                let r = sq.blocks[bi] as usize * bs + a % bs;
+                dot16_tile(&qg, dk, group, &layer.k[r * kw + kvh * dk..], kw, b - a, dk, 0, &mut sc[a - ks..], w);
+            }
+            // Weights over lo..=pos, zero elsewhere in the 16-aligned span e0..e1.
+            let (e0, e1) = (lo / 16 * 16, (pos + 1).div_ceil(16) * 16);
+            for row in sc.chunks_exact_mut(w) {
+                row[e0 - ks..lo - ks].fill(0.0);
+                row[pos + 1 - ks..e1 - ks].fill(0.0);
+                let vis = &mut row[lo - ks..pos + 1 - ks];
+                for v in vis.iter_mut() {
                     *v *= s.kq_scale;
                 }
-                softmax_ggml(sc, lo);
-                round_f16(sc);
-                lanes.iter_mut().for_each(|l| *l = [0.0; 16]);
-                for (bi, a, b) in segments.clone() {
-                    let vb = &layer.v[sq.blocks[bi] as usize * vw * bs..][..vw * bs];
-                    let p = &scores[a..b];
-                    if bs == 16 && b - a == 16 && wide_block_sum(&vb[kvh * dv * 16..][..dv * 16], p, &mut p_rep, &mut lanes) {
-                        continue;
-                    }
-                    for (d, l) in lanes.iter_mut().enumerate() {
-                        let col = (kvh * dv + d) * bs;
-                        fma_lanes(&vb[col + a % bs..col + b - (bi * bs)], p, a, l);
-                    }
-                }
-                for (od, l) in o[t * gw + g * dv..t * gw + (g + 1) * dv].iter_mut().zip(&lanes) {
-                    *od = reduce16(l);
-                }
+                softmax_ggml(vis, lo);
+                round_f16(vis);
             }
+            dot16_tile(&sc[e0 - ks..], w, group, &vt[e0 - ks..], w, dv, e1 - e0, e0, &mut o[t * gw..], dv);
         }
         *bufs[task].lock().unwrap_or_else(|e| e.into_inner()) = o;
     });
@@ -391,6 +398,7 @@ pub fn attention_paged(s: &AttnShape, q: &[f32], kv: &PagedKv, il: usize, seqs: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jikji_kernels::lanes::dot16_rows;
     use crate::kv_cache::{KvCache, KvType};
 
     #[test]
@@ -477,6 +485,121 @@ mod tests {
             let want = attention_rows_reference(&s, &q, &c.layers[0], pos0, n_tokens, f16_math);
             let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "heads {n_head}/{n_head_kv} dims {dk}/{dv} window {window:?} pos0 {pos0} tokens {n_tokens}");
+        }
+    }
+
+    /// The paged path one head and one block at a time, as it ran before tiling.
+    fn attention_paged_reference(s: &AttnShape, q: &[f32], kv: &PagedKv, il: usize, seqs: &[SeqSpan], out: &mut [f32]) {
+        let layer = &kv.layers[il];
+        let (bs, kw, vw) = (kv.block_size, kv.k_width, kv.v_width);
+        let group = s.n_head / s.n_head_kv;
+        let (dk, dv) = (s.head_dim_k, s.head_dim_v);
+        let mut row0 = Vec::with_capacity(seqs.len());
+        let mut acc = 0;
+        for sq in seqs {
+            row0.push(acc);
+            acc += sq.n_tokens;
+        }
+        let n_tasks = seqs.len() * s.n_head_kv;
+        // Per task: `[n_tokens, group * dv]` (the group's heads side by side).
+        let bufs: Vec<Mutex<Vec<f32>>> = (0..n_tasks).map(|_| Mutex::new(Vec::new())).collect();
+        parallel_for(n_tasks, &|task| {
+            let (i, kvh) = (task / s.n_head_kv, task % s.n_head_kv);
+            let sq = &seqs[i];
+            let n_kv = sq.pos0 + sq.n_tokens;
+            let mut qh = vec![0.0f32; dk];
+            let mut scores = vec![0.0f32; n_kv];
+            let gw = group * dv;
+            let mut o = vec![0.0f32; sq.n_tokens * gw];
+            let mut lanes = vec![[0.0f32; 16]; dv];
+            let mut p_rep = vec![0.0f32; dv * 16];
+            for t in 0..sq.n_tokens {
+                let pos = sq.pos0 + t;
+                let lo = match s.window {
+                    Some(w) => (pos + 1).saturating_sub(w),
+                    None => 0,
+                };
+                // Block segments [a, b) of the visible positions lo..=pos.
+                let segments = (lo / bs..pos / bs + 1).map(|bi| (bi, (bi * bs).max(lo), ((bi + 1) * bs).min(pos + 1)));
+                for g in 0..group {
+                    let h = kvh * group + g;
+                    qh.copy_from_slice(&q[(row0[i] + t) * s.n_head * dk + h * dk..][..dk]);
+                    round_f16(&mut qh);
+                    for (bi, a, b) in segments.clone() {
+                        let r = sq.blocks[bi] as usize * bs + a % bs;
+                        dot16_rows(&layer.k[r * kw + kvh * dk..], kw, &qh, &mut scores[a..b]);
+                    }
+                    let sc = &mut scores[lo..pos + 1];
+                    for v in sc.iter_mut() {
+                        *v *= s.kq_scale;
+                    }
+                    softmax_ggml(sc, lo);
+                    round_f16(sc);
+                    lanes.iter_mut().for_each(|l| *l = [0.0; 16]);
+                    for (bi, a, b) in segments.clone() {
+                        let vb = &layer.v[sq.blocks[bi] as usize * vw * bs..][..vw * bs];
+                        let p = &scores[a..b];
+                        if bs == 16 && b - a == 16 && wide_block_sum(&vb[kvh * dv * 16..][..dv * 16], p, &mut p_rep, &mut lanes) {
+                            continue;
+                        }
+                        for (d, l) in lanes.iter_mut().enumerate() {
+                            let col = (kvh * dv + d) * bs;
+                            fma_lanes(&vb[col + a % bs..col + b - (bi * bs)], p, a, l);
+                        }
+                    }
+                    for (od, l) in o[t * gw + g * dv..t * gw + (g + 1) * dv].iter_mut().zip(&lanes) {
+                        *od = reduce16(l);
+                    }
+                }
+            }
+            *bufs[task].lock().unwrap_or_else(|e| e.into_inner()) = o;
+        });
+        for (task, buf) in bufs.into_iter().enumerate() {
+            let (i, kvh) = (task / s.n_head_kv, task % s.n_head_kv);
+            let buf = buf.into_inner().unwrap_or_else(|e| e.into_inner());
+            let gw = group * dv;
+            for (t, row) in buf.chunks_exact(gw.max(1)).enumerate() {
+                out[(row0[i] + t) * s.n_head * dv + kvh * gw..][..gw].copy_from_slice(row);
+            }
+        }
+    }
+
+    #[test]
+    fn tiled_paged_attention_has_the_bits_of_one_head_and_block_at_a_time() {
+        use crate::kv_cache::PagedKv;
+        let mut seed = 0x1234_5678u32;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            (seed as f32 / u32::MAX as f32 - 0.5) * 4.0
+        };
+        // (n_head, n_head_kv, dk, dv, window, block size)
+        for (n_head, n_head_kv, dk, dv, window, bs) in [(14, 2, 64, 64, None, 16), (4, 1, 256, 256, Some(21), 16), (6, 3, 32, 16, None, 32), (2, 2, 16, 48, Some(5), 8)] {
+            let (kw, vw) = (n_head_kv * dk, n_head_kv * dv);
+            let n_blocks = 40;
+            let mut kv = PagedKv::new(1, n_blocks, bs, kw, vw);
+            // Three sequences: a decode row deep in its cache, a prefill chunk after a
+            // prefix, a fresh prompt; blocks scattered over the pool.
+            let spans = [(37usize, 1usize), (9, 14), (0, 23)];
+            let tables: Vec<Vec<u32>> = vec![vec![7, 3, 30, 12, 1], vec![20, 5, 33, 2], vec![39, 8, 14, 25]];
+            for (&(pos0, n), blocks) in spans.iter().zip(&tables) {
+                for pos in 0..pos0 + n {
+                    let k: Vec<f32> = (0..kw).map(|_| rnd()).collect();
+                    let v: Vec<f32> = (0..vw).map(|_| rnd()).collect();
+                    kv.store(0, blocks, pos, &k, &v);
+                }
+            }
+            let seqs: Vec<SeqSpan> = spans.iter().zip(&tables).map(|(&(pos0, n_tokens), b)| SeqSpan { pos0, n_tokens, blocks: b }).collect();
+            let n_rows: usize = spans.iter().map(|s| s.1).sum();
+            let q: Vec<f32> = (0..n_rows * n_head * dk).map(|_| rnd()).collect();
+            let s = AttnShape { n_head, n_head_kv, head_dim_k: dk, head_dim_v: dv, kq_scale: 1.0 / (dk as f32).sqrt(), window };
+            let mut got = vec![0.0f32; n_rows * n_head * dv];
+            let mut want = vec![1.0f32; n_rows * n_head * dv];
+            attention_paged(&s, &q, &kv, 0, &seqs, &mut got);
+            attention_paged_reference(&s, &q, &kv, 0, &seqs, &mut want);
+            let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "heads {n_head}/{n_head_kv} dims {dk}/{dv} window {window:?} block {bs}");
         }
     }
 
