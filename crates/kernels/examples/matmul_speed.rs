@@ -11,7 +11,7 @@
 //! machine the 2-thread figures are noisy); the activation quantizer is timed separately,
 //! per token row.
 use jikji_kernels::{
-    matmul_peer_kquant_isa, matmul_quantized_isa, peer_kquant_supported, quantize_activations_isa, quantize_row, set_num_threads, GgmlType,
+    matmul_kquant_batch_invariant, matmul_peer_kquant_isa, matmul_quantized_isa, peer_kquant_supported, quantize_activations_isa, quantize_row, set_num_threads, GgmlType,
     Isa, WeightView,
 };
 use std::time::{Duration, Instant};
@@ -26,6 +26,15 @@ fn main() {
     let wall = args.iter().any(|a| a == "--wall");
     // `--peer`: Q4_K/Q6_K through the peer-order kernels (what the models run).
     let peer = args.iter().any(|a| a == "--peer");
+    // `--invariant`: Q4_K/Q6_K through the batch-invariant kernels (what serving runs).
+    let invariant = args.iter().any(|a| a == "--invariant");
+    // `JIKJI_TOKENS=1,8,64`: the token counts to time (default 1 and 64).
+    let token_counts: Vec<usize> = std::env::var("JIKJI_TOKENS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|t| t.trim().parse().ok()).filter(|&t| t > 0).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| vec![1, 64]);
+    let max_toks = token_counts.iter().copied().max().unwrap_or(64).max(64);
     let only: Vec<&str> = args.iter().skip(1).filter(|a| !a.starts_with("--")).map(|s| s.as_str()).collect();
     // `JIKJI_SHAPE=ROWSxCOLS` overrides the shape (e.g. 262144x640: a vocabulary head
     // larger than the caches, for the streaming speed of decoding).
@@ -42,9 +51,13 @@ fn main() {
         ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
     };
     let wf: Vec<f32> = (0..rows * cols).map(|_| rnd()).collect();
-    let x: Vec<f32> = (0..64 * cols).map(|_| rnd()).collect();
+    let x: Vec<f32> = (0..max_toks * cols).map(|_| rnd()).collect();
     println!("isa {}; weight [{rows} x {cols}]; GMAC/s (best of runs)", isa.name());
-    println!("{:>5} | {:>9} {:>9} | {:>9} {:>9} | quantize", "type", "t1 tok1", "t2 tok1", "t1 tok64", "t2 tok64");
+    let mut head = format!("{:>5} |", "type");
+    for t in &token_counts {
+        head += &format!(" {:>9} {:>9} |", format!("t1 tok{t}"), format!("t2 tok{t}"));
+    }
+    println!("{head} quantize");
     let types = [
         GgmlType::Q4_0,
         GgmlType::Q4_1,
@@ -65,6 +78,10 @@ fn main() {
             continue;
         }
         let rb = ty.row_bytes(cols as u64).unwrap_or(0) as usize;
+        if rb == 0 || cols % ty.block_size() != 0 {
+            println!("{:>5} | {cols} columns are not whole blocks of {}", ty.name(), ty.block_size());
+            continue;
+        }
         let mut w = vec![0u8; rb * rows];
         for (src, dst) in wf.chunks_exact(cols).zip(w.chunks_exact_mut(rb)) {
             if let Err(e) = quantize_row(ty, src, dst) {
@@ -74,7 +91,7 @@ fn main() {
         }
         let view = WeightView { ty, data: &w, rows, cols };
         let mut cells = Vec::new();
-        for toks in [1usize, 64] {
+        for &toks in &token_counts {
             let xq = match quantize_activations_isa(isa, ty, &x[..toks * cols], cols, toks) {
                 Ok(q) => q,
                 Err(e) => {
@@ -87,7 +104,9 @@ fn main() {
                 set_num_threads(threads);
                 let secs = best_time(
                     || {
-                        let r = if peer && peer_kquant_supported(ty, rows, cols) {
+                        let r = if invariant && peer_kquant_supported(ty, rows, cols) {
+                            matmul_kquant_batch_invariant(&view, &xq, toks, &mut y)
+                        } else if peer && peer_kquant_supported(ty, rows, cols) {
                             matmul_peer_kquant_isa(isa, &view, &xq, toks, &mut y)
                         } else {
                             matmul_quantized_isa(isa, &view, &xq, toks, &mut y)
@@ -107,16 +126,11 @@ fn main() {
             },
             true,
         );
-        println!(
-            "{:>5} | {:9.2} {:9.2} | {:9.2} {:9.2} | {:6.1} ns/row",
-            ty.name(),
-            cells[0],
-            cells[1],
-            cells[2],
-            cells[3],
-            qsecs / 64.0 * 1e9
-        );
-    }
+        let mut line = format!("{:>5} |", ty.name());
+        for pair in cells.chunks(2) {
+            line += &format!(" {:9.2} {:9.2} |", pair[0], pair[1]);
+        }
+        println!("{line} {:6.1} ns/row", qsecs / 64.0 * 1e9);    }
 }
 
 /// Seconds per call of `f`: the best over batches of calls lasting ~10 ms each, for about

@@ -244,6 +244,12 @@ pub fn matmul_kquant_batch_invariant(w: &WeightView, xq: &[u8], n_tokens: usize,
     peer_kquant_impl(isa(), w, xq, n_tokens, y, true)
 }
 
+/// Tokens from which the 8-row VNNI kernels beat the per-row dots (same bits either way).
+/// They unpack 8 weight rows into scratch once per call, which only pays over many tokens:
+/// measured with `matmul_speed --invariant` on [896 × 4864], 2 threads, GMAC/s per-row vs
+/// VNNI: Q4_K 49 / 46 at 8 tokens, 50 / 71 at 16; Q6_K 59 / 47 at 8, 60 / 73 at 16.
+const VNNI_MIN_TOKENS: usize = 16;
+
 fn peer_kquant_impl(level: Isa, w: &WeightView, xq: &[u8], n_tokens: usize, y: &mut [f32], fixed: bool) -> Result<(), KernelError> {
     if !level.is_supported() {
         return Err(KernelError::UnsupportedIsa(level));
@@ -282,8 +288,8 @@ fn peer_kquant_impl(level: Isa, w: &WeightView, xq: &[u8], n_tokens: usize, y: &
     let out = OutPtr(y.as_mut_ptr());
     #[cfg(target_arch = "x86_64")]
     {
-        let q4 = w.ty == GgmlType::Q4_K && n_tokens >= 4;
-        let q6 = w.ty == GgmlType::Q6_K && n_tokens >= 8;
+        let q4 = w.ty == GgmlType::Q4_K && n_tokens >= VNNI_MIN_TOKENS;
+        let q6 = w.ty == GgmlType::Q6_K && n_tokens >= VNNI_MIN_TOKENS;
         if (q4 || q6) && level == Isa::Avx512Vnni {
             // Groups of 8 rows through the VNNI kernels; the Q6_K rows past the last whole
             // group (Q4_K here always has rows % 8 == 0) take the per-row path below.

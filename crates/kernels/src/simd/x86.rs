@@ -755,8 +755,10 @@ macro_rules! x86_level {
                 let mut dp = vec![0.0f32; nb * BIG_T * BIG_R];
                 let mut r = 0;
                 while r + BIG_R <= rows {
-                    for b in 0..nb {
-                        for i in 0..BIG_R {
+                    prefetch_group(w, wrb, r + BIG_R, rows);
+                    // Row by row: the group's rows are one contiguous run of bytes.
+                    for i in 0..BIG_R {
+                        for b in 0..nb {
                             let u = K::unpack(w.add((r + i) * wrb + b * K::WB));
                             qs[b * BIG_R + i] = u.q;
                             aux[b * BIG_R + i] = u.aux;
@@ -785,6 +787,23 @@ macro_rules! x86_level {
                 }
                 if r < rows {
                     matrix::<K, 4, 4>(w.add(r * wrb), wrb, x, xrb, nb, rows - r, toks, out.add(r * rs), rs, ts);
+                }
+            }
+
+            /// Asks for the `BIG_R` weight rows from `r` (when they exist) while the current
+            /// group is multiplied: the next group's unpacking then finds them in cache
+            /// instead of stalling on memory (a few tokens per call leave too little work
+            /// per row to hide the latency otherwise).
+            #[inline]
+            #[target_feature(enable = $feat)]
+            unsafe fn prefetch_group(w: *const u8, wrb: usize, r: usize, rows: usize) {
+                if r + BIG_R <= rows {
+                    let start = w.add(r * wrb);
+                    let mut off = 0;
+                    while off < BIG_R * wrb {
+                        _mm_prefetch::<_MM_HINT_T0>(start.add(off) as *const i8);
+                        off += 64;
+                    }
                 }
             }
 
@@ -882,8 +901,9 @@ macro_rules! x86_level {
                 let mut sp = vec![0.0f32; nb * BIG_T * BIG_R];
                 let mut r = 0;
                 while r + BIG_R <= rows {
-                    for b in 0..nb {
-                        for i in 0..BIG_R {
+                    prefetch_group(w, wrb, r + BIG_R, rows);
+                    for i in 0..BIG_R {
+                        for b in 0..nb {
                             let u = K::unpack(w.add((r + i) * wrb + b * K::WB));
                             qs[b * BIG_R + i] = u.q;
                             dw[b * BIG_R + i] = _mm_cvtss_f32(u.dm);
