@@ -139,6 +139,25 @@ pub fn dot16_tile(a: &[f32], sa: usize, na: usize, b: &[f32], sb: usize, nb: usi
     }
 }
 
+/// The scalar reference of [`fma_scalar_into`].
+pub fn fma_scalar_into_scalar(x: &[f32], a: f32, y: &mut [f32]) {
+    for (yi, &xi) in y.iter_mut().zip(x) {
+        *yi = xi.mul_add(a, *yi);
+    }
+}
+
+/// `y[i] = fma(x[i], a, y[i])` for `i < min(x.len(), y.len())`: one position's value row
+/// added, weighted, into its lane's accumulator row (single-token attention).
+pub fn fma_scalar_into(x: &[f32], a: f32, y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(isa(), Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni) {
+        // SAFETY: AVX2 and FMA are present.
+        unsafe { x86::fma_scalar_into(x, a, y) };
+        return;
+    }
+    fma_scalar_into_scalar(x, a, y)
+}
+
 /// `ggml_v_expf` (ggml's AVX-512 polynomial `exp`) of one value: a degree-5 polynomial
 /// with a `scalef`, within about 1 ulp of `expf` but not always equal to it. The reference
 /// of [`v_expf_slice`].
@@ -381,6 +400,24 @@ mod x86 {
         _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), r))
     }
 
+    /// # Safety
+    /// AVX2 and FMA must be available.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn fma_scalar_into(x: &[f32], a: f32, y: &mut [f32]) {
+        let n = x.len().min(y.len());
+        let av = _mm256_set1_ps(a);
+        let (px, py) = (x.as_ptr(), y.as_mut_ptr());
+        let mut i = 0;
+        while i + 8 <= n {
+            _mm256_storeu_ps(py.add(i), _mm256_fmadd_ps(_mm256_loadu_ps(px.add(i)), av, _mm256_loadu_ps(py.add(i))));
+            i += 8;
+        }
+        while i < n {
+            *py.add(i) = (*px.add(i)).mul_add(a, *py.add(i));
+            i += 1;
+        }
+    }
+
     /// reduce16 of lanes 0..8 (`lo`) and 8..16 (`hi`): t8 = hi + lo, t4 = t8[4..] + t8[..4],
     /// (t4[0]+t4[2]) + (t4[1]+t4[3]).
     #[inline]
@@ -589,6 +626,19 @@ mod tests {
             dot16_rows_from_scalar(&b[(nb - 1) * sb..], sb, &a[(na - 1) * sa..(na - 1) * sa + n], first, &mut one);
             assert_eq!(got[(na - 1) * os + nb - 1].to_bits(), one[0].to_bits());
             assert_eq!(got[nb], 7.0);
+        }
+    }
+
+    #[test]
+    fn scaled_row_adds_equal_the_scalar_reference_bit_for_bit() {
+        for n in [0usize, 1, 7, 8, 9, 64, 100, 257] {
+            let x = vals(n, 3 + n as u32);
+            let y0 = vals(n + 2, 5 + n as u32);
+            let (mut got, mut want) = (y0.clone(), y0.clone());
+            fma_scalar_into(&x, -0.37, &mut got);
+            fma_scalar_into_scalar(&x, -0.37, &mut want);
+            assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "n={n}");
+            assert_eq!(got[n..], y0[n..], "past min(len) untouched");
         }
     }
 

@@ -22,7 +22,7 @@
 //! An f32 cache skips the f16 roundings (a debugging aid, not a peer configuration).
 
 use super::peer::reduce16;
-use jikji_kernels::lanes::{dot16_tile, fma_lanes, v_expf_slice};
+use jikji_kernels::lanes::{dot16_tile, fma_lanes, fma_scalar_into, v_expf_slice};
 use jikji_kernels::pool::parallel_for;
 use std::sync::Mutex;
 use crate::kv_cache::{LayerKv, PagedKv, SeqSpan};
@@ -139,35 +139,40 @@ pub fn attention(
     let n_kv = pos0 + n_tokens;
     let kw = s.n_head_kv * s.head_dim_k;
     let vw = s.n_head_kv * s.head_dim_v;
+    if n_tokens == 1 {
+        attention_one(s, q, layer, pos0, f16_math, out);
+        return;
+    }
     // f32 copies of the visible cache rows (already rounded to the cache type).
     let mut kf = vec![0.0f32; n_kv * kw]; // [n_kv, n_head_kv * head_dim_k]
     let mut vf = vec![0.0f32; n_kv * vw]; // [n_kv, n_head_kv * head_dim_v]
     layer.k.read(0, &mut kf);
     layer.v.read(0, &mut vf);
+    attention_tiled(s, q, &kf, &vf, pos0, n_tokens, f16_math, out);
+}
 
-    if n_tokens >= 2 {
-        attention_tiled(s, q, &kf, &vf, pos0, n_tokens, f16_math, out);
-        return;
-    }
-
-    // One token: V transposed, so each output element is a contiguous dot over positions.
-    let mut vt = vec![0.0f32; vw * n_kv]; // [n_head_kv * head_dim_v, n_kv]
-    for (j, row) in vf.chunks_exact(vw.max(1)).enumerate() {
-        for (c, &v) in row.iter().enumerate() {
-            vt[c * n_kv + j] = v;
-        }
-    }
-    let group = s.n_head / s.n_head_kv;
+/// One token at position `pos` (decoding), in `ggml_vec_dot_f16`'s order for both dots.
+///
+/// Only the visible rows `lo..=pos` of the cache are converted to f32. The weighted value
+/// sum keeps the 64 lanes (position mod 64) of every value dimension as 64 accumulator
+/// rows of `dv` values and adds one cache row per position to the row of its lane
+/// (`acc[j % 64] = fma(v_j, p_j, acc[j % 64])`): the same FMAs, in the same order per
+/// (dimension, lane), as one dot per dimension over a transposed V, without transposing.
+fn attention_one(s: &AttnShape, q: &[f32], layer: &LayerKv, pos: usize, f16_math: bool, out: &mut [f32]) {
     let (dk, dv) = (s.head_dim_k, s.head_dim_v);
-    let kq_order = DotOrder::VecDot { tail_from: dk - dk % 64 };
-    // ggml pads the cache length it attends over to a multiple of 64 or more, so the
-    // position dot never has a tail.
-    let kqv_order = DotOrder::VecDot { tail_from: usize::MAX };
-    let pos = pos0;
+    let kw = s.n_head_kv * dk;
+    let vw = s.n_head_kv * dv;
+    let group = s.n_head / s.n_head_kv;
     let lo = match s.window {
         Some(w) => (pos + 1).saturating_sub(w),
         None => 0,
     };
+    let n = pos + 1 - lo;
+    let mut kf = vec![0.0f32; n * kw]; // [lo..=pos, n_head_kv * head_dim_k]
+    let mut vf = vec![0.0f32; n * vw]; // [lo..=pos, n_head_kv * head_dim_v]
+    layer.k.read(lo * kw, &mut kf);
+    layer.v.read(lo * vw, &mut vf);
+    let kq_order = DotOrder::VecDot { tail_from: dk - dk % 64 };
     let bufs: Vec<Mutex<Vec<f32>>> = (0..s.n_head).map(|_| Mutex::new(Vec::new())).collect();
     parallel_for(s.n_head, &|h| {
         let kvh = h / group;
@@ -175,19 +180,25 @@ pub fn attention(
         if f16_math {
             round_f16(&mut qh);
         }
-        let mut sc = vec![0.0f32; pos + 1 - lo];
-        for (j, sj) in (lo..pos + 1).zip(sc.iter_mut()) {
-            let kr = &kf[j * kw + kvh * dk..][..dk];
-            *sj = dot(kq_order, kr, &qh, 0) * s.kq_scale;
-        }
+        let mut sc: Vec<f32> = kf.chunks_exact(kw).map(|kr| dot(kq_order, &kr[kvh * dk..][..dk], &qh, 0) * s.kq_scale).collect();
         softmax_ggml(&mut sc, lo);
         if f16_math {
             round_f16(&mut sc);
         }
+        let mut acc = vec![0.0f32; 64 * dv]; // [lane = position mod 64, dv]
+        for (k, (vr, &p)) in vf.chunks_exact(vw).zip(&sc).enumerate() {
+            let lane = (lo + k) % 64;
+            fma_scalar_into(&vr[kvh * dv..][..dv], p, &mut acc[lane * dv..][..dv]);
+        }
+        // Registers 0+2, 1+3, then 0+1, tree reduction (no tail: ggml pads the positions).
         let o: Vec<f32> = (0..dv)
             .map(|d| {
-                let col = kvh * dv + d;
-                dot(kqv_order, &vt[col * n_kv + lo..col * n_kv + pos + 1], &sc, lo)
+                let r = |reg: usize, l: usize| acc[(16 * reg + l) * dv + d];
+                let mut x0 = [0.0f32; 16];
+                for (l, x) in x0.iter_mut().enumerate() {
+                    *x = (r(0, l) + r(2, l)) + (r(1, l) + r(3, l));
+                }
+                (reduce16(&x0) as f64 + 0.0) as f32
             })
             .collect();
         *bufs[h].lock().unwrap_or_else(|e| e.into_inner()) = o;
@@ -600,6 +611,47 @@ mod tests {
             attention_paged_reference(&s, &q, &kv, 0, &seqs, &mut want);
             let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "heads {n_head}/{n_head_kv} dims {dk}/{dv} window {window:?} block {bs}");
+        }
+    }
+
+    #[test]
+    fn single_token_attention_has_the_bits_of_one_dot_per_value_column() {
+        let mut seed = 0x0bad_cafeu32;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            (seed as f32 / u32::MAX as f32 - 0.5) * 4.0
+        };
+        for (n_head, n_head_kv, dk, dv, window, pos) in [(9, 3, 64, 64, None, 200), (4, 1, 256, 256, Some(50), 130), (2, 2, 80, 48, None, 0), (14, 2, 64, 64, Some(300), 70)] {
+            let n_kv = pos + 1;
+            let mut c = KvCache::new(1, n_kv, n_head_kv * dk, n_head_kv * dv, KvType::F16);
+            c.layers[0].k.write(0, &(0..n_kv * n_head_kv * dk).map(|_| rnd()).collect::<Vec<_>>());
+            c.layers[0].v.write(0, &(0..n_kv * n_head_kv * dv).map(|_| rnd()).collect::<Vec<_>>());
+            let q: Vec<f32> = (0..n_head * dk).map(|_| rnd()).collect();
+            let s = AttnShape { n_head, n_head_kv, head_dim_k: dk, head_dim_v: dv, kq_scale: 0.125, window };
+            let mut got = vec![0.0f32; n_head * dv];
+            attention(&s, &q, &c.layers[0], pos, 1, true, &mut got);
+            // Reference: every visible row in f32, V transposed, one VecDot per output.
+            let (kw, vw) = (n_head_kv * dk, n_head_kv * dv);
+            let mut kf = vec![0.0f32; n_kv * kw];
+            let mut vf = vec![0.0f32; n_kv * vw];
+            c.layers[0].k.read(0, &mut kf);
+            c.layers[0].v.read(0, &mut vf);
+            let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            for h in 0..n_head {
+                let kvh = h / (n_head / n_head_kv);
+                let mut qh = q[h * dk..][..dk].to_vec();
+                round_f16(&mut qh);
+                let mut sc: Vec<f32> = (lo..=pos).map(|j| dot(DotOrder::VecDot { tail_from: dk - dk % 64 }, &kf[j * kw + kvh * dk..][..dk], &qh, 0) * 0.125).collect();
+                softmax_ggml(&mut sc, lo);
+                round_f16(&mut sc);
+                for d in 0..dv {
+                    let col: Vec<f32> = (lo..=pos).map(|j| vf[j * vw + kvh * dv + d]).collect();
+                    let want = dot(DotOrder::VecDot { tail_from: usize::MAX }, &col, &sc, lo);
+                    assert_eq!(got[h * dv + d].to_bits(), want.to_bits(), "head {h} dim {d} (heads {n_head}/{n_head_kv}, pos {pos}, window {window:?})");
+                }
+            }
         }
     }
 
