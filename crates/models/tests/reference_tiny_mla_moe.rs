@@ -5,51 +5,13 @@
 
 mod common;
 
-use common::{argmax, greedy, load_model};
+use common::{argmax, check_against_references, greedy, load_model};
 use jikji_models::{BatchSeq, Model};
 use jikji_testkit::max_abs_diff;
 use jikji_testkit::tiny::TinyReference;
 
 /// Max |Δ| allowed against transformers (the two references agree to 0.011).
 const TOL: f32 = 2e-2;
-
-fn check(name: &str) {
-    let r = TinyReference::load(name);
-    let model = load_model(&r.gguf_path());
-    let n_vocab = model.info().n_vocab;
-    assert_eq!(n_vocab, r.prompts[0].transformers.last_row.len());
-    let mut worst_row = 0.0f32;
-    for p in &r.prompts {
-        let mut cache = model.new_cache(p.ids.len() + 20);
-        let logits = model.forward(&p.ids, &mut cache, true).expect("forward");
-        assert_eq!(logits.len(), p.ids.len() * n_vocab);
-        let last = &logits[(p.ids.len() - 1) * n_vocab..];
-        let d = max_abs_diff(last, &p.transformers.last_row);
-        worst_row = worst_row.max(d);
-        assert!(d <= TOL, "{name} `{}`: last row max |Δ| {d} > {TOL}", p.text);
-        for (pos, top) in p.transformers.top8.iter().enumerate() {
-            let row = &logits[pos * n_vocab..(pos + 1) * n_vocab];
-            for &(id, want) in top {
-                let got = row[id as usize];
-                assert!((got - want).abs() <= TOL, "{name} `{}` pos {pos} id {id}: {got} vs {want}", p.text);
-            }
-            // Top-8 ids agree wherever the reference separates neighbours by more than TOL.
-            let mut ours: Vec<u32> = (0..n_vocab as u32).collect();
-            ours.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]));
-            for k in 0..top.len() {
-                let clear_above = k == 0 || top[k - 1].1 - top[k].1 > TOL;
-                let clear_below = k + 1 >= top.len() || top[k].1 - top[k + 1].1 > TOL;
-                if clear_above && clear_below {
-                    assert_eq!(ours[k], top[k].0, "{name} `{}` pos {pos}: rank {k} differs", p.text);
-                }
-            }
-        }
-        let ours = greedy(&model, &p.ids, p.transformers.greedy.len());
-        assert_eq!(ours, p.transformers.greedy, "{name} `{}`: greedy differs from transformers", p.text);
-        assert_eq!(ours, p.llama_cpp.greedy, "{name} `{}`: greedy differs from llama.cpp", p.text);
-    }
-    eprintln!("{name}: last-row max |Δ| {worst_row:.5} vs transformers");
-}
 
 /// Greedy continuation with the prompt fed one token at a time (no batched prefill).
 fn greedy_token_by_token(model: &Model, prompt: &[u32], n: usize) -> Vec<u32> {
@@ -85,17 +47,17 @@ fn batched_matches_single(name: &str) {
 
 #[test]
 fn tiny_deepseek_v3_matches_transformers_logits_and_both_greedy() {
-    check("deepseek_v3-1");
+    check_against_references("deepseek_v3-1", TOL);
 }
 
 #[test]
 fn tiny_deepseek_v2_lite_matches_transformers_logits_and_both_greedy() {
-    check("deepseek_v2-1");
+    check_against_references("deepseek_v2-1", TOL);
 }
 
 #[test]
 fn tiny_exaone4_matches_transformers_logits_and_both_greedy() {
-    check("exaone4-1");
+    check_against_references("exaone4-1", TOL);
 }
 
 #[test]
