@@ -360,6 +360,7 @@ mod x86 {
     /// `R` rows of `a` × 4 rows of `b`: the four sums of each `a` row are reduced together
     /// by [`reduce16_x4`] and stored as 4 consecutive outputs.
     #[inline]
+    #[allow(clippy::needless_range_loop)] // register tile: indices name the registers
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn tile4<const R: usize>(a: *const f32, sa: usize, b: *const f32, sb: usize, n: usize, out: *mut f32, os: usize) {
         let mut acc = [[_mm512_setzero_ps(); 4]; R];

@@ -248,6 +248,7 @@ pub fn matmul_kquant_batch_invariant(w: &WeightView, xq: &[u8], n_tokens: usize,
 /// They unpack 8 weight rows into scratch once per call, which only pays over many tokens:
 /// measured with `matmul_speed --invariant` on [896 × 4864], 2 threads, GMAC/s per-row vs
 /// VNNI: Q4_K 49 / 46 at 8 tokens, 50 / 71 at 16; Q6_K 59 / 47 at 8, 60 / 73 at 16.
+#[cfg(target_arch = "x86_64")]
 const VNNI_MIN_TOKENS: usize = 16;
 
 fn peer_kquant_impl(level: Isa, w: &WeightView, xq: &[u8], n_tokens: usize, y: &mut [f32], fixed: bool) -> Result<(), KernelError> {

@@ -314,6 +314,30 @@ fn wide_block_sum(vb: &[f32], p: &[f32], p_rep: &mut [f32], lanes: &mut [[f32; 1
     true
 }
 
+/// First row of each sequence in a batch's concatenated rows.
+fn row_offsets(seqs: &[SeqSpan]) -> Vec<usize> {
+    seqs.iter()
+        .scan(0, |acc, sq| {
+            let r = *acc;
+            *acc += sq.n_tokens;
+            Some(r)
+        })
+        .collect()
+}
+
+/// Copies the per-(sequence, kv head) task outputs `[n_tokens, group * dv]` (task order:
+/// sequence-major) into `out` `[n_rows, n_head * dv]`.
+fn scatter_groups(s: &AttnShape, bufs: Vec<Mutex<Vec<f32>>>, row0: &[usize], out: &mut [f32]) {
+    let gw = s.n_head / s.n_head_kv * s.head_dim_v;
+    for (task, buf) in bufs.into_iter().enumerate() {
+        let (i, kvh) = (task / s.n_head_kv, task % s.n_head_kv);
+        let buf = buf.into_inner().unwrap_or_else(|e| e.into_inner());
+        for (t, row) in buf.chunks_exact(gw.max(1)).enumerate() {
+            out[(row0[i] + t) * s.n_head * s.head_dim_v + kvh * gw..][..gw].copy_from_slice(row);
+        }
+    }
+}
+
 /// Batch-invariant attention over a paged pool, writing `out` `[n_rows, n_head * head_dim_v]`.
 ///
 /// `q` holds the rows of every sequence of `seqs`, concatenated in order
@@ -339,12 +363,7 @@ pub fn attention_paged(s: &AttnShape, q: &[f32], kv: &PagedKv, il: usize, seqs: 
         Some(w) => (pos + 1).saturating_sub(w),
         None => 0,
     };
-    let mut row0 = Vec::with_capacity(seqs.len());
-    let mut acc = 0;
-    for sq in seqs {
-        row0.push(acc);
-        acc += sq.n_tokens;
-    }
+    let row0 = row_offsets(seqs);
     let n_tasks = seqs.len() * s.n_head_kv;
     // Per task: `[n_tokens, group * dv]` (the group's heads side by side).
     let bufs: Vec<Mutex<Vec<f32>>> = (0..n_tasks).map(|_| Mutex::new(Vec::new())).collect();
@@ -396,14 +415,7 @@ pub fn attention_paged(s: &AttnShape, q: &[f32], kv: &PagedKv, il: usize, seqs: 
         }
         *bufs[task].lock().unwrap_or_else(|e| e.into_inner()) = o;
     });
-    for (task, buf) in bufs.into_iter().enumerate() {
-        let (i, kvh) = (task / s.n_head_kv, task % s.n_head_kv);
-        let buf = buf.into_inner().unwrap_or_else(|e| e.into_inner());
-        let gw = group * dv;
-        for (t, row) in buf.chunks_exact(gw.max(1)).enumerate() {
-            out[(row0[i] + t) * s.n_head * dv + kvh * gw..][..gw].copy_from_slice(row);
-        }
-    }
+    scatter_groups(s, bufs, &row0, out);
 }
 
 #[cfg(test)]
@@ -505,12 +517,7 @@ mod tests {
         let (bs, kw, vw) = (kv.block_size, kv.k_width, kv.v_width);
         let group = s.n_head / s.n_head_kv;
         let (dk, dv) = (s.head_dim_k, s.head_dim_v);
-        let mut row0 = Vec::with_capacity(seqs.len());
-        let mut acc = 0;
-        for sq in seqs {
-            row0.push(acc);
-            acc += sq.n_tokens;
-        }
+        let row0 = row_offsets(seqs);
         let n_tasks = seqs.len() * s.n_head_kv;
         // Per task: `[n_tokens, group * dv]` (the group's heads side by side).
         let bufs: Vec<Mutex<Vec<f32>>> = (0..n_tasks).map(|_| Mutex::new(Vec::new())).collect();
@@ -565,14 +572,7 @@ mod tests {
             }
             *bufs[task].lock().unwrap_or_else(|e| e.into_inner()) = o;
         });
-        for (task, buf) in bufs.into_iter().enumerate() {
-            let (i, kvh) = (task / s.n_head_kv, task % s.n_head_kv);
-            let buf = buf.into_inner().unwrap_or_else(|e| e.into_inner());
-            let gw = group * dv;
-            for (t, row) in buf.chunks_exact(gw.max(1)).enumerate() {
-                out[(row0[i] + t) * s.n_head * dv + kvh * gw..][..gw].copy_from_slice(row);
-            }
-        }
+        scatter_groups(s, bufs, &row0, out);
     }
 
     #[test]
