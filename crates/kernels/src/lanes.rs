@@ -11,6 +11,7 @@
 //! latency of its chains; [`dot16_rows`] and [`dot16_rows_from`] run 4 rows at once (8
 //! independent chains) for callers with many dots against one vector.
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_imports))]
 use crate::{isa, Isa};
 
 /// The scalar reference of [`fma_lanes`].

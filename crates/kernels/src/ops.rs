@@ -510,9 +510,9 @@ pub fn gelu_inplace(x: &mut [f32]) {
 
 /// `x[i] = gelu(x[i]) * up[i]` (or just `gelu(x[i])` without `up`), equal lengths.
 fn geglu_impl(x: &mut [f32], up: Option<&[f32]>) {
-    let table = gelu_table();
     #[cfg(target_arch = "x86_64")]
     if use_avx2() {
+        let table = gelu_table();
         // SAFETY: AVX2 (and F16C) checked at run time; `table` has 65536 entries so every
         // f16 bit pattern indexes inside it.
         let done = unsafe {
