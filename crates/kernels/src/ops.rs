@@ -622,6 +622,7 @@ pub fn swiglu_ggml_inplace(gate: &mut [f32], up: &[f32]) -> Result<(), KernelErr
 /// `half::f16::from_f32`).
 pub fn f32_to_f16_row(src: &[f32], dst: &mut [half::f16]) -> Result<(), KernelError> {
     same_len("f32_to_f16_row", src.len(), dst.len())?;
+    #[allow(unused_mut)] // only the x86 fast path advances it
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if use_avx2() {
@@ -637,6 +638,7 @@ pub fn f32_to_f16_row(src: &[f32], dst: &mut [half::f16]) -> Result<(), KernelEr
 /// f16 → f32 (exact).
 pub fn f16_to_f32_row(src: &[half::f16], dst: &mut [f32]) -> Result<(), KernelError> {
     same_len("f16_to_f32_row", src.len(), dst.len())?;
+    #[allow(unused_mut)] // only the x86 fast path advances it
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if use_avx2() {
@@ -652,6 +654,7 @@ pub fn f16_to_f32_row(src: &[half::f16], dst: &mut [f32]) -> Result<(), KernelEr
 /// Rounds every value to the nearest f16 and back (what storing into an f16 cache and
 /// reading it again gives): ggml's f16 operands of attention, in place.
 pub fn round_f16_inplace(x: &mut [f32]) {
+    #[allow(unused_mut)] // only the x86 fast path advances it
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if use_avx2() {
