@@ -107,6 +107,7 @@ fn detect() -> OpsIsa {
 
 /// True when the AVX2 (+FMA, F16C) paths may run.
 #[inline]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn use_avx2() -> bool {
     isa() >= OpsIsa::Avx2
 }
