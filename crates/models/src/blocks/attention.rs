@@ -153,11 +153,12 @@ pub fn attention(
 
 /// One token at position `pos` (decoding), in `ggml_vec_dot_f16`'s order for both dots.
 ///
-/// Only the visible rows `lo..=pos` of the cache are converted to f32. The weighted value
-/// sum keeps the 64 lanes (position mod 64) of every value dimension as 64 accumulator
-/// rows of `dv` values and adds one cache row per position to the row of its lane
-/// (`acc[j % 64] = fma(v_j, p_j, acc[j % 64])`): the same FMAs, in the same order per
-/// (dimension, lane), as one dot per dimension over a transposed V, without transposing.
+/// Each head's task reads the visible cache rows `lo..=pos` of its kv head straight from
+/// the cache (converting one row at a time), so nothing is copied up front on the calling
+/// thread. The weighted value sum keeps the 64 lanes (position mod 64) of every value
+/// dimension as 64 accumulator rows of `dv` values and adds one cache row per position to
+/// the row of its lane (`acc[j % 64] = fma(v_j, p_j, acc[j % 64])`): the same FMAs, in the
+/// same order per (dimension, lane), as one dot per dimension over a transposed V.
 fn attention_one(s: &AttnShape, q: &[f32], layer: &LayerKv, pos: usize, f16_math: bool, out: &mut [f32]) {
     let (dk, dv) = (s.head_dim_k, s.head_dim_v);
     let kw = s.n_head_kv * dk;
@@ -167,11 +168,6 @@ fn attention_one(s: &AttnShape, q: &[f32], layer: &LayerKv, pos: usize, f16_math
         Some(w) => (pos + 1).saturating_sub(w),
         None => 0,
     };
-    let n = pos + 1 - lo;
-    let mut kf = vec![0.0f32; n * kw]; // [lo..=pos, n_head_kv * head_dim_k]
-    let mut vf = vec![0.0f32; n * vw]; // [lo..=pos, n_head_kv * head_dim_v]
-    layer.k.read(lo * kw, &mut kf);
-    layer.v.read(lo * vw, &mut vf);
     let kq_order = DotOrder::VecDot { tail_from: dk - dk % 64 };
     let bufs: Vec<Mutex<Vec<f32>>> = (0..s.n_head).map(|_| Mutex::new(Vec::new())).collect();
     parallel_for(s.n_head, &|h| {
@@ -180,15 +176,21 @@ fn attention_one(s: &AttnShape, q: &[f32], layer: &LayerKv, pos: usize, f16_math
         if f16_math {
             round_f16(&mut qh);
         }
-        let mut sc: Vec<f32> = kf.chunks_exact(kw).map(|kr| dot(kq_order, &kr[kvh * dk..][..dk], &qh, 0) * s.kq_scale).collect();
+        let mut row = vec![0.0f32; dk.max(dv)];
+        let mut sc: Vec<f32> = (lo..=pos)
+            .map(|j| {
+                layer.k.read(j * kw + kvh * dk, &mut row[..dk]);
+                dot(kq_order, &row[..dk], &qh, 0) * s.kq_scale
+            })
+            .collect();
         softmax_ggml(&mut sc, lo);
         if f16_math {
             round_f16(&mut sc);
         }
         let mut acc = vec![0.0f32; 64 * dv]; // [lane = position mod 64, dv]
-        for (k, (vr, &p)) in vf.chunks_exact(vw).zip(&sc).enumerate() {
-            let lane = (lo + k) % 64;
-            fma_scalar_into(&vr[kvh * dv..][..dv], p, &mut acc[lane * dv..][..dv]);
+        for (j, &p) in (lo..=pos).zip(&sc) {
+            layer.v.read(j * vw + kvh * dv, &mut row[..dv]);
+            fma_scalar_into(&row[..dv], p, &mut acc[(j % 64) * dv..][..dv]);
         }
         // Registers 0+2, 1+3, then 0+1, tree reduction (no tail: ggml pads the positions).
         let o: Vec<f32> = (0..dv)
