@@ -65,7 +65,7 @@ pub use half;
 mod util;
 
 pub use cpu::{isa, Isa};
-pub use peer_order::{matmul_kquant_batch_invariant, matmul_peer_kquant, matmul_peer_kquant_isa, peer_kquant_supported};
+pub use peer_order::{matmul_kquant_batch_invariant, matmul_peer_kquant, matmul_peer_kquant_isa, matvec_peer_kquant_rows, peer_kquant_supported};
 pub use jikji_gguf::GgmlType;
 
 #[derive(Debug, thiserror::Error)]
@@ -462,6 +462,48 @@ pub fn matmul_quantized_isa(isa: Isa, w: &WeightView, xq: &[u8], n_tokens: usize
     Ok(())
 }
 
+/// One token's products with the weight rows `rows` of `w`, on the calling thread (no
+/// pool): `y[r - rows.start] = w_r · x` in the same order as [`matmul_quantized`] gives them
+/// for one token (each row's dot is independent of how rows are split). The building block
+/// for callers that spread several matrices' rows over the pool as one job, e.g. the
+/// q/k/v or gate/up projections of a decoded token.
+pub fn matvec_quantized_rows(w: &WeightView, xq: &[u8], rows: std::ops::Range<usize>, y: &mut [f32]) -> Result<(), KernelError> {
+    let wrb = w.validate()?;
+    let xrb = row_bytes(vec_dot_type(w.ty), w.cols)?;
+    if xq.len() != xrb {
+        return Err(KernelError::Size(format!("quantized activations: expected {xrb} bytes (one token), got {}", xq.len())));
+    }
+    if rows.start > rows.end || rows.end > w.rows {
+        return Err(KernelError::Size(format!("rows {rows:?} out of range (tensor has {} rows)", w.rows)));
+    }
+    if y.len() != rows.len() {
+        return Err(KernelError::Size(format!("output: expected {} floats, got {}", rows.len(), y.len())));
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    if w.cols == 0 {
+        y.fill(0.0);
+        return Ok(());
+    }
+    let job = RowJob {
+        ty: w.ty,
+        data: w.data,
+        wrb,
+        xq,
+        xrb,
+        n_tokens: 1,
+        rows: w.rows,
+        nb: w.cols / w.ty.block_size(),
+        kernel: simd::matrix_fn(isa(), w.ty),
+        tok_block: 12,
+    };
+    // SAFETY: sizes validated above; `y` holds exactly the outputs of `rows` and is
+    // exclusively borrowed.
+    unsafe { job.run_one(rows.start, rows.end, y.as_mut_ptr()) };
+    Ok(())
+}
+
 /// An output buffer's base pointer, shared by pool tasks that write disjoint elements
 /// (`matmul_quantized_isa`, `peer_order::matmul_peer_kquant_isa`).
 pub(crate) struct OutPtr(pub(crate) *mut f32);
@@ -494,6 +536,23 @@ struct RowJob<'a> {
 }
 
 impl RowJob<'_> {
+    /// One token (`n_tokens == 1`): y[r - r0] for rows `r0..r1`.
+    ///
+    /// # Safety
+    /// `y` must point to `r1 - r0` writable floats that no one else writes, and
+    /// `r0 <= r1 <= rows`.
+    unsafe fn run_one(&self, r0: usize, r1: usize, y: *mut f32) {
+        let Some(f) = self.kernel else {
+            for r in r0..r1 {
+                let w_row = &self.data[r * self.wrb..(r + 1) * self.wrb];
+                *y.add(r - r0) = dot_unchecked(self.ty, w_row, &self.xq[..self.xrb]);
+            }
+            return;
+        };
+        // Rows r0..r1 of the weights against the one token, written at y + (r - r0).
+        f(self.data.as_ptr().add(r0 * self.wrb), self.wrb, self.xq.as_ptr(), self.xrb, self.nb, r1 - r0, 1, y, 1, r1 - r0);
+    }
+
     /// Writes y[t, r] for rows `r0..r1` and every token.
     ///
     /// # Safety

@@ -220,6 +220,37 @@ fn dot4(o: Order, w: &[u8], xs: [&[u8]; 4]) -> [f32; 4] {
     xs.map(|x| dot_scalar(o, w, x))
 }
 
+/// One token's products with the rows `rows` of a matrix accepted by
+/// [`peer_kquant_supported`], on the calling thread: the per-row dots of
+/// [`matmul_peer_kquant`] (`batch_invariant == false`) or [`matmul_kquant_batch_invariant`]
+/// (`true`) for a single token, with the same bits. See `matvec_quantized_rows`.
+pub fn matvec_peer_kquant_rows(w: &WeightView, xq: &[u8], rows: std::ops::Range<usize>, y: &mut [f32], batch_invariant: bool) -> Result<(), KernelError> {
+    if !peer_kquant_supported(w.ty, w.rows, w.cols) {
+        return Err(KernelError::Size(format!("no peer-order kernel for {:?} [{}, {}]", w.ty, w.rows, w.cols)));
+    }
+    let wrb = w.validate()?;
+    let xrb = row_bytes(vec_dot_type(w.ty), w.cols)?;
+    if xq.len() != xrb {
+        return Err(KernelError::Size(format!("quantized activations: expected {xrb} bytes (one token), got {}", xq.len())));
+    }
+    if rows.start > rows.end || rows.end > w.rows || y.len() != rows.len() {
+        return Err(KernelError::Size(format!("rows {rows:?} of {} into {} outputs", w.rows, y.len())));
+    }
+    // One token: the gemm order only in the batch-invariant mode (the peer runs its gemv
+    // for a lone token), Q6_K's tiled order likewise (the peer's vec order below 8 tokens).
+    let order = match (w.ty, batch_invariant) {
+        (GgmlType::Q4_K, true) => Order::Q4Gemm,
+        (GgmlType::Q4_K, false) => Order::Q4Gemv,
+        (_, true) => Order::Q6Tiled,
+        (_, false) => Order::Q6Vec,
+    };
+    let simd = use_simd(isa());
+    for (r, o) in rows.zip(y.iter_mut()) {
+        *o = dot_isa(simd, order, &w.data[r * wrb..(r + 1) * wrb], xq);
+    }
+    Ok(())
+}
+
 fn use_simd(level: Isa) -> bool {
     matches!(level, Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni) && level.is_supported()
 }

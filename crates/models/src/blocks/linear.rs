@@ -24,7 +24,11 @@ use crate::error::ModelError;
 use crate::weights::Matrix;
 use jikji_gguf::{GgmlType, GgufFile};
 use super::peer;
-use jikji_kernels::{matmul_kquant_batch_invariant, matmul_peer_kquant, matmul_quantized, peer_kquant_supported, quantize_activations, vec_dot_type};
+use jikji_kernels::{
+    matmul_kquant_batch_invariant, matmul_peer_kquant, matmul_quantized, matvec_peer_kquant_rows, matvec_quantized_rows, peer_kquant_supported,
+    quantize_activations, vec_dot_type,
+};
+use std::sync::Mutex;
 
 /// Activations `x` (`[n_tokens, cols]`) quantized for a weight of type `weight_ty`.
 fn quantize_input(weight_ty: GgmlType, x: &[f32], cols: usize, n_tokens: usize) -> Result<Vec<u8>, ModelError> {
@@ -72,7 +76,7 @@ pub fn project_many(
     batch_invariant: bool,
 ) -> Result<Vec<Vec<f32>>, ModelError> {
     let mut cache: Vec<(GgmlType, Vec<u8>)> = Vec::new();
-    let mut outs = Vec::with_capacity(mats.len());
+    let mut input_of = Vec::with_capacity(mats.len());
     for m in mats {
         let vt = vec_dot_type(m.info.ggml_type);
         let idx = match cache.iter().position(|(t, _)| *t == vt) {
@@ -82,6 +86,13 @@ pub fn project_many(
                 cache.len() - 1
             }
         };
+        input_of.push(idx);
+    }
+    if n_tokens == 1 && mats.len() > 1 {
+        return project_one_token(file, mats, &cache, &input_of, batch_invariant);
+    }
+    let mut outs = Vec::with_capacity(mats.len());
+    for (m, &idx) in mats.iter().zip(&input_of) {
         let mut y = vec![0.0f32; n_tokens * m.rows]; // [n_tokens, m.rows]
         let ty = m.info.ggml_type;
         if batch_invariant && peer_kquant_supported(ty, m.rows, m.cols) {
@@ -94,4 +105,57 @@ pub fn project_many(
         outs.push(y);
     }
     Ok(outs)
+}
+
+/// Several projections of one token as a single pool job: the matrices' rows are cut into
+/// chunks of about equal work (a few per thread) and every chunk is one task, so decoding
+/// pays one fork/join for q/k/v (or gate/up) instead of one per matrix, and the small
+/// matrices no longer leave a thread idle. Each row's dot is the one the per-matrix path
+/// computes (`matvec_*_rows`), so the outputs are bit-identical.
+fn project_one_token(
+    file: &GgufFile,
+    mats: &[&Matrix],
+    inputs: &[(GgmlType, Vec<u8>)],
+    input_of: &[usize],
+    batch_invariant: bool,
+) -> Result<Vec<Vec<f32>>, ModelError> {
+    let mut outs: Vec<Vec<f32>> = mats.iter().map(|m| vec![0.0f32; m.rows]).collect();
+    let total: usize = mats.iter().map(|m| m.rows * m.cols).sum();
+    let per_task = total.div_ceil(4 * jikji_kernels::num_threads()).max(1);
+    // (matrix, first row, output rows) per task.
+    let mut tasks: Vec<Mutex<(usize, usize, &mut [f32])>> = Vec::new();
+    for (mi, (m, y)) in mats.iter().zip(outs.iter_mut()).enumerate() {
+        let parts = (m.rows * m.cols).div_ceil(per_task).clamp(1, m.rows.max(1));
+        let mut rest: &mut [f32] = y;
+        let mut r0 = 0;
+        for i in 0..parts {
+            let len = jikji_kernels::pool::split_range(m.rows, parts, i).len();
+            let (head, tail) = rest.split_at_mut(len);
+            tasks.push(Mutex::new((mi, r0, head)));
+            rest = tail;
+            r0 += len;
+        }
+    }
+    let failure: Mutex<Option<ModelError>> = Mutex::new(None);
+    jikji_kernels::pool::parallel_for(tasks.len(), &|i| {
+        let mut task = tasks[i].lock().unwrap_or_else(|e| e.into_inner());
+        let (mi, r0, ref mut y) = *task;
+        let m = mats[mi];
+        let xq = &inputs[input_of[mi]].1;
+        let rows = r0..r0 + y.len();
+        let ty = m.info.ggml_type;
+        let r = if peer_kquant_supported(ty, m.rows, m.cols) {
+            matvec_peer_kquant_rows(&m.view(file), xq, rows, y, batch_invariant)
+        } else {
+            matvec_quantized_rows(&m.view(file), xq, rows, y)
+        };
+        if let Err(e) = r {
+            failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e.into());
+        }
+    });
+    drop(tasks);
+    match failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(outs),
+    }
 }
