@@ -222,6 +222,7 @@ fn matmul_tiles_equal_the_single_dot_on_odd_shapes() {
         GgmlType::Q4_0,
         GgmlType::Q4_1,
         GgmlType::Q5_0,
+        GgmlType::Q5_1,
         GgmlType::Q8_0,
         GgmlType::Q4_K,
         GgmlType::Q5_K,

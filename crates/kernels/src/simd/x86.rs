@@ -142,6 +142,8 @@ macro_rules! x86_level {
                 /// Bytes of a weight block and of an activation block.
                 const WB: usize;
                 const XB: usize;
+                /// Tokens from which a legacy format takes the big tiles (AVX-512).
+                const BIG_MIN_TOKENS: usize = usize::MAX;
                 /// An unpacked weight block and a prepared activation block.
                 type W: Copy;
                 type X: Copy;
@@ -249,10 +251,11 @@ macro_rules! x86_level {
 
             /// Implements `Kern` for a legacy format from its unpack expression.
             macro_rules! legacy_kern {
-                ($k:ident, $wb:expr, signed, |$p:ident| $unpack:expr) => {
+                ($k:ident, $wb:expr, signed, big from $big:expr, |$p:ident| $unpack:expr) => {
                     struct $k;
                     impl Kern for $k {
                         const WB: usize = $wb;
+                        const BIG_MIN_TOKENS: usize = $big;
                         const XB: usize = 34;
                         type W = Sw;
                         type X = Sx;
@@ -278,10 +281,11 @@ macro_rules! x86_level {
                         }
                     }
                 };
-                ($k:ident, $wb:expr, unsigned, |$p:ident| $unpack:expr) => {
+                ($k:ident, $wb:expr, unsigned, big from $big:expr, |$p:ident| $unpack:expr) => {
                     struct $k;
                     impl Kern for $k {
                         const WB: usize = $wb;
+                        const BIG_MIN_TOKENS: usize = $big;
                         const XB: usize = 36;
                         type W = Uw;
                         type X = Ux;
@@ -309,17 +313,22 @@ macro_rules! x86_level {
                 };
             }
 
-            legacy_kern!(Q4_0, 18, signed, |p| {
+            // `big from`: tokens from which the big tiles (weights unpacked once into scratch)
+            // beat the 4 × 4 tiles (unpacked in registers per 4 tokens), from
+            // `matmul_speed` on [4864 × 896], 2 threads, GMAC/s 4×4 vs big: at 2 tokens Q4_0
+            // 51 / 64, Q5_0 39 / 56, Q4_1 64 / 68, Q5_1 43 / 63, but Q8_0 (a plain load to
+            // unpack) 71 / 50 and at 4 tokens 101 / 85; from 5 tokens the big tiles win or tie.
+            legacy_kern!(Q4_0, 18, signed, big from 2, |p| {
                 signed_w(_mm256_sub_epi8(nibbles32(p.add(2)), _mm256_set1_epi8(8)), rd16(p))
             });
-            legacy_kern!(Q5_0, 22, signed, |p| {
+            legacy_kern!(Q5_0, 22, signed, big from 2, |p| {
                 // Bit clear → OR 0xF0, i.e. the nibble minus 16 as a signed byte.
                 let hi = _mm256_andnot_si256(bits32(p.add(2)), _mm256_set1_epi8(0xF0u8 as i8));
                 signed_w(_mm256_or_si256(nibbles32(p.add(6)), hi), rd16(p))
             });
-            legacy_kern!(Q8_0, 34, signed, |p| signed_w(load(p.add(2)), rd16(p)));
-            legacy_kern!(Q4_1, 20, unsigned, |p| Uw { q: nibbles32(p.add(4)), dm: rd16x2(p) });
-            legacy_kern!(Q5_1, 24, unsigned, |p| {
+            legacy_kern!(Q8_0, 34, signed, big from 5, |p| signed_w(load(p.add(2)), rd16(p)));
+            legacy_kern!(Q4_1, 20, unsigned, big from 2, |p| Uw { q: nibbles32(p.add(4)), dm: rd16x2(p) });
+            legacy_kern!(Q5_1, 24, unsigned, big from 2, |p| {
                 let hi = _mm256_and_si256(bits32(p.add(4)), _mm256_set1_epi8(0x10));
                 Uw { q: _mm256_or_si256(nibbles32(p.add(8)), hi), dm: rd16x2(p) }
             });
@@ -719,8 +728,6 @@ macro_rules! x86_level {
             /// Tokens per big tile: 8 × 3 accumulators + 3 activation vectors + the
             /// current row's two weight vectors fit the 32 AVX-512 registers.
             const BIG_T: usize = 3;
-            /// Tokens from which the big tiles pay for unpacking the weights into scratch.
-            const BIG_MIN_TOKENS: usize = 8;
 
             /// Signed legacy formats (Q4_0, Q5_0, Q8_0) for many tokens: each group of
             /// `BIG_R` rows is unpacked once per call into scratch (values, the VNNI offset
@@ -743,7 +750,7 @@ macro_rules! x86_level {
                 ts: usize,
             ) {
                 // 24 accumulators need AVX-512's 32 registers; AVX2 keeps the 4 × 4 tiles.
-                if !$avx512 || toks < BIG_MIN_TOKENS || rows < BIG_R {
+                if !$avx512 || toks < K::BIG_MIN_TOKENS || rows < BIG_R {
                     return matrix::<K, 4, 4>(w, wrb, x, xrb, nb, rows, toks, out, rs, ts);
                 }
                 let zero = _mm256_setzero_si256();
@@ -889,7 +896,7 @@ macro_rules! x86_level {
                 rs: usize,
                 ts: usize,
             ) {
-                if !$avx512 || toks < BIG_MIN_TOKENS || rows < BIG_R {
+                if !$avx512 || toks < K::BIG_MIN_TOKENS || rows < BIG_R {
                     return matrix::<K, 4, 4>(w, wrb, x, xrb, nb, rows, toks, out, rs, ts);
                 }
                 let zero = _mm256_setzero_si256();
