@@ -10,7 +10,8 @@
 //! - [`PagedKv`]: a pool of fixed-size blocks shared by many sequences (the serving
 //!   engine's cache); each sequence reaches its positions through a block table, so
 //!   blocks can be handed out, shared by prompts with a common prefix and returned one at
-//!   a time. Values are f16-rounded, kept as f32 so attention reads them in place.
+//!   a time. Stored as f16 like the default [`KvCache`] (half the bytes of f32, so twice
+//!   the contexts fit a serving memory budget); attention widens what it reads to f32.
 //! - [`KvView`]: what an architecture's forward pass writes and attends over (one of the
 //!   two, with the matching numerics).
 
@@ -115,19 +116,18 @@ impl KvCache {
 /// Positions per block of a [`PagedKv`] unless the caller picks another size.
 pub const DEFAULT_KV_BLOCK: usize = 16;
 
-/// One layer of a [`PagedKv`]. Values are rounded to f16 (as an f16 cache stores them)
-/// but kept as f32, so attention reads them in place without converting: keys row-major
-/// per position, values transposed per block so that the weighted sum over positions
-/// reads each value dimension contiguously. Allocated zeroed (pages are touched only when
-/// a block is first written).
+/// One layer of a [`PagedKv`], stored as f16 (llama.cpp's default cache type; half the
+/// memory of f32, so twice the contexts fit a memory budget): keys row-major per
+/// position, values transposed per block so that the weighted sum over positions reads
+/// each value dimension contiguously. Attention converts what it reads to f32 (exact).
+/// Allocated zeroed (pages are touched only when a block is first written).
 #[derive(Clone, Debug)]
 pub(crate) struct PagedLayer {
-    pub(crate) k: Vec<f32>, // [n_blocks * block_size, k_width]: row = block * block_size + offset
-    pub(crate) v: Vec<f32>, // [n_blocks, v_width, block_size]
+    pub(crate) k: Vec<half::f16>, // [n_blocks * block_size, k_width]: row = block * block_size + offset
+    pub(crate) v: Vec<half::f16>, // [n_blocks, v_width, block_size]
 }
 
-/// A pool of KV blocks shared by many sequences (values rounded to f16, as llama.cpp's
-/// default cache type).
+/// A pool of KV blocks shared by many sequences, in f16 (llama.cpp's default cache type).
 ///
 /// A block holds `block_size` consecutive positions of one sequence for every layer. The
 /// pool only stores; which sequence owns which block (its *block table*: block `i` of the
@@ -146,7 +146,8 @@ pub struct PagedKv {
 impl PagedKv {
     pub(crate) fn new(n_layer: usize, n_blocks: usize, block_size: usize, k_width: usize, v_width: usize) -> Self {
         let rows = n_blocks * block_size;
-        let layers = (0..n_layer).map(|_| PagedLayer { k: vec![0.0f32; rows * k_width], v: vec![0.0f32; rows * v_width] }).collect();
+        let zero = half::f16::ZERO;
+        let layers = (0..n_layer).map(|_| PagedLayer { k: vec![zero; rows * k_width], v: vec![zero; rows * v_width] }).collect();
         PagedKv { block_size, n_blocks, k_width, v_width, layers }
     }
 
@@ -162,7 +163,7 @@ impl PagedKv {
 
     /// Bytes of one block (all layers, keys and values).
     pub fn block_bytes(&self) -> usize {
-        self.layers.len() * self.block_size * (self.k_width + self.v_width) * 4
+        self.layers.len() * self.block_size * (self.k_width + self.v_width) * std::mem::size_of::<half::f16>()
     }
 
     /// Physical row of position `pos` in a sequence with block table `blocks`.
@@ -182,24 +183,20 @@ impl PagedKv {
         write_f16_bits(&mut layer.k, r * kw, &k[..kw.min(k.len())]);
         let vb = &mut layer.v[blk * vw * bs..(blk + 1) * vw * bs];
         for (c, &x) in v.iter().enumerate().take(vw) {
-            vb[c * bs + off] = half::f16::from_f32(x).to_f32();
+            vb[c * bs + off] = half::f16::from_f32(x);
         }
     }
 }
 
-/// Writes `src` at element offset `at` of a paged layer's key store, rounded through f16
-/// (the pool's element type). For architectures that store their own rows (MLA latents).
-pub(crate) fn write_f16_bits(dst: &mut [f32], at: usize, src: &[f32]) {
-    let d = &mut dst[at..at + src.len()];
-    d.copy_from_slice(src);
-    jikji_kernels::ops::round_f16_inplace(d);
+/// Writes `src` at element offset `at` of a paged layer's key store, rounded to f16 (the
+/// pool's element type). For architectures that store their own rows (MLA latents).
+pub(crate) fn write_f16_bits(dst: &mut [half::f16], at: usize, src: &[f32]) {
+    jikji_kernels::ops::f32_to_f16_row(src, &mut dst[at..at + src.len()]).expect("equal lengths");
 }
 
-/// Reads `dst.len()` values at element offset `from` of a paged layer's key store (already
-/// f16-rounded, so a plain copy).
-#[allow(dead_code)] // for architectures that attend over their own rows (MLA)
-pub(crate) fn read_f16_bits(src: &[f32], from: usize, dst: &mut [f32]) {
-    dst.copy_from_slice(&src[from..from + dst.len()]);
+/// Reads `dst.len()` values at element offset `from` of a paged layer's key store as f32.
+pub(crate) fn read_f16_bits(src: &[half::f16], from: usize, dst: &mut [f32]) {
+    jikji_kernels::ops::f16_to_f32_row(&src[from..from + dst.len()], dst).expect("equal lengths");
 }
 
 /// One sequence of a batched step: `n_tokens` new tokens at positions `pos0..`, stored

@@ -25,7 +25,7 @@ use super::peer::reduce16;
 use jikji_kernels::lanes::{dot16_tile, fma_lanes, fma_scalar_into, v_expf_slice};
 use jikji_kernels::pool::parallel_for;
 use std::sync::Mutex;
-use crate::kv_cache::{LayerKv, PagedKv, SeqSpan};
+use crate::kv_cache::{read_f16_bits, LayerKv, PagedKv, SeqSpan};
 
 /// Shape and scaling of one attention layer.
 #[derive(Clone, Copy, Debug)]
@@ -347,13 +347,14 @@ fn scatter_groups(s: &AttnShape, bufs: Vec<Mutex<Vec<f32>>>, row0: &[usize], out
 /// `0..=pos` (or the window), read through the sequence's block table. Unlike
 /// [`attention`], every row uses the batch (`tinyBLAS`) dot order whatever the number of
 /// rows, so a row's output depends only on its sequence's keys, values and query; the
-/// f16 roundings of an f16 cache apply (the pool holds f16-rounded values).
+/// f16 roundings of an f16 cache apply (the pool holds f16).
 ///
 /// One pool task per (sequence, kv head) serves the kv head's whole query group, so each
-/// key and value is loaded once for several heads: the scores of a block are one
-/// [`dot16_tile`] (the group's queries × the block's keys, read in place), and the values
-/// are first gathered into one contiguous transposed run per task (`[dv, positions]`,
-/// zero past the end), over which the weighted sums are a second tile. Lanes are absolute
+/// key and value is loaded once for several heads: the task first gathers its kv head's
+/// keys (`[positions, dk]`) and values (transposed, `[dv, positions]`, zero past the end)
+/// out of the blocks into contiguous f32 runs, then each row's scores are one
+/// [`dot16_tile`] (the group's queries × the visible keys) and its weighted sums a second
+/// tile (weights × value columns). Lanes are absolute
 /// positions modulo 16 and zero weights leave a lane unchanged, so each output has the
 /// bits of its own one-dot-at-a-time sum.
 pub fn attention_paged(s: &AttnShape, q: &[f32], kv: &PagedKv, il: usize, seqs: &[SeqSpan], out: &mut [f32]) {
@@ -376,14 +377,20 @@ pub fn attention_paged(s: &AttnShape, q: &[f32], kv: &PagedKv, il: usize, seqs: 
         // Positions any row of the task sees, widened to 16s: ks..ks + w.
         let ks = lo_of(sq.pos0) / 16 * 16;
         let w = n_kv.div_ceil(16) * 16 - ks;
-        // This kv head's values, transposed and contiguous over positions.
-        let mut vt = vec![0.0f32; dv * w]; // [dv, ks..ks + w]
+        // This kv head's keys `[ks..n_kv, dk]` and values transposed `[dv, ks..ks + w]`
+        // (zero past the end), contiguous over positions and converted to f32 once.
+        let mut kt = vec![0.0f32; (n_kv - ks) * dk];
+        let mut vt = vec![0.0f32; dv * w];
         for bi in ks / bs..n_kv.div_ceil(bs) {
             let (a, b) = ((bi * bs).max(ks), ((bi + 1) * bs).min(n_kv));
-            let vb = &layer.v[sq.blocks[bi] as usize * vw * bs..][..vw * bs];
+            let r0 = sq.blocks[bi] as usize * bs;
+            for (j, dst) in (a..b).zip(kt[(a - ks) * dk..(b - ks) * dk].chunks_exact_mut(dk)) {
+                read_f16_bits(&layer.k, (r0 + j % bs) * kw + kvh * dk, dst);
+            }
+            let vb = &layer.v[r0 * vw..][..vw * bs];
             for d in 0..dv {
                 let col = (kvh * dv + d) * bs;
-                vt[d * w + a - ks..d * w + b - ks].copy_from_slice(&vb[col + a - bi * bs..col + b - bi * bs]);
+                read_f16_bits(vb, col + a - bi * bs, &mut vt[d * w + a - ks..d * w + b - ks]);
             }
         }
         let gw = group * dv;
@@ -396,11 +403,7 @@ pub fn attention_paged(s: &AttnShape, q: &[f32], kv: &PagedKv, il: usize, seqs: 
             // The group's query heads are adjacent in the row.
             qg.copy_from_slice(&q[(row0[i] + t) * s.n_head * dk + kvh * group * dk..][..group * dk]);
             round_f16(&mut qg);
-            for bi in lo / bs..pos / bs + 1 {
-                let (a, b) = ((bi * bs).max(lo), ((bi + 1) * bs).min(pos + 1));
-                let r = sq.blocks[bi] as usize * bs + a % bs;
-                dot16_tile(&qg, dk, group, &layer.k[r * kw + kvh * dk..], kw, b - a, dk, 0, &mut sc[a - ks..], w);
-            }
+            dot16_tile(&qg, dk, group, &kt[(lo - ks) * dk..], dk, pos + 1 - lo, dk, 0, &mut sc[lo - ks..], w);
             // Weights over lo..=pos, zero elsewhere in the 16-aligned span e0..e1.
             let (e0, e1) = (lo / 16 * 16, (pos + 1).div_ceil(16) * 16);
             for row in sc.chunks_exact_mut(w) {
@@ -515,7 +518,12 @@ mod tests {
 
     /// The paged path one head and one block at a time, as it ran before tiling.
     fn attention_paged_reference(s: &AttnShape, q: &[f32], kv: &PagedKv, il: usize, seqs: &[SeqSpan], out: &mut [f32]) {
-        let layer = &kv.layers[il];
+        struct F32Layer {
+            k: Vec<f32>,
+            v: Vec<f32>,
+        }
+        let widen = |x: &[half::f16]| x.iter().map(|h| h.to_f32()).collect::<Vec<f32>>();
+        let layer = &F32Layer { k: widen(&kv.layers[il].k), v: widen(&kv.layers[il].v) };
         let (bs, kw, vw) = (kv.block_size, kv.k_width, kv.v_width);
         let group = s.n_head / s.n_head_kv;
         let (dk, dv) = (s.head_dim_k, s.head_dim_v);
