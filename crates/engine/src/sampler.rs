@@ -151,11 +151,17 @@ impl Sampler {
         if logits.is_empty() {
             return Err(SamplerError::Empty);
         }
+        let penalised = self.cfg.penalties_active() && !self.recent.is_empty();
+        if self.cfg.temperature <= 0.0 && !penalised {
+            // Greedy without penalties: no candidate list (a vocabulary-sized copy per token).
+            let it = logits.iter().enumerate().map(|(i, &logit)| Candidate { id: i as u32, logit });
+            return argmax(it).ok_or(SamplerError::NoFiniteLogit);
+        }
         let mut cands: Vec<Candidate> =
             logits.iter().enumerate().map(|(i, &logit)| Candidate { id: i as u32, logit }).collect();
         self.apply_penalties(&mut cands);
         if self.cfg.temperature <= 0.0 {
-            return argmax(&cands).ok_or(SamplerError::NoFiniteLogit);
+            return argmax(cands.iter().copied()).ok_or(SamplerError::NoFiniteLogit);
         }
         // Drop NaN / ±inf candidates: they cannot take part in a softmax.
         cands.retain(|c| c.logit.is_finite());
@@ -203,15 +209,15 @@ impl Sampler {
 }
 
 /// Argmax over finite-or-+inf logits; ties go to the lowest id.
-fn argmax(cands: &[Candidate]) -> Option<u32> {
+fn argmax(cands: impl Iterator<Item = Candidate>) -> Option<u32> {
     let mut best: Option<Candidate> = None;
     for c in cands {
         if c.logit.is_nan() {
             continue;
         }
         match best {
-            Some(b) if c.logit > b.logit || (c.logit == b.logit && c.id < b.id) => best = Some(*c),
-            None if c.logit > f32::NEG_INFINITY => best = Some(*c),
+            Some(b) if c.logit > b.logit || (c.logit == b.logit && c.id < b.id) => best = Some(c),
+            None if c.logit > f32::NEG_INFINITY => best = Some(c),
             _ => {}
         }
     }
