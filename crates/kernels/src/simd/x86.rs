@@ -758,8 +758,18 @@ macro_rules! x86_level {
                 let mut qs = vec![zero; nb * BIG_R];
                 let mut aux = vec![zero; nb * BIG_R];
                 let mut dw = vec![0.0f32; nb * BIG_R];
-                let mut ys = vec![zero; nb * BIG_T];
                 let mut dp = vec![0.0f32; nb * BIG_T * BIG_R];
+                // Every token's prepared blocks, once per call rather than once per row
+                // group: [toks][nb] offset quants and f32 scales.
+                let mut ys = vec![zero; toks * nb];
+                let mut dx = vec![0.0f32; toks * nb];
+                for t in 0..toks {
+                    for b in 0..nb {
+                        let xp = signed_x(x.add(t * xrb + b * 34));
+                        ys[t * nb + b] = xp.y;
+                        dx[t * nb + b] = _mm256_cvtss_f32(xp.d);
+                    }
+                }
                 let mut r = 0;
                 while r + BIG_R <= rows {
                     prefetch_group(w, wrb, r + BIG_R, rows);
@@ -776,18 +786,19 @@ macro_rules! x86_level {
                         q: qs.as_ptr(),
                         aux: aux.as_ptr(),
                         d: dw.as_ptr(),
-                        ys: ys.as_mut_ptr(),
+                        ys: ys.as_ptr(),
+                        dx: dx.as_ptr(),
                         dp: dp.as_mut_ptr(),
                     };
                     let o = out.add(r * rs);
                     let mut t = 0;
                     while t + BIG_T <= toks {
-                        tile_big::<BIG_T>(&scr, x.add(t * xrb), xrb, nb, o.add(t * ts), rs, ts);
+                        tile_big::<BIG_T>(&scr, t, nb, o.add(t * ts), rs, ts);
                         t += BIG_T;
                     }
                     match toks - t {
-                        2 => tile_big::<2>(&scr, x.add(t * xrb), xrb, nb, o.add(t * ts), rs, ts),
-                        1 => tile_big::<1>(&scr, x.add(t * xrb), xrb, nb, o.add(t * ts), rs, ts),
+                        2 => tile_big::<2>(&scr, t, nb, o.add(t * ts), rs, ts),
+                        1 => tile_big::<1>(&scr, t, nb, o.add(t * ts), rs, ts),
                         _ => {}
                     }
                     r += BIG_R;
@@ -814,46 +825,47 @@ macro_rules! x86_level {
                 }
             }
 
-            /// `BIG_R` unpacked weight rows (`[nb][BIG_R]` arrays) and room for one tile's
-            /// prepared activations (`ys`: `nb * BIG_T` vectors, `dp`: `nb * BIG_T * BIG_R`).
+            /// `BIG_R` unpacked weight rows (`[nb][BIG_R]` arrays), every token's prepared
+            /// activation blocks (`ys`, `dx`: `[toks][nb]`) and room for one tile's scale
+            /// products (`dp`: `nb * BIG_T * BIG_R`).
             struct Scratch {
                 q: *const __m256i,
                 aux: *const __m256i,
                 d: *const f32,
-                ys: *mut __m256i,
+                ys: *const __m256i,
+                dx: *const f32,
                 dp: *mut f32,
             }
 
-            /// `BIG_R` rows × T tokens of Q8_0 activations over `nb` blocks. A first pass
-            /// prepares every block of the T tokens (offset quants into `ys`, the `d`
-            /// products of the 8 rows into `dp`); the second pass then reads the products
-            /// as broadcast loads folded into the FMAs, so no shuffle sits in the inner loop.
+            /// `BIG_R` rows × T tokens (from token `t0`) of Q8_0 activations over `nb`
+            /// blocks. A first pass forms the `d` products of the 8 rows for every block of
+            /// the T tokens (`dp`); the second pass then reads them as broadcast loads folded
+            /// into the FMAs, so no shuffle sits in the inner loop.
             #[inline]
             #[target_feature(enable = $feat)]
             unsafe fn tile_big<const T: usize>(
                 w: &Scratch,
-                x: *const u8,
-                xrb: usize,
+                t0: usize,
                 nb: usize,
                 out: *mut f32,
                 rs: usize,
                 ts: usize,
             ) {
-                // ys: [nb][T] prepared activation quants; dp: [nb][T][BIG_R] d products.
-                let (ys, dp) = (w.ys, w.dp);
+                // ys: token t's block b at (t0 + t) * nb + b; dp: [nb][T][BIG_R] d products.
+                let (ys, dp) = (w.ys.add(t0 * nb), w.dp);
+                let dx = w.dx.add(t0 * nb);
                 for b in 0..nb {
                     let dwv = _mm256_loadu_ps(w.d.add(b * BIG_R));
                     for t in 0..T {
-                        let xp = signed_x(x.add(t * xrb + b * 34));
-                        *ys.add(b * T + t) = xp.y;
-                        _mm256_storeu_ps(dp.add((b * T + t) * BIG_R), _mm256_mul_ps(dwv, xp.d));
+                        let d = _mm256_broadcast_ss(&*dx.add(t * nb + b));
+                        _mm256_storeu_ps(dp.add((b * T + t) * BIG_R), _mm256_mul_ps(dwv, d));
                     }
                 }
                 let mut acc = [[_mm256_setzero_ps(); T]; BIG_R];
                 for b in 0..nb {
                     let mut y = [_mm256_setzero_si256(); T];
                     for (t, y) in y.iter_mut().enumerate() {
-                        *y = *ys.add(b * T + t);
+                        *y = *ys.add(t * nb + b);
                     }
                     let dpb = dp.add(b * T * BIG_R);
                     for i in 0..BIG_R {
@@ -903,9 +915,20 @@ macro_rules! x86_level {
                 let mut qs = vec![zero; nb * BIG_R];
                 let mut dw = vec![0.0f32; nb * BIG_R];
                 let mut mw = vec![0.0f32; nb * BIG_R];
-                let mut ys = vec![zero; nb * BIG_T];
                 let mut dp = vec![0.0f32; nb * BIG_T * BIG_R];
                 let mut sp = vec![0.0f32; nb * BIG_T * BIG_R];
+                // Every token's blocks, once per call: [toks][nb] quants, `d` and `s`.
+                let mut ys = vec![zero; toks * nb];
+                let mut dx = vec![0.0f32; toks * nb];
+                let mut sx = vec![0.0f32; toks * nb];
+                for t in 0..toks {
+                    for b in 0..nb {
+                        let xp = unsigned_x(x.add(t * xrb + b * 36));
+                        ys[t * nb + b] = xp.y;
+                        dx[t * nb + b] = _mm_cvtss_f32(xp.ds);
+                        sx[t * nb + b] = _mm_cvtss_f32(_mm_movehdup_ps(xp.ds));
+                    }
+                }
                 let mut r = 0;
                 while r + BIG_R <= rows {
                     prefetch_group(w, wrb, r + BIG_R, rows);
@@ -921,19 +944,21 @@ macro_rules! x86_level {
                         q: qs.as_ptr(),
                         d: dw.as_ptr(),
                         m: mw.as_ptr(),
-                        ys: ys.as_mut_ptr(),
+                        ys: ys.as_ptr(),
+                        dx: dx.as_ptr(),
+                        sx: sx.as_ptr(),
                         dp: dp.as_mut_ptr(),
                         sp: sp.as_mut_ptr(),
                     };
                     let o = out.add(r * rs);
                     let mut t = 0;
                     while t + BIG_T <= toks {
-                        tile_big_u::<BIG_T>(&scr, x.add(t * xrb), xrb, nb, o.add(t * ts), rs, ts);
+                        tile_big_u::<BIG_T>(&scr, t, nb, o.add(t * ts), rs, ts);
                         t += BIG_T;
                     }
                     match toks - t {
-                        2 => tile_big_u::<2>(&scr, x.add(t * xrb), xrb, nb, o.add(t * ts), rs, ts),
-                        1 => tile_big_u::<1>(&scr, x.add(t * xrb), xrb, nb, o.add(t * ts), rs, ts),
+                        2 => tile_big_u::<2>(&scr, t, nb, o.add(t * ts), rs, ts),
+                        1 => tile_big_u::<1>(&scr, t, nb, o.add(t * ts), rs, ts),
                         _ => {}
                     }
                     r += BIG_R;
@@ -944,37 +969,39 @@ macro_rules! x86_level {
             }
 
             /// [`Scratch`] for the unsigned formats: values, `d` and `m` of 8 rows per block;
-            /// one tile's activation quants and `d`/`s` products (`[nb][T][BIG_R]`).
+            /// every token's quants, `d` and `s` (`[toks][nb]`); one tile's `d`/`s` products
+            /// (`[nb][T][BIG_R]`).
             struct ScratchU {
                 q: *const __m256i,
                 d: *const f32,
                 m: *const f32,
-                ys: *mut __m256i,
+                ys: *const __m256i,
+                dx: *const f32,
+                sx: *const f32,
                 dp: *mut f32,
                 sp: *mut f32,
             }
 
-            /// `BIG_R` rows × T tokens of Q8_1 activations over `nb` blocks (see `tile_big`).
+            /// `BIG_R` rows × T tokens (from token `t0`) of Q8_1 activations over `nb`
+            /// blocks (see `tile_big`).
             #[inline]
             #[target_feature(enable = $feat)]
             unsafe fn tile_big_u<const T: usize>(
                 w: &ScratchU,
-                x: *const u8,
-                xrb: usize,
+                t0: usize,
                 nb: usize,
                 out: *mut f32,
                 rs: usize,
                 ts: usize,
             ) {
-                let (ys, dp, sp) = (w.ys, w.dp, w.sp);
+                let (ys, dp, sp) = (w.ys.add(t0 * nb), w.dp, w.sp);
+                let (dxs, sxs) = (w.dx.add(t0 * nb), w.sx.add(t0 * nb));
                 for b in 0..nb {
                     let dwv = _mm256_loadu_ps(w.d.add(b * BIG_R));
                     let mwv = _mm256_loadu_ps(w.m.add(b * BIG_R));
                     for t in 0..T {
-                        let xp = unsigned_x(x.add(t * xrb + b * 36));
-                        *ys.add(b * T + t) = xp.y;
-                        let dx = _mm256_broadcastss_ps(xp.ds);
-                        let sx = _mm256_broadcastss_ps(_mm_movehdup_ps(xp.ds));
+                        let dx = _mm256_broadcast_ss(&*dxs.add(t * nb + b));
+                        let sx = _mm256_broadcast_ss(&*sxs.add(t * nb + b));
                         _mm256_storeu_ps(dp.add((b * T + t) * BIG_R), _mm256_mul_ps(dwv, dx));
                         _mm256_storeu_ps(sp.add((b * T + t) * BIG_R), _mm256_mul_ps(mwv, sx));
                     }
@@ -985,7 +1012,7 @@ macro_rules! x86_level {
                 for b in 0..nb {
                     let mut y = [_mm256_setzero_si256(); T];
                     for (t, y) in y.iter_mut().enumerate() {
-                        *y = *ys.add(b * T + t);
+                        *y = *ys.add(t * nb + b);
                     }
                     let dpb = dp.add(b * T * BIG_R);
                     for (t, s) in sacc.iter_mut().enumerate() {
