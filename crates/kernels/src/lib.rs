@@ -424,19 +424,7 @@ pub fn matmul_quantized_isa(isa: Isa, w: &WeightView, xq: &[u8], n_tokens: usize
         return Ok(());
     }
 
-    let job = RowJob {
-        ty: w.ty,
-        data: w.data,
-        wrb,
-        xq,
-        xrb,
-        n_tokens,
-        rows: w.rows,
-        nb: w.cols / w.ty.block_size(),
-        kernel: simd::matrix_fn(isa, w.ty),
-        // A multiple of 12: whole 4-token tiles and whole 3-token big tiles.
-        tok_block: (TOKEN_BLOCK_BYTES / xrb).max(12) / 12 * 12,
-    };
+    let job = RowJob::new(isa, w, wrb, xq, xrb, n_tokens);
     let work = w.rows.saturating_mul(w.cols).saturating_mul(n_tokens);
     let nt = num_threads().min(work / MIN_WORK_PER_THREAD).max(1);
     if nt == 1 {
@@ -486,18 +474,7 @@ pub fn matvec_quantized_rows(w: &WeightView, xq: &[u8], rows: std::ops::Range<us
         y.fill(0.0);
         return Ok(());
     }
-    let job = RowJob {
-        ty: w.ty,
-        data: w.data,
-        wrb,
-        xq,
-        xrb,
-        n_tokens: 1,
-        rows: w.rows,
-        nb: w.cols / w.ty.block_size(),
-        kernel: simd::matrix_fn(isa(), w.ty),
-        tok_block: 12,
-    };
+    let job = RowJob::new(isa(), w, wrb, xq, xrb, 1);
     // SAFETY: sizes validated above; `y` holds exactly the outputs of `rows` and is
     // exclusively borrowed.
     unsafe { job.run_one(rows.start, rows.end, y.as_mut_ptr()) };
@@ -535,7 +512,24 @@ struct RowJob<'a> {
     tok_block: usize,
 }
 
-impl RowJob<'_> {
+impl<'a> RowJob<'a> {
+    /// A job over validated sizes: `wrb`/`xrb` bytes per weight / activation row.
+    fn new(isa: Isa, w: &WeightView<'a>, wrb: usize, xq: &'a [u8], xrb: usize, n_tokens: usize) -> Self {
+        RowJob {
+            ty: w.ty,
+            data: w.data,
+            wrb,
+            xq,
+            xrb,
+            n_tokens,
+            rows: w.rows,
+            nb: w.cols / w.ty.block_size(),
+            kernel: simd::matrix_fn(isa, w.ty),
+            // A multiple of 12: whole 4-token tiles and whole 3-token big tiles.
+            tok_block: (TOKEN_BLOCK_BYTES / xrb).max(12) / 12 * 12,
+        }
+    }
+
     /// One token (`n_tokens == 1`): y[r - r0] for rows `r0..r1`.
     ///
     /// # Safety

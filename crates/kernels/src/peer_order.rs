@@ -220,6 +220,19 @@ fn dot4(o: Order, w: &[u8], xs: [&[u8]; 4]) -> [f32; 4] {
     xs.map(|x| dot_scalar(o, w, x))
 }
 
+/// The fold order of token `t` of an `n_tokens` batch. The peer's gemm covers whole groups
+/// of 4 tokens and the rest take its gemv; its Q6_K runs the tiled order from 8 tokens and
+/// the vec order below. `fixed` (batch-invariant) puts every token through the gemm and
+/// tiled orders whatever the batch.
+fn token_order(ty: GgmlType, fixed: bool, n_tokens: usize, t: usize) -> Order {
+    match ty {
+        GgmlType::Q4_K if fixed || t < n_tokens - n_tokens % 4 => Order::Q4Gemm,
+        GgmlType::Q4_K => Order::Q4Gemv,
+        _ if fixed || n_tokens >= 8 => Order::Q6Tiled,
+        _ => Order::Q6Vec,
+    }
+}
+
 /// One token's products with the rows `rows` of a matrix accepted by
 /// [`peer_kquant_supported`], on the calling thread: the per-row dots of
 /// [`matmul_peer_kquant`] (`batch_invariant == false`) or [`matmul_kquant_batch_invariant`]
@@ -236,14 +249,7 @@ pub fn matvec_peer_kquant_rows(w: &WeightView, xq: &[u8], rows: std::ops::Range<
     if rows.start > rows.end || rows.end > w.rows || y.len() != rows.len() {
         return Err(KernelError::Size(format!("rows {rows:?} of {} into {} outputs", w.rows, y.len())));
     }
-    // One token: the gemm order only in the batch-invariant mode (the peer runs its gemv
-    // for a lone token), Q6_K's tiled order likewise (the peer's vec order below 8 tokens).
-    let order = match (w.ty, batch_invariant) {
-        (GgmlType::Q4_K, true) => Order::Q4Gemm,
-        (GgmlType::Q4_K, false) => Order::Q4Gemv,
-        (_, true) => Order::Q6Tiled,
-        (_, false) => Order::Q6Vec,
-    };
+    let order = token_order(w.ty, batch_invariant, 1, 0);
     let simd = use_simd(isa());
     for (r, o) in rows.zip(y.iter_mut()) {
         *o = dot_isa(simd, order, &w.data[r * wrb..(r + 1) * wrb], xq);
@@ -302,16 +308,7 @@ fn peer_kquant_impl(level: Isa, w: &WeightView, xq: &[u8], n_tokens: usize, y: &
     if yneed == 0 {
         return Ok(());
     }
-    // The peer's gemm covers whole groups of 4 tokens, the rest take its gemv; the fixed
-    // (batch-invariant) order puts every token through the gemm order.
-    let gemm_tokens = if fixed { n_tokens } else { n_tokens - n_tokens % 4 };
-    let order = |t: usize| match w.ty {
-        GgmlType::Q4_K if fixed || t < gemm_tokens => Order::Q4Gemm,
-        GgmlType::Q4_K => Order::Q4Gemv,
-        _ if fixed => Order::Q6Tiled,
-        _ if n_tokens >= 8 => Order::Q6Tiled,
-        _ => Order::Q6Vec,
-    };
+    let order = |t: usize| token_order(w.ty, fixed, n_tokens, t);
     let simd = use_simd(level);
     let rows = w.rows;
     let parts = num_threads().clamp(1, rows).min(rows.div_ceil(16));
@@ -323,6 +320,8 @@ fn peer_kquant_impl(level: Isa, w: &WeightView, xq: &[u8], n_tokens: usize, y: &
         let q4 = w.ty == GgmlType::Q4_K && n_tokens >= VNNI_MIN_TOKENS;
         let q6 = w.ty == GgmlType::Q6_K && n_tokens >= VNNI_MIN_TOKENS;
         if (q4 || q6) && level == Isa::Avx512Vnni {
+            // Tokens in the Q4_K gemm order (all of them when `fixed`; see `token_order`).
+            let gemm_tokens = if fixed { n_tokens } else { n_tokens - n_tokens % 4 };
             // Groups of 8 rows through the VNNI kernels; the Q6_K rows past the last whole
             // group (Q4_K here always has rows % 8 == 0) take the per-row path below.
             let groups = rows / vnni::ROWS;

@@ -40,6 +40,14 @@ pub struct AttnShape {
     pub window: Option<usize>,
 }
 
+impl AttnShape {
+    /// The first cache position a query at `pos` sees: `pos + 1 - window` on
+    /// sliding-window layers (key `j` is hidden when `pos - j >= window`), else 0.
+    fn first_visible(&self, pos: usize) -> usize {
+        self.window.map_or(0, |w| (pos + 1).saturating_sub(w))
+    }
+}
+
 /// Rounds each value through f16.
 fn round_f16(x: &mut [f32]) {
     jikji_kernels::ops::round_f16_inplace(x);
@@ -164,10 +172,7 @@ fn attention_one(s: &AttnShape, q: &[f32], layer: &LayerKv, pos: usize, f16_math
     let kw = s.n_head_kv * dk;
     let vw = s.n_head_kv * dv;
     let group = s.n_head / s.n_head_kv;
-    let lo = match s.window {
-        Some(w) => (pos + 1).saturating_sub(w),
-        None => 0,
-    };
+    let lo = s.first_visible(pos);
     let kq_order = DotOrder::VecDot { tail_from: dk - dk % 64 };
     let bufs: Vec<Mutex<Vec<f32>>> = (0..s.n_head).map(|_| Mutex::new(Vec::new())).collect();
     parallel_for(s.n_head, &|h| {
@@ -237,10 +242,6 @@ fn attention_tiled(s: &AttnShape, q: &[f32], kf: &[f32], vf: &[f32], pos0: usize
             vt[c * n_pad + j] = v;
         }
     }
-    let lo_of = |pos: usize| match s.window {
-        Some(w) => (pos + 1).saturating_sub(w),
-        None => 0,
-    };
     let n_blocks = n_tokens.div_ceil(TILE_TOKENS);
     let n_tasks = s.n_head * n_blocks;
     let bufs: Vec<Mutex<Vec<f32>>> = (0..n_tasks).map(|_| Mutex::new(Vec::new())).collect();
@@ -250,7 +251,7 @@ fn attention_tiled(s: &AttnShape, q: &[f32], kf: &[f32], vf: &[f32], pos0: usize
         let (t0, t1) = (blk * TILE_TOKENS, ((blk + 1) * TILE_TOKENS).min(n_tokens));
         let nt = t1 - t0;
         // Keys seen by any token of the block, and that range widened to 16s.
-        let (k0, k1) = (lo_of(pos0 + t0), pos0 + t1);
+        let (k0, k1) = (s.first_visible(pos0 + t0), pos0 + t1);
         let (ks, ke) = (k0 / 16 * 16, k1.div_ceil(16) * 16);
         let w = ke - ks;
         let mut qb = vec![0.0f32; nt * dk]; // [nt, dk]
@@ -264,7 +265,7 @@ fn attention_tiled(s: &AttnShape, q: &[f32], kf: &[f32], vf: &[f32], pos0: usize
         dot16_tile(&qb, dk, nt, &kf[k0 * kw + kvh * dk..], kw, k1 - k0, dk, 0, &mut sc[k0 - ks..], w);
         for (t, row) in sc.chunks_exact_mut(w).enumerate() {
             let pos = pos0 + t0 + t;
-            let lo = lo_of(pos);
+            let lo = s.first_visible(pos);
             let (a, b) = (lo - ks, pos + 1 - ks);
             row[..a].fill(0.0);
             row[b..].fill(0.0);
@@ -362,10 +363,6 @@ pub fn attention_paged(s: &AttnShape, q: &[f32], kv: &PagedKv, il: usize, seqs: 
     let (bs, kw, vw) = (kv.block_size, kv.k_width, kv.v_width);
     let group = s.n_head / s.n_head_kv;
     let (dk, dv) = (s.head_dim_k, s.head_dim_v);
-    let lo_of = |pos: usize| match s.window {
-        Some(w) => (pos + 1).saturating_sub(w),
-        None => 0,
-    };
     let row0 = row_offsets(seqs);
     let n_tasks = seqs.len() * s.n_head_kv;
     // Per task: `[n_tokens, group * dv]` (the group's heads side by side).
@@ -375,7 +372,7 @@ pub fn attention_paged(s: &AttnShape, q: &[f32], kv: &PagedKv, il: usize, seqs: 
         let sq = &seqs[i];
         let n_kv = sq.pos0 + sq.n_tokens;
         // Positions any row of the task sees, widened to 16s: ks..ks + w.
-        let ks = lo_of(sq.pos0) / 16 * 16;
+        let ks = s.first_visible(sq.pos0) / 16 * 16;
         let w = n_kv.div_ceil(16) * 16 - ks;
         // This kv head's keys `[ks..n_kv, dk]` and values transposed `[dv, ks..ks + w]`
         // (zero past the end), contiguous over positions and converted to f32 once.
@@ -399,7 +396,7 @@ pub fn attention_paged(s: &AttnShape, q: &[f32], kv: &PagedKv, il: usize, seqs: 
         let mut o = vec![0.0f32; sq.n_tokens * gw];
         for t in 0..sq.n_tokens {
             let pos = sq.pos0 + t;
-            let lo = lo_of(pos);
+            let lo = s.first_visible(pos);
             // The group's query heads are adjacent in the row.
             qg.copy_from_slice(&q[(row0[i] + t) * s.n_head * dk + kvh * group * dk..][..group * dk]);
             round_f16(&mut qg);
@@ -448,6 +445,16 @@ mod tests {
         assert!((out[3] - 20.0 / (e + 1.0)).abs() < 1e-4);
     }
 
+    /// Seeded xorshift values in [-2, 2) for the attention inputs.
+    fn rng(mut seed: u32) -> impl FnMut() -> f32 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            (seed as f32 / u32::MAX as f32 - 0.5) * 4.0
+        }
+    }
+
     /// The batch path one dot at a time (`DotOrder::Gemm`), as it ran before tiling.
     fn attention_rows_reference(s: &AttnShape, q: &[f32], layer: &LayerKv, pos0: usize, n_tokens: usize, f16_math: bool) -> Vec<f32> {
         let n_kv = pos0 + n_tokens;
@@ -462,7 +469,7 @@ mod tests {
             let kvh = h / (s.n_head / s.n_head_kv);
             for t in 0..n_tokens {
                 let pos = pos0 + t;
-                let lo = s.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                let lo = s.first_visible(pos);
                 let mut qh = q[t * s.n_head * dk + h * dk..][..dk].to_vec();
                 if f16_math {
                     round_f16(&mut qh);
@@ -483,13 +490,7 @@ mod tests {
 
     #[test]
     fn tiled_batch_attention_has_the_bits_of_one_dot_at_a_time() {
-        let mut seed = 0x9e37_79b9u32;
-        let mut rnd = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            (seed as f32 / u32::MAX as f32 - 0.5) * 4.0
-        };
+        let mut rnd = rng(0x9e37_79b9u32);
         // (n_head, n_head_kv, dk, dv, window, pos0, n_tokens, cache type)
         let cases = [
             (4, 1, 256, 256, Some(40), 0, 77, KvType::F16),
@@ -543,10 +544,7 @@ mod tests {
             let mut p_rep = vec![0.0f32; dv * 16];
             for t in 0..sq.n_tokens {
                 let pos = sq.pos0 + t;
-                let lo = match s.window {
-                    Some(w) => (pos + 1).saturating_sub(w),
-                    None => 0,
-                };
+                let lo = s.first_visible(pos);
                 // Block segments [a, b) of the visible positions lo..=pos.
                 let segments = (lo / bs..pos / bs + 1).map(|bi| (bi, (bi * bs).max(lo), ((bi + 1) * bs).min(pos + 1)));
                 for g in 0..group {
@@ -588,13 +586,7 @@ mod tests {
     #[test]
     fn tiled_paged_attention_has_the_bits_of_one_head_and_block_at_a_time() {
         use crate::kv_cache::PagedKv;
-        let mut seed = 0x1234_5678u32;
-        let mut rnd = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            (seed as f32 / u32::MAX as f32 - 0.5) * 4.0
-        };
+        let mut rnd = rng(0x1234_5678u32);
         // (n_head, n_head_kv, dk, dv, window, block size)
         for (n_head, n_head_kv, dk, dv, window, bs) in [(14, 2, 64, 64, None, 16), (4, 1, 256, 256, Some(21), 16), (6, 3, 32, 16, None, 32), (2, 2, 16, 48, Some(5), 8)] {
             let (kw, vw) = (n_head_kv * dk, n_head_kv * dv);
@@ -626,13 +618,7 @@ mod tests {
 
     #[test]
     fn single_token_attention_has_the_bits_of_one_dot_per_value_column() {
-        let mut seed = 0x0bad_cafeu32;
-        let mut rnd = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            (seed as f32 / u32::MAX as f32 - 0.5) * 4.0
-        };
+        let mut rnd = rng(0x0bad_cafeu32);
         for (n_head, n_head_kv, dk, dv, window, pos) in [(9, 3, 64, 64, None, 200), (4, 1, 256, 256, Some(50), 130), (2, 2, 80, 48, None, 0), (14, 2, 64, 64, Some(300), 70)] {
             let n_kv = pos + 1;
             let mut c = KvCache::new(1, n_kv, n_head_kv * dk, n_head_kv * dv, KvType::F16);
@@ -648,7 +634,7 @@ mod tests {
             let mut vf = vec![0.0f32; n_kv * vw];
             c.layers[0].k.read(0, &mut kf);
             c.layers[0].v.read(0, &mut vf);
-            let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            let lo = s.first_visible(pos);
             for h in 0..n_head {
                 let kvh = h / (n_head / n_head_kv);
                 let mut qh = q[h * dk..][..dk].to_vec();

@@ -127,13 +127,11 @@ fn project_one_token(
     for (mi, (m, y)) in mats.iter().zip(outs.iter_mut()).enumerate() {
         let parts = (m.rows * m.cols).div_ceil(per_task).clamp(1, m.rows.max(1));
         let mut rest: &mut [f32] = y;
-        let mut r0 = 0;
         for i in 0..parts {
-            let len = jikji_kernels::pool::split_range(m.rows, parts, i).len();
-            let (head, tail) = rest.split_at_mut(len);
-            tasks.push(Mutex::new((mi, r0, head)));
+            let r = jikji_kernels::pool::split_range(m.rows, parts, i);
+            let (head, tail) = rest.split_at_mut(r.len());
+            tasks.push(Mutex::new((mi, r.start, head)));
             rest = tail;
-            r0 += len;
         }
     }
     let failure: Mutex<Option<ModelError>> = Mutex::new(None);
