@@ -73,7 +73,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let info = model.info().clone();
 
     let ctx = args.n_prompt.max(args.n_gen).max(1);
-    let mut cache = model.new_cache(ctx);
+    let mut cache = model.new_cache(ctx)?;
     let mut rng = XorShift(0x853c_49e6_748f_ea9b);
     let mut random_ids = |n: usize| -> Vec<u32> { (0..n).map(|_| rng.below(info.n_vocab) as u32).collect() };
 

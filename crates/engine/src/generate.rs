@@ -112,7 +112,7 @@ impl<'m> Generator<'m> {
         if n_ctx == 0 {
             return Err(EngineError::BadContextSize(n_ctx));
         }
-        Ok(Self { model, tokenizer, cache: model.new_cache(n_ctx), cached: Vec::new() })
+        Ok(Self { model, tokenizer, cache: model.new_cache(n_ctx)?, cached: Vec::new() })
     }
 
     pub fn n_ctx(&self) -> usize {

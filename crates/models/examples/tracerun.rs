@@ -12,7 +12,7 @@ fn main() {
     let model = Model::load(Arc::new(GgufFile::open(jikji_testkit::models_dir().join(&name)).expect("open"))).expect("load");
     let case = &r.logits[case_ix];
     eprintln!("ids {:?}", case.ids);
-    let mut cache = model.new_cache(case.ids.len());
+    let mut cache = model.new_cache(case.ids.len()).expect("cache");
     let logits = model.forward(&case.ids, &mut cache, false).expect("forward");
     println!("last logits first: {:?}", &logits[..3]);
 }

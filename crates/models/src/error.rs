@@ -1,15 +1,16 @@
 //! The one error type of this crate: every way a model file or a request can be wrong.
 
 use jikji_gguf::{GgmlType, GgufError};
-use jikji_kernels::KernelError;
+use jikji_backend::BackendError;
 
 /// Errors from loading a model or running a forward pass. None of them is a panic.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error(transparent)]
     Gguf(#[from] GgufError),
-    #[error("kernel error: {0}")]
-    Kernel(#[from] KernelError),
+    /// The backend refused an operation (a kernel error, operands that do not fit).
+    #[error("backend: {0}")]
+    Backend(BackendError),
     #[error("the file has no `general.architecture` key")]
     NoArchitecture,
     #[error("unknown architecture `{0}` (supported: {1})")]
@@ -34,6 +35,18 @@ pub enum ModelError {
     ContextOverflow { needed: usize, n_ctx: usize },
     #[error("bad request: {0}")]
     BadRequest(String),
+    #[error("KV cache too large: {0}")]
+    CacheTooLarge(String),
     #[error("the KV cache does not fit this model: {0}")]
     CacheMismatch(String),
+}
+
+impl From<BackendError> for ModelError {
+    fn from(e: BackendError) -> Self {
+        match e {
+            BackendError::Alloc(m) => ModelError::CacheTooLarge(m),
+            BackendError::CacheMismatch(m) => ModelError::CacheMismatch(m),
+            other => ModelError::Backend(other),
+        }
+    }
 }

@@ -20,7 +20,7 @@ use jikji_gguf::{GgufError, GgufFile};
 
 /// How rotary embeddings pair dimensions: `Norm` (adjacent pairs; llama, whose converter
 /// permutes q/k for it) or `Neox` (halves; qwen2/3, gemma3).
-pub use jikji_kernels::ops::RopeMode;
+pub use jikji_backend::RopeMode;
 
 /// Hyper-parameters shared by the decoder-only architectures of this crate.
 #[derive(Clone, Debug)]
@@ -127,7 +127,11 @@ impl HParams {
         let n_ff = m.req_uint("feed_forward_length")?;
         let n_head = m.req_uint("attention.head_count")?;
         let n_head_kv = m.opt_uint("attention.head_count_kv")?.unwrap_or(n_head);
-        let n_ctx_train = m.opt_uint("context_length")?.unwrap_or(0);
+        // Absent means unknown (0); present, it must be a usable length.
+        let n_ctx_train = match m.opt_uint("context_length")? {
+            Some(0) => return Err(ModelError::BadHparams(format!("`{}` is 0", m.key("context_length")))),
+            v => v.unwrap_or(0),
+        };
         if n_embd == 0 || n_layer == 0 || n_ff == 0 {
             return Err(ModelError::BadHparams(format!(
                 "embedding_length={n_embd}, block_count={n_layer}, feed_forward_length={n_ff}: all must be > 0"
@@ -258,5 +262,14 @@ impl HParams {
     /// Width of one token's values in the cache.
     pub fn n_embd_v_gqa(&self) -> usize {
         self.n_head_kv * self.head_dim_v
+    }
+}
+
+/// A boolean key, `None` when absent; another type is an error naming the key.
+pub fn opt_bool(file: &GgufFile, key: &str) -> Result<Option<bool>, ModelError> {
+    match file.get(key) {
+        None => Ok(None),
+        Some(jikji_gguf::Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(ModelError::BadHparams(format!("`{key}` must be a boolean"))),
     }
 }

@@ -1,50 +1,131 @@
-//! Transformer architectures over GGUF weights: hyper-parameters from metadata, shared
-//! building blocks (`blocks/`), one file per architecture (`arch/`), and a registry
-//! mapping `general.architecture` to its implementation.
+//! Transformer decoders over GGUF weights, computed through a backend.
+//!
+//! Layout:
+//! - `hparams`: hyper-parameters from metadata; `weights::Loader`: every tensor validated
+//!   (presence, type, shape, byte size) before a backend sees it;
+//! - `blocks/`: the parts of a block (attention, MLA, gated FFN, MoE) with their loaders;
+//! - `decoder`: the one [`decoder::Decoder`] — embedding, [`decoder::Block`]s
+//!   (`[pre-norm] → mixer → [post-norm] → + → [pre-norm] → FFN → [post-norm] → +`), head —
+//!   and its single forward loop with the named trace points;
+//! - `arch/<name>.rs`: metadata → blocks, saying only what is special about the
+//!   architecture; `registry.rs`: one line per architecture.
+//!
+//! The seam: everything numeric goes through [`jikji_backend::Backend`] (weights handed to
+//! the backend at load, activations as backend buffers, attention/MLA/MoE as backend
+//! operations, the KV caches owned by the backend). The models never call a kernel.
+//! [`Model::load`] uses the CPU backend; [`Model::load_on`] takes any other. A GPU backend
+//! implements `Backend` (its `Matrix`, `Vector`, `Act`, `Cache`, `Pool` types and the
+//! operations) and is tested against `jikji_backend::CpuBackend`, operation by operation at
+//! odd shapes and then through whole tiny models (`tests/` here), never against itself.
 //!
 //! Design choices:
-//! - Weights stay in the file's type inside the mmap (`weights::Matrix` is a tensor index
-//!   entry, sliced on use); only norm weights and biases become f32 vectors.
-//! - Everything a forward pass relies on is validated in `Model::load` (presence, type,
-//!   shape, byte size, head counts), so a forward pass only checks the request itself
-//!   (empty input, token ids, cache capacity) and never panics on file content.
-//! - A prompt runs as one batch (`matmul` with `n_tokens > 1`); only the requested logits
-//!   rows pass through the last layer's output projection, FFN and the vocabulary head.
-//! - Numerics follow llama.cpp's CPU backend: f16 KV cache by default, f32 elsewhere,
-//!   activations quantized by the kernels exactly where ggml quantizes them.
-//! - Two cache layouts behind one forward pass (`KvView`): a contiguous per-sequence
-//!   `KvCache` (`Model::forward`, llama.cpp's float orders, which depend on the batch size:
-//!   the golden-test path) and a paged pool shared by many sequences (`PagedKv`,
-//!   `Model::forward_batch`: all sequences' rows concatenated through every linear layer,
-//!   attention per sequence through its block table, and batch-invariant float orders so
-//!   a sequence's output never depends on what it was batched with).
+//! - The decoder is generic over its backend (static dispatch inside a forward pass);
+//!   `Model` erases the backend once, behind the object-safe [`Network`] (caches are boxed
+//!   backend storage, downcast once per step, a mismatch being a typed error).
+//! - Everything a forward pass relies on is validated in `Model::load`, so a forward pass
+//!   only checks the request (empty input, token ids, cache capacity, block tables) and
+//!   never panics on file content.
+//! - A prompt runs as one batch; only the requested logits rows pass through the last
+//!   layer's output projection, FFN and the vocabulary head.
+//! - Two cache layouts: a contiguous per-sequence [`KvCache`] (`Model::forward`: the
+//!   CPU backend's llama.cpp orders, the golden-test path) and a paged pool shared by many
+//!   sequences ([`PagedKv`], `Model::forward_batch`: batch-invariant orders, so a
+//!   sequence's output never depends on what it was batched with).
+//! - The cache layout belongs to the architecture (`cache_widths`): plain attention stores
+//!   `n_head_kv` key and value heads per token, MLA (`deepseek2`) one latent row
+//!   (`kv_lora_rank + n_rot`) and no values.
 //! - `trace(name, layer, &x)` marks named intermediates; set `JIKJI_TRACE` to print them.
-//! - The cache layout belongs to the architecture (`Architecture::cache_widths`): plain
-//!   attention stores `n_head_kv` key and value heads per token, MLA (`deepseek2`) one
-//!   latent row (`kv_lora_rank + n_rot`) and no values, so contiguous and paged caches are
-//!   sized by the architecture, never by `head_count_kv × key_length` alone.
-//! - Stacked 3-D weights (MoE experts, MLA's per-head `attn_k_b`/`attn_v_b`) are sliced
-//!   per expert/head as file references (`Loader::stacked`): experts stay in the file's
-//!   quantized type, and a token only reads the experts it was routed to.
 #![forbid(unsafe_code)]
 
 pub mod arch;
-pub(crate) mod blocks;
+pub mod blocks;
+mod cache;
+pub mod decoder;
 mod error;
 pub mod hparams;
-mod kv_cache;
 pub mod registry;
-pub mod trace;
-pub(crate) mod weights;
+pub mod weights;
 
+use jikji_backend::{Backend, CpuBackend, SeqSpan, Step};
+use std::any::Any;
 use std::sync::Arc;
 
-pub use arch::Architecture;
+pub use cache::{KvCache, KvType, PagedKv, DEFAULT_KV_BLOCK};
 pub use error::ModelError;
 pub use hparams::{HParams, RopeMode, YarnParams};
+pub use jikji_backend::trace;
+pub use jikji_backend::trace::trace;
 pub use jikji_gguf::GgufFile;
-pub use kv_cache::{KvCache, KvType, KvView, PagedKv, SeqSpan, DEFAULT_KV_BLOCK};
-pub use trace::trace;
+
+/// A decoder with its backend erased: what [`Model`] holds.
+pub trait Network: Send + Sync {
+    fn hparams(&self) -> &HParams;
+    fn tied_output(&self) -> bool;
+    fn cache_widths(&self) -> (usize, usize);
+    fn details(&self) -> Vec<(String, String)>;
+    fn backend_name(&self) -> &'static str;
+    /// A boxed `Backend::Cache`.
+    fn new_cache(&self, n_ctx: usize, ty: KvType) -> Result<Box<dyn Any + Send + Sync>, ModelError>;
+    /// A boxed `Backend::Pool` and its block size in bytes.
+    fn new_pool(&self, n_blocks: usize, block_size: usize) -> Result<(Box<dyn Any + Send + Sync>, usize), ModelError>;
+    /// One step over a contiguous cache (`pos0` = first position) or the paged pool.
+    fn forward(&self, tokens: &[u32], kv: ErasedKv<'_>, out_rows: &[usize]) -> Result<Vec<f32>, ModelError>;
+}
+
+/// The cache of a step, backend storage boxed.
+pub enum ErasedKv<'a> {
+    Contiguous { store: &'a mut (dyn Any + Send + Sync), pos0: usize },
+    Paged { store: &'a mut (dyn Any + Send + Sync), seqs: &'a [SeqSpan<'a>] },
+}
+
+fn other_backend() -> ModelError {
+    ModelError::CacheMismatch("the cache belongs to another backend".into())
+}
+
+impl<B: Backend> Network for decoder::Decoder<B> {
+    fn hparams(&self) -> &HParams {
+        &self.hp
+    }
+
+    fn tied_output(&self) -> bool {
+        self.head.output.is_none()
+    }
+
+    fn cache_widths(&self) -> (usize, usize) {
+        self.cache_widths
+    }
+
+    fn details(&self) -> Vec<(String, String)> {
+        self.details.clone()
+    }
+
+    fn backend_name(&self) -> &'static str {
+        self.be.name()
+    }
+
+    fn new_cache(&self, n_ctx: usize, ty: KvType) -> Result<Box<dyn Any + Send + Sync>, ModelError> {
+        let (kw, vw) = self.cache_widths;
+        Ok(Box::new(self.be.new_cache(self.hp.n_layer, n_ctx, kw, vw, ty)?))
+    }
+
+    fn new_pool(&self, n_blocks: usize, block_size: usize) -> Result<(Box<dyn Any + Send + Sync>, usize), ModelError> {
+        let (kw, vw) = self.cache_widths;
+        let pool = self.be.new_pool(self.hp.n_layer, n_blocks, block_size, kw, vw)?;
+        let bytes = self.be.pool_block_bytes(&pool);
+        Ok((Box::new(pool), bytes))
+    }
+
+    fn forward(&self, tokens: &[u32], kv: ErasedKv<'_>, out_rows: &[usize]) -> Result<Vec<f32>, ModelError> {
+        let mut step = match kv {
+            ErasedKv::Contiguous { store, pos0 } => {
+                let cache = store.downcast_mut::<B::Cache>().ok_or_else(other_backend)?;
+                Step::contiguous(cache, pos0, tokens.len())
+            }
+            ErasedKv::Paged { store, seqs } => Step::paged(store.downcast_mut::<B::Pool>().ok_or_else(other_backend)?, seqs),
+        };
+        decoder::Decoder::forward(self, &mut step, tokens, out_rows)
+    }
+}
 
 /// Summary of a loaded model, for engines and the CLI.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,7 +149,7 @@ pub struct ModelInfo {
 /// A loaded model: the mapped file and its validated architecture.
 pub struct Model {
     file: Arc<GgufFile>,
-    arch: Box<dyn Architecture>,
+    net: Box<dyn Network>,
     info: ModelInfo,
 }
 
@@ -79,10 +160,15 @@ impl std::fmt::Debug for Model {
 }
 
 impl Model {
-    /// Validates the file against its architecture and keeps it mapped.
+    /// Validates the file against its architecture and loads it on the CPU backend.
     pub fn load(file: Arc<GgufFile>) -> Result<Model, ModelError> {
-        let arch = registry::load(&file)?;
-        let hp = arch.hparams();
+        Self::load_on(file, CpuBackend)
+    }
+
+    /// Validates the file against its architecture and loads its weights onto `be`.
+    pub fn load_on<B: Backend>(file: Arc<GgufFile>, be: B) -> Result<Model, ModelError> {
+        let net: Box<dyn Network> = Box::new(registry::load(&file, &be)?);
+        let hp = net.hparams();
         let info = ModelInfo {
             arch: hp.arch.clone(),
             n_vocab: hp.n_vocab,
@@ -94,9 +180,9 @@ impl Model {
             head_dim: hp.head_dim_k,
             n_ctx_train: hp.n_ctx_train,
             sliding_window: hp.sliding_window,
-            tied_output: arch.tied_output(),
+            tied_output: net.tied_output(),
         };
-        Ok(Model { file, arch, info })
+        Ok(Model { file, net, info })
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -104,7 +190,7 @@ impl Model {
     }
 
     pub fn hparams(&self) -> &HParams {
-        self.arch.hparams()
+        self.net.hparams()
     }
 
     pub fn file(&self) -> &Arc<GgufFile> {
@@ -112,27 +198,34 @@ impl Model {
     }
 
     /// An empty F16 cache for `n_ctx` positions (llama.cpp's default cache type).
-    pub fn new_cache(&self, n_ctx: usize) -> KvCache {
+    pub fn new_cache(&self, n_ctx: usize) -> Result<KvCache, ModelError> {
         self.new_cache_with(n_ctx, KvType::F16)
     }
 
-    /// An empty cache of the given element type.
-    pub fn new_cache_with(&self, n_ctx: usize, ty: KvType) -> KvCache {
-        let hp = self.arch.hparams();
-        let (kw, vw) = self.arch.cache_widths();
-        KvCache::new(hp.n_layer, n_ctx, kw, vw, ty)
+    /// An empty cache of the given element type; a size that overflows or cannot be
+    /// allocated is [`ModelError::CacheTooLarge`].
+    pub fn new_cache_with(&self, n_ctx: usize, ty: KvType) -> Result<KvCache, ModelError> {
+        let hp = self.net.hparams();
+        let (kw, vw) = self.net.cache_widths();
+        let store = self.net.new_cache(n_ctx, ty)?;
+        Ok(KvCache { n_ctx, len: 0, n_layer: hp.n_layer, k_width: kw, v_width: vw, ty, store })
+    }
+
+    /// The backend the model computes on (`cpu`, …).
+    pub fn backend(&self) -> &'static str {
+        self.net.backend_name()
     }
 
     /// Values per token per layer stored for keys and values (see
     /// `Architecture::cache_widths`); the cache costs `(k + v) · n_layer · element size`
     /// bytes per token.
     pub fn cache_widths(&self) -> (usize, usize) {
-        self.arch.cache_widths()
+        self.net.cache_widths()
     }
 
     /// Architecture-specific hyper-parameters, for display.
     pub fn details(&self) -> Vec<(String, String)> {
-        self.arch.details()
+        self.net.details()
     }
 
     /// Appends `tokens` at positions `cache.len()..` and returns logits, row-major
@@ -148,15 +241,15 @@ impl Model {
         if tokens.is_empty() {
             return Err(ModelError::EmptyInput);
         }
-        let hp = self.arch.hparams();
+        let hp = self.net.hparams();
         if let Some(&token) = tokens.iter().find(|&&t| t as usize >= hp.n_vocab) {
             return Err(ModelError::TokenOutOfRange { token, n_vocab: hp.n_vocab });
         }
-        let (kw, vw) = self.arch.cache_widths();
-        if cache.layers.len() != hp.n_layer || cache.k_width != kw || cache.v_width != vw {
+        let (kw, vw) = self.net.cache_widths();
+        if cache.n_layer != hp.n_layer || cache.k_width != kw || cache.v_width != vw {
             return Err(ModelError::CacheMismatch(format!(
                 "cache has {} layers of widths {}/{}, model needs {} of {}/{}",
-                cache.layers.len(),
+                cache.n_layer,
                 cache.k_width,
                 cache.v_width,
                 hp.n_layer,
@@ -174,15 +267,15 @@ impl Model {
                 tokens.len()
             )));
         }
-        let logits = self.arch.forward(&self.file, tokens, &mut KvView::Contiguous(cache), out_rows)?;
+        let logits = self.net.forward(tokens, ErasedKv::Contiguous { store: &mut *cache.store, pos0: cache.len }, out_rows)?;
         cache.len = needed;
         Ok(logits)
     }
 
     /// An empty paged KV pool of `n_blocks` blocks of `block_size` positions (F16).
     pub fn new_paged_kv(&self, n_blocks: usize, block_size: usize) -> Result<PagedKv, ModelError> {
-        let hp = self.arch.hparams();
-        let (kw, vw) = self.arch.cache_widths();
+        let hp = self.net.hparams();
+        let (kw, vw) = self.net.cache_widths();
         if block_size == 0 || n_blocks == 0 || n_blocks > u32::MAX as usize {
             return Err(ModelError::BadRequest(format!("paged KV of {n_blocks} blocks of {block_size} positions")));
         }
@@ -190,7 +283,8 @@ impl Model {
         if fits.is_none() {
             return Err(ModelError::BadRequest("paged KV size overflows".into()));
         }
-        Ok(PagedKv::new(hp.n_layer, n_blocks, block_size, kw, vw))
+        let (store, block_bytes) = self.net.new_pool(n_blocks, block_size)?;
+        Ok(PagedKv { block_size, n_blocks, n_layer: hp.n_layer, k_width: kw, v_width: vw, block_bytes, store })
     }
 
     /// One batched step over several sequences sharing the paged pool `kv`.
@@ -204,15 +298,15 @@ impl Model {
     /// `[n_out, n_vocab]`. Positions a step writes must not be shared with another sequence
     /// of the same step (checked).
     pub fn forward_batch(&self, seqs: &[BatchSeq], kv: &mut PagedKv) -> Result<Vec<f32>, ModelError> {
-        let hp = self.arch.hparams();
+        let hp = self.net.hparams();
         if seqs.is_empty() {
             return Err(ModelError::EmptyInput);
         }
-        let (kw, vw) = self.arch.cache_widths();
-        if kv.layers.len() != hp.n_layer || kv.k_width != kw || kv.v_width != vw {
+        let (kw, vw) = self.net.cache_widths();
+        if kv.n_layer != hp.n_layer || kv.k_width != kw || kv.v_width != vw {
             return Err(ModelError::CacheMismatch(format!(
                 "paged pool has {} layers of widths {}/{}, model needs {} of {}/{}",
-                kv.layers.len(),
+                kv.n_layer,
                 kv.k_width,
                 kv.v_width,
                 hp.n_layer,
@@ -252,11 +346,11 @@ impl Model {
         }
         if out_rows.is_empty() {
             // The architectures always produce at least one row; compute the last and drop it.
-            let logits = self.arch.forward(&self.file, &tokens, &mut KvView::Paged { kv, seqs: &spans }, &[tokens.len() - 1])?;
+            let logits = self.net.forward(&tokens, ErasedKv::Paged { store: &mut *kv.store, seqs: &spans }, &[tokens.len() - 1])?;
             drop(logits);
             return Ok(Vec::new());
         }
-        self.arch.forward(&self.file, &tokens, &mut KvView::Paged { kv, seqs: &spans }, &out_rows)
+        self.net.forward(&tokens, ErasedKv::Paged { store: &mut *kv.store, seqs: &spans }, &out_rows)
     }
 }
 

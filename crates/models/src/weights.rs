@@ -1,30 +1,15 @@
-//! Weights as references into the GGUF file: a matrix stays in its file type (quantized,
-//! mmap'd, never copied); only small vectors (norm weights, biases) are dequantized to f32
-//! at load time.
+//! Weights: validated references into the GGUF file, handed to the backend.
 //!
 //! Every tensor is checked when the model loads: present, of a usable type, of the exact
-//! shape the hyper-parameters imply, with a byte size matching that shape. A forward pass
-//! can then slice without re-checking.
+//! shape the hyper-parameters imply, with a byte size matching that shape. Only then does
+//! the backend see it ([`Backend::load_matrix`]), so a forward pass never re-checks a
+//! weight and a backend never sees a malformed one. Matrices stay in the file's type
+//! (quantized); small vectors (norm weights, biases) are read to f32 here.
 
 use crate::error::ModelError;
+use jikji_backend::{Backend, MatrixRef};
 use jikji_gguf::{GgmlType, GgufFile, TensorInfo};
-use jikji_kernels::WeightView;
-
-/// A weight matrix of `rows` rows of `cols` elements (ggml `dims = [cols, rows]`),
-/// stored in the file's type.
-#[derive(Clone, Debug)]
-pub struct Matrix {
-    pub info: TensorInfo,
-    pub rows: usize,
-    pub cols: usize,
-}
-
-impl Matrix {
-    /// The kernel view of this matrix's bytes inside `file`.
-    pub fn view<'a>(&self, file: &'a GgufFile) -> WeightView<'a> {
-        WeightView { ty: self.info.ggml_type, data: file.tensor_data(&self.info), rows: self.rows, cols: self.cols }
-    }
-}
+use std::sync::Arc;
 
 /// Types the matmul kernels accept for weights.
 fn matrix_type_ok(ty: GgmlType) -> bool {
@@ -32,14 +17,15 @@ fn matrix_type_ok(ty: GgmlType) -> bool {
     matches!(ty, F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K)
 }
 
-/// Looks up and validates tensors of one file.
-pub struct Loader<'a> {
-    pub file: &'a GgufFile,
+/// Looks up, validates and loads the tensors of one file onto a backend.
+pub struct Loader<'a, B: Backend> {
+    pub file: &'a Arc<GgufFile>,
+    pub be: &'a B,
 }
 
-impl<'a> Loader<'a> {
-    pub fn new(file: &'a GgufFile) -> Self {
-        Loader { file }
+impl<'a, B: Backend> Loader<'a, B> {
+    pub fn new(file: &'a Arc<GgufFile>, be: &'a B) -> Self {
+        Loader { file, be }
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -52,11 +38,7 @@ impl<'a> Loader<'a> {
 
     fn check_shape(info: &TensorInfo, expected: &[u64]) -> Result<(), ModelError> {
         if info.dims.as_slice() != expected {
-            return Err(ModelError::TensorShape {
-                name: info.name.clone(),
-                expected: expected.to_vec(),
-                found: info.dims.clone(),
-            });
+            return Err(ModelError::TensorShape { name: info.name.clone(), expected: expected.to_vec(), found: info.dims.clone() });
         }
         Ok(())
     }
@@ -75,21 +57,39 @@ impl<'a> Loader<'a> {
         Ok(())
     }
 
-    /// A `[rows, cols]` matrix (ggml dims `[cols, rows]`).
-    pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix, ModelError> {
+    /// A validated `[rows, cols]` matrix reference (ggml dims `[cols, rows]`).
+    pub fn matrix_ref(&self, name: &str, rows: usize, cols: usize) -> Result<MatrixRef, ModelError> {
         let info = self.find(name)?;
         Self::check_shape(info, &[cols as u64, rows as u64])?;
         if !matrix_type_ok(info.ggml_type) {
             return Err(ModelError::TensorType { name: name.to_string(), ty: info.ggml_type });
         }
         Self::check_bytes(info, rows, cols)?;
-        Ok(Matrix { info: info.clone(), rows, cols })
+        Ok(MatrixRef { file: self.file.clone(), info: info.clone(), rows, cols })
+    }
+
+    /// A `[rows, cols]` matrix on the backend.
+    pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<B::Matrix, ModelError> {
+        self.load(&self.matrix_ref(name, rows, cols)?)
+    }
+
+    pub fn opt_matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Option<B::Matrix>, ModelError> {
+        if self.has(name) {
+            self.matrix(name, rows, cols).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// A validated reference onto the backend.
+    pub fn load(&self, m: &MatrixRef) -> Result<B::Matrix, ModelError> {
+        Ok(self.be.load_matrix(m)?)
     }
 
     /// A 3-D tensor of `n` stacked `[rows, cols]` matrices (ggml dims `[cols, rows, n]`:
-    /// MoE experts, MLA's per-head `attn_k_b` / `attn_v_b`), as `n` matrices that each
-    /// reference their own slice of the file (nothing is copied; experts stay quantized).
-    pub fn stacked(&self, name: &str, n: usize, rows: usize, cols: usize) -> Result<Vec<Matrix>, ModelError> {
+    /// MoE experts, MLA's per-head `attn_k_b` / `attn_v_b`), as `n` references to their
+    /// own slices of the file (experts stay quantized; a token reads only its experts).
+    pub fn stacked_refs(&self, name: &str, n: usize, rows: usize, cols: usize) -> Result<Vec<MatrixRef>, ModelError> {
         let info = self.find(name)?;
         Self::check_shape(info, &[cols as u64, rows as u64, n as u64])?;
         if !matrix_type_ok(info.ggml_type) || n == 0 {
@@ -105,14 +105,19 @@ impl<'a> Loader<'a> {
                 part.dims = vec![cols as u64, rows as u64];
                 part.offset = info.offset + slice * i as u64;
                 part.n_bytes = slice;
-                Matrix { info: part, rows, cols }
+                MatrixRef { file: self.file.clone(), info: part, rows, cols }
             })
             .collect())
     }
 
-    /// Rows `first .. first + rows` of a `[total_rows, cols]` matrix, as its own matrix
-    /// referencing that slice of the file.
-    pub fn row_slice(m: &Matrix, first: usize, rows: usize) -> Result<Matrix, ModelError> {
+    /// [`Loader::stacked_refs`] loaded onto the backend.
+    pub fn stacked(&self, name: &str, n: usize, rows: usize, cols: usize) -> Result<Vec<B::Matrix>, ModelError> {
+        self.stacked_refs(name, n, rows, cols)?.iter().map(|m| self.load(m)).collect()
+    }
+
+    /// Rows `first .. first + rows` of a `[total_rows, cols]` matrix, as its own reference
+    /// to that slice of the file.
+    pub fn row_slice(m: &MatrixRef, first: usize, rows: usize) -> Result<MatrixRef, ModelError> {
         let bad = || ModelError::TensorType { name: m.info.name.clone(), ty: m.info.ggml_type };
         if first + rows > m.rows {
             return Err(bad());
@@ -123,30 +128,11 @@ impl<'a> Loader<'a> {
         part.dims = vec![m.cols as u64, rows as u64];
         part.offset = m.info.offset + row_bytes * first as u64;
         part.n_bytes = row_bytes * rows as u64;
-        Ok(Matrix { info: part, rows, cols: m.cols })
+        Ok(MatrixRef { file: m.file.clone(), info: part, rows, cols: m.cols })
     }
 
-    /// A whole matrix dequantized to f32, `[rows, cols]` row-major (for small weights that
-    /// must be rearranged at load, such as a combined MLA `attn_kv_b`).
-    pub fn dequantized(&self, m: &Matrix) -> Result<Vec<f32>, ModelError> {
-        let view = m.view(self.file);
-        let mut out = vec![0.0f32; m.rows * m.cols];
-        for (r, row) in out.chunks_exact_mut(m.cols.max(1)).enumerate() {
-            jikji_kernels::get_row(&view, r, row)?;
-        }
-        Ok(out)
-    }
-
-    pub fn opt_matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Option<Matrix>, ModelError> {
-        if self.has(name) {
-            self.matrix(name, rows, cols).map(Some)
-        } else {
-            Ok(None)
-        }
-    }
-
-    /// A length-`n` vector, dequantized to f32.
-    pub fn vector(&self, name: &str, n: usize) -> Result<Vec<f32>, ModelError> {
+    /// A length-`n` vector read to f32 on the host.
+    pub fn host_vector(&self, name: &str, n: usize) -> Result<Vec<f32>, ModelError> {
         let info = self.find(name)?;
         Self::check_shape(info, &[n as u64])?;
         if !matches!(info.ggml_type, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
@@ -175,8 +161,22 @@ impl<'a> Loader<'a> {
         Ok(out)
     }
 
-    pub fn opt_vector(&self, name: &str, n: usize) -> Result<Option<Vec<f32>>, ModelError> {
+    pub fn opt_host_vector(&self, name: &str, n: usize) -> Result<Option<Vec<f32>>, ModelError> {
         if self.has(name) {
+            self.host_vector(name, n).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// A length-`n` vector on the backend.
+    pub fn vector(&self, name: &str, n: usize) -> Result<B::Vector, ModelError> {
+        Ok(self.be.load_vector(self.host_vector(name, n)?)?)
+    }
+
+    /// A vector that must be present when `required`, else may be absent.
+    pub fn vector_if(&self, name: &str, n: usize, required: bool) -> Result<Option<B::Vector>, ModelError> {
+        if required || self.has(name) {
             self.vector(name, n).map(Some)
         } else {
             Ok(None)

@@ -131,7 +131,7 @@ fn batched_logits_equal_alone_and_do_not_depend_on_prefill_chunks_on_tiny_models
     for m in [tiny(tiny_llama_gguf(&cfg, 5)), tiny(tiny_qwen2_gguf(&cfg, 5)), tiny(tiny_qwen3_gguf(&cfg, 5)), tiny(tiny_gemma3_gguf(&cfg, 5))] {
         check_invariance(&m, 6);
     }
-    for name in ["llama-1", "qwen3-1", "deepseek_v3-1", "deepseek_v2-1", "exaone4-1"] {
+    for name in ["llama-1", "qwen3-1", "qwen3moe-1", "deepseek_v3-1", "deepseek_v2-1", "exaone4-1"] {
         let m = load_model(&TinyReference::load(name).gguf_path());
         check_invariance(&m, 6);
     }
@@ -148,7 +148,7 @@ fn paged_prefill_equals_the_contiguous_cache_bit_for_bit() {
     models.push(load_model(&TinyReference::load("qwen3-1").gguf_path()));
     for m in models {
         let p = &prompts(m.info().n_vocab)[0];
-        let want = m.forward(p, &mut m.new_cache(64), false).expect("forward");
+        let want = m.forward(p, &mut m.new_cache(64).expect("cache"), false).expect("forward");
         let mut kv = m.new_paged_kv(64, BS).expect("pool");
         let got = run(&m, &mut kv, std::slice::from_ref(p), &[usize::MAX], 0, 0).remove(0).remove(0);
         assert!(want == got, "{}: paged vs contiguous differ by {}", m.info().arch, jikji_testkit::max_abs_diff(&want, &got));

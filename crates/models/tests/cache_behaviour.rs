@@ -26,9 +26,9 @@ const PROMPT: [u32; 9] = [5, 17, 3, 42, 9, 9, 60, 1, 33];
 fn batched_prompt_equals_token_by_token_decoding() {
     for m in all_models() {
         let nv = m.info().n_vocab;
-        let mut batch_cache = m.new_cache(16);
+        let mut batch_cache = m.new_cache(16).expect("cache");
         let batch = m.forward(&PROMPT, &mut batch_cache, true).expect("batch");
-        let mut step_cache = m.new_cache(16);
+        let mut step_cache = m.new_cache(16).expect("cache");
         for (i, &t) in PROMPT.iter().enumerate() {
             let row = m.forward(&[t], &mut step_cache, false).expect("step");
             let d = max_abs_diff(&row, &batch[i * nv..(i + 1) * nv]);
@@ -42,8 +42,8 @@ fn batched_prompt_equals_token_by_token_decoding() {
 fn last_logits_only_is_the_last_row_of_all_logits() {
     for m in all_models() {
         let nv = m.info().n_vocab;
-        let all = m.forward(&PROMPT, &mut m.new_cache(16), true).expect("all");
-        let last = m.forward(&PROMPT, &mut m.new_cache(16), false).expect("last");
+        let all = m.forward(&PROMPT, &mut m.new_cache(16).expect("cache"), true).expect("all");
+        let last = m.forward(&PROMPT, &mut m.new_cache(16).expect("cache"), false).expect("last");
         assert_eq!(last.len(), nv);
         assert!(max_abs_diff(&last, &all[(PROMPT.len() - 1) * nv..]) <= 1e-5, "{}", m.info().arch);
     }
@@ -52,7 +52,7 @@ fn last_logits_only_is_the_last_row_of_all_logits() {
 #[test]
 fn truncate_rewinds_to_an_earlier_state() {
     for m in all_models() {
-        let mut cache = m.new_cache(16);
+        let mut cache = m.new_cache(16).expect("cache");
         m.forward(&PROMPT[..4], &mut cache, false).expect("prefix");
         let first = m.forward(&PROMPT[4..], &mut cache, false).expect("rest");
         cache.truncate(4);
@@ -69,8 +69,8 @@ fn truncate_rewinds_to_an_earlier_state() {
 #[test]
 fn f32_cache_stays_close_to_f16_cache() {
     for m in all_models() {
-        let a = m.forward(&PROMPT, &mut m.new_cache(16), false).expect("f16");
-        let b = m.forward(&PROMPT, &mut m.new_cache_with(16, KvType::F32), false).expect("f32");
+        let a = m.forward(&PROMPT, &mut m.new_cache(16).expect("cache"), false).expect("f16");
+        let b = m.forward(&PROMPT, &mut m.new_cache_with(16, KvType::F32).expect("cache"), false).expect("f32");
         let d = max_abs_diff(&a, &b);
         assert!(d > 0.0 && d < 0.05, "{}: f16 vs f32 cache differ by {d}", m.info().arch);
     }

@@ -29,7 +29,7 @@ fn undamaged_tiny_models_of_every_architecture_load_and_run() {
     let cfg = TinyConfig::default();
     for g in [tiny_llama_gguf(&cfg, 1), tiny_qwen2_gguf(&cfg, 1), tiny_qwen3_gguf(&cfg, 1), tiny_gemma3_gguf(&cfg, 1)] {
         let m = load(&g).expect("tiny model loads");
-        let mut cache = m.new_cache(8);
+        let mut cache = m.new_cache(8).expect("cache");
         let logits = m.forward(&[1, 2, 3], &mut cache, true).expect("forward");
         assert_eq!(logits.len(), 3 * cfg.n_vocab);
         assert!(logits.iter().all(|v| v.is_finite()));
@@ -164,7 +164,7 @@ fn gemma3_without_sliding_window_is_an_error() {
 fn token_id_out_of_range_is_an_error_and_leaves_the_cache_alone() {
     let m = load(&llama()).expect("load");
     let n_vocab = m.info().n_vocab as u32;
-    let mut cache = m.new_cache(8);
+    let mut cache = m.new_cache(8).expect("cache");
     m.forward(&[1, 2], &mut cache, false).expect("forward");
     match m.forward(&[3, n_vocab], &mut cache, false) {
         Err(ModelError::TokenOutOfRange { token, n_vocab: n }) => {
@@ -180,7 +180,7 @@ fn token_id_out_of_range_is_an_error_and_leaves_the_cache_alone() {
 #[test]
 fn context_overflow_is_an_error_and_leaves_the_cache_alone() {
     let m = load(&llama()).expect("load");
-    let mut cache = m.new_cache(4);
+    let mut cache = m.new_cache(4).expect("cache");
     m.forward(&[1, 2, 3], &mut cache, false).expect("forward");
     match m.forward(&[4, 5], &mut cache, false) {
         Err(ModelError::ContextOverflow { needed, n_ctx }) => assert_eq!((needed, n_ctx), (5, 4)),
@@ -194,7 +194,7 @@ fn context_overflow_is_an_error_and_leaves_the_cache_alone() {
 #[test]
 fn empty_input_is_an_error() {
     let m = load(&llama()).expect("load");
-    let mut cache = m.new_cache(4);
+    let mut cache = m.new_cache(4).expect("cache");
     assert!(matches!(m.forward(&[], &mut cache, true), Err(ModelError::EmptyInput)));
 }
 
@@ -202,6 +202,6 @@ fn empty_input_is_an_error() {
 fn cache_of_another_model_is_rejected() {
     let m = load(&llama()).expect("load");
     let other = load(&tiny_llama_gguf(&TinyConfig { n_layer: 3, ..TinyConfig::default() }, 3)).expect("load");
-    let mut cache = other.new_cache(8);
+    let mut cache = other.new_cache(8).expect("cache");
     assert!(matches!(m.forward(&[1], &mut cache, false), Err(ModelError::CacheMismatch(_))));
 }

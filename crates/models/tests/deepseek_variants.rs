@@ -59,7 +59,7 @@ fn write(kvs: &[(String, Value)], tensors: &[T], quant: Option<GgmlType>) -> Res
 }
 
 fn last_row(m: &Model, ids: &[u32]) -> Vec<f32> {
-    let mut cache = m.new_cache(ids.len());
+    let mut cache = m.new_cache(ids.len()).expect("cache");
     m.forward(ids, &mut cache, false).expect("forward")
 }
 

@@ -24,7 +24,7 @@ fn check(model_file: &str) {
 
     for case in &reference.logits {
         let n = case.ids.len();
-        let mut cache = model.new_cache(n);
+        let mut cache = model.new_cache(n).expect("cache");
         let logits = model.forward(&case.ids, &mut cache, true).expect("forward");
         assert_eq!(logits.len(), n * n_vocab);
         assert_eq!(case.positions.len(), n, "fixture positions vs ids");

@@ -15,7 +15,7 @@ const TOL: f32 = 2e-2;
 
 /// Greedy continuation with the prompt fed one token at a time (no batched prefill).
 fn greedy_token_by_token(model: &Model, prompt: &[u32], n: usize) -> Vec<u32> {
-    let mut cache = model.new_cache(prompt.len() + n + 1);
+    let mut cache = model.new_cache(prompt.len() + n + 1).expect("cache");
     let mut logits = Vec::new();
     for &t in prompt {
         logits = model.forward(&[t], &mut cache, false).expect("forward");
@@ -60,9 +60,16 @@ fn tiny_exaone4_matches_transformers_logits_and_both_greedy() {
     check_against_references("exaone4-1", TOL);
 }
 
+/// Qwen3-MoE (Qwen3-30B-A3B's shape, tiny): QK-norm attention, 8 experts top-2 with
+/// softmax routing and renormalised weights in every layer, no shared expert.
 #[test]
-fn deepseek_and_exaone4_batched_prefill_gives_the_same_tokens_as_one_at_a_time() {
-    for name in ["deepseek_v3-1", "deepseek_v2-1", "exaone4-1"] {
+fn tiny_qwen3moe_matches_transformers_logits_and_both_greedy() {
+    check_against_references("qwen3moe-1", TOL);
+}
+
+#[test]
+fn deepseek_exaone4_and_qwen3moe_batched_prefill_gives_the_same_tokens_as_one_at_a_time() {
+    for name in ["deepseek_v3-1", "deepseek_v2-1", "exaone4-1", "qwen3moe-1"] {
         batched_matches_single(name);
     }
 }
@@ -96,8 +103,8 @@ fn greedy_paged(model: &Model, prompt: &[u32], other: &[u32], n: usize) -> Vec<u
 }
 
 #[test]
-fn deepseek_and_exaone4_serving_path_gives_the_reference_greedy_tokens() {
-    for name in ["deepseek_v3-1", "deepseek_v2-1", "exaone4-1"] {
+fn deepseek_exaone4_and_qwen3moe_serving_path_gives_the_reference_greedy_tokens() {
+    for name in ["deepseek_v3-1", "deepseek_v2-1", "exaone4-1", "qwen3moe-1"] {
         let r = TinyReference::load(name);
         let model = load_model(&r.gguf_path());
         let (a, b) = (&r.prompts[0], &r.prompts[1]);
@@ -145,7 +152,7 @@ fn tiny_exaone35_matches_llama_math_and_llama_cpp_logits_and_greedy() {
     let n_vocab = model.info().n_vocab;
     let mut worst = 0.0f32;
     for p in &fx.prompts {
-        let mut cache = model.new_cache(p.ids.len());
+        let mut cache = model.new_cache(p.ids.len()).expect("cache");
         let logits = model.forward(&p.ids, &mut cache, true).expect("forward");
         for (name, r) in [("llama math", &p.llama_math), ("llama.cpp", &p.llama_cpp)] {
             let d = max_abs_diff(&logits[(p.ids.len() - 1) * n_vocab..], &r.last_row);

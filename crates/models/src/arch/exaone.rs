@@ -8,13 +8,14 @@
 //! GGUF keys: `exaone.*` as listed in `llama.rs` / `hparams.rs`.
 //! Tensors: as `llama.rs` (optional `rope_freqs.weight`, optional `output.weight`).
 
-use super::llama::{FamilyOptions, LlamaFamily};
-use super::Architecture;
+use super::llama::{build, FamilyOptions};
+use crate::blocks::attention::AttnRequire;
+use crate::decoder::Decoder;
 use crate::error::ModelError;
 use crate::hparams::RopeMode;
-use jikji_gguf::GgufFile;
+use crate::weights::Loader;
+use jikji_backend::Backend;
 
-pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>, ModelError> {
-    let opts = FamilyOptions { rope_mode: RopeMode::Neox, require_bias: false, require_qk_norm: false };
-    Ok(Box::new(LlamaFamily::load(file, "exaone", opts)?))
+pub fn load<B: Backend>(ld: &Loader<B>) -> Result<Decoder<B>, ModelError> {
+    build(ld, "exaone", FamilyOptions { rope_mode: RopeMode::Neox, require: AttnRequire::default() })
 }

@@ -5,13 +5,14 @@
 //! Tensors: as `llama.rs`, plus required `blk.N.attn_{q,k,v}.bias`; `output.weight` is
 //! absent in tied-embedding checkpoints.
 
-use super::llama::{FamilyOptions, LlamaFamily};
-use super::Architecture;
+use super::llama::{build, FamilyOptions};
+use crate::blocks::attention::AttnRequire;
+use crate::decoder::Decoder;
 use crate::error::ModelError;
 use crate::hparams::RopeMode;
-use jikji_gguf::GgufFile;
+use crate::weights::Loader;
+use jikji_backend::Backend;
 
-pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>, ModelError> {
-    let opts = FamilyOptions { rope_mode: RopeMode::Neox, require_bias: true, require_qk_norm: false };
-    Ok(Box::new(LlamaFamily::load(file, "qwen2", opts)?))
+pub fn load<B: Backend>(ld: &Loader<B>) -> Result<Decoder<B>, ModelError> {
+    build(ld, "qwen2", FamilyOptions { rope_mode: RopeMode::Neox, require: AttnRequire { bias: true, qk_norm: false } })
 }

@@ -6,13 +6,14 @@
 //! Tensors: as `llama.rs`, plus required `blk.N.attn_q_norm.weight` and
 //! `blk.N.attn_k_norm.weight` (`[head_dim]`).
 
-use super::llama::{FamilyOptions, LlamaFamily};
-use super::Architecture;
+use super::llama::{build, FamilyOptions};
+use crate::blocks::attention::AttnRequire;
+use crate::decoder::Decoder;
 use crate::error::ModelError;
 use crate::hparams::RopeMode;
-use jikji_gguf::GgufFile;
+use crate::weights::Loader;
+use jikji_backend::Backend;
 
-pub fn load(file: &GgufFile) -> Result<Box<dyn Architecture>, ModelError> {
-    let opts = FamilyOptions { rope_mode: RopeMode::Neox, require_bias: false, require_qk_norm: true };
-    Ok(Box::new(LlamaFamily::load(file, "qwen3", opts)?))
+pub fn load<B: Backend>(ld: &Loader<B>) -> Result<Decoder<B>, ModelError> {
+    build(ld, "qwen3", FamilyOptions { rope_mode: RopeMode::Neox, require: AttnRequire { bias: false, qk_norm: true } })
 }

@@ -1,320 +1,102 @@
-//! Multi-head latent attention (DeepSeek-AI 2024, "DeepSeek-V2", §2.1), with the latent
-//! cache and the absorbed-weight path, as llama.cpp runs MLA files.
-//!
-//! Per token, with `x` normalised:
-//! - `q = wq · x` or, low-rank, `q = wq_b · rmsnorm(wq_a · x)`: per head `[nope | rope]`;
-//! - `kv_a_mqa · x = [c | k_pe]`: the latent `c` (`kv_lora_rank`) and one rope key `k_pe`
-//!   (`n_rot`) shared by all heads; `c` is RMS-normed, `k_pe` and each head's `q_pe` are
-//!   rotated;
-//! - the cache stores only `[c | k_pe]` per token (`kv_lora_rank + n_rot` values per layer,
-//!   against `n_head · (head_dim_k + head_dim_v)` for the same model's plain cache);
-//! - absorbed decoding: `k_nope = k_b · c` and `v = v_b · c` are never formed. Each head's
-//!   query is moved into latent space instead, `q_lat = k_bᵀ-applied q_nope` (`attn_k_b`
-//!   per head is `[kv_lora_rank, nope]`), so `score_j = (q_lat · c_j + q_pe · k_pe_j) ·
-//!   kq_scale`; the softmax-weighted sum of latents `Σ p_j c_j` then goes through the
-//!   head's `attn_v_b` (`[head_dim_v, kv_lora_rank]`) to give the head's output.
-//!   Attention is thus multi-query over one `kv_lora_rank + n_rot` wide key whose first
-//!   `kv_lora_rank` values are also the value.
+//! Multi-head latent attention of one layer (DeepSeek-AI 2024, "DeepSeek-V2", §2.1): the
+//! query projection (direct, or low rank with a norm), the compressed key/value projection
+//! `kv_a_mqa`, then the backend's latent attention ([`Backend::mla_attention`]: latent
+//! cache of `kv_lora_rank + n_rot` values per token, absorbed decoding).
 //!
 //! Files whose MLA weights are the older combined `attn_kv_b` (`[n_head · (nope + dv),
 //! kv_lora_rank]`) are split at load: the value rows become per-head row slices of the file
 //! tensor; the key rows (which the absorbed path applies transposed) are dequantized to f32
 //! once.
 //!
-//! With an f16 cache the latent and rope key are stored rounded to f16 and, as ggml does for
-//! an f16 `mul_mat`, the queries and softmax weights are rounded to f16 before their dots.
+//! Tensors: `blk.N.attn_q` | `attn_q_a` + `attn_q_a_norm` + `attn_q_b`, `attn_kv_a_mqa`,
+//! `attn_kv_a_norm`, `attn_k_b` + `attn_v_b` | `attn_kv_b`, `attn_output`.
 
-use super::linear;
-use super::rope::YarnRope;
+use crate::decoder::tr;
 use crate::error::ModelError;
-use crate::kv_cache::{read_f16_bits, write_f16_bits, KvType, KvView};
-use crate::trace::trace;
-use crate::weights::Matrix;
-use jikji_gguf::GgufFile;
-use jikji_kernels::ops::rms_norm_weighted_inplace;
-use jikji_kernels::lanes::dot16_rows;
-use jikji_kernels::pool::parallel_for;
-use std::sync::Mutex;
-
-/// Dimensions of one MLA layer.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct MlaShape {
-    pub n_head: usize,
-    pub kv_lora: usize,
-    /// Per-head query/key dims without rope (`key_length_mla - n_rot`).
-    pub nope: usize,
-    /// Rotated dims per head (`rope.dimension_count`).
-    pub rope: usize,
-    /// Per-head value dims (`value_length_mla`).
-    pub dv: usize,
-    pub kq_scale: f32,
-    pub rms_eps: f32,
-}
-
-impl MlaShape {
-    /// Per-head query width before absorption.
-    pub fn dk(&self) -> usize {
-        self.nope + self.rope
-    }
-
-    /// Values per token per layer in the latent cache.
-    pub fn cache_width(&self) -> usize {
-        self.kv_lora + self.rope
-    }
-}
+use crate::weights::Loader;
+use jikji_backend::{Backend, KAbsorb, MlaAttend, MlaShape, Step, YarnRope};
 
 /// Query projection: direct (V2-Lite) or low-rank with a norm (V2, V3, R1).
-#[derive(Clone, Debug)]
-pub enum QProj {
-    Direct(Matrix), // [n_head * dk, n_embd]
+pub enum QProj<B: Backend> {
+    Direct(B::Matrix), // [n_head * dk, n_embd]
     LowRank {
-        a: Matrix,           // [q_lora, n_embd]
-        a_norm: Vec<f32>,    // [q_lora]
-        b: Matrix,           // [n_head * dk, q_lora]
+        a: B::Matrix,        // [q_lora, n_embd]
+        a_norm: B::Vector,   // [q_lora]
+        b: B::Matrix,        // [n_head * dk, q_lora]
     },
 }
 
-/// How the key-side up-projection is applied to queries.
-#[derive(Clone, Debug)]
-pub enum KAbsorb {
-    /// `attn_k_b` per head, `[kv_lora, nope]`: `q_lat = k_b · q_nope` (a matmul).
-    PerHead(Vec<Matrix>),
-    /// From a combined `attn_kv_b`: per head the key rows `[nope, kv_lora]` in f32, applied
-    /// transposed (`q_lat[r] = Σ_c w[c][r] q_nope[c]`).
-    Transposed(Vec<Vec<f32>>),
+/// One MLA layer.
+pub struct Mla<B: Backend> {
+    pub q: QProj<B>,
+    /// `q_lora_rank` of a low-rank query projection.
+    pub q_lora: Option<usize>,
+    pub kv_a: B::Matrix, // [kv_lora + rope, n_embd]
+    pub attend: MlaAttend<B>,
+    pub wo: B::Matrix, // [n_embd, n_head * dv]
 }
 
-/// Weights of one MLA layer.
-#[derive(Clone, Debug)]
-pub struct MlaWeights {
-    pub q: QProj,
-    pub kv_a: Matrix,        // [kv_lora + rope, n_embd]
-    pub kv_a_norm: Vec<f32>, // [kv_lora]
-    pub k_absorb: KAbsorb,
-    pub v_b: Vec<Matrix>, // per head [dv, kv_lora]
-    pub wo: Matrix,       // [n_embd, n_head * dv]
-}
-
-impl MlaWeights {
-    /// Runs MLA for `x` (`[n_tokens, n_embd]`, normalised; row `t` at `positions[t]`),
-    /// writing the latent rows into layer `il` of `kv` (keys only; MLA has no value cache).
-    /// Returns the per-head outputs `[n_tokens, n_head * dv]`, before `wo`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn context(
-        &self,
-        file: &GgufFile,
-        s: &MlaShape,
-        rope: &YarnRope,
-        x: &[f32],
-        positions: &[usize],
-        kv: &mut KvView,
-        il: usize,
-    ) -> Result<Vec<f32>, ModelError> {
-        let n_tokens = positions.len();
-        let inv = kv.batch_invariant();
-        let (nh, dk, lora, nr) = (s.n_head, s.dk(), s.kv_lora, s.rope);
-        let q = match &self.q {
-            QProj::Direct(w) => linear::matmul(file, w, x, n_tokens, inv)?,
-            QProj::LowRank { a, a_norm, b } => {
-                let mut qa = linear::matmul(file, a, x, n_tokens, inv)?; // [n_tokens, q_lora]
-                rms_norm_weighted_inplace(&mut qa, a_norm, s.rms_eps)?;
-                linear::matmul(file, b, &qa, n_tokens, inv)?
+impl<B: Backend> Mla<B> {
+    /// Loads layer `il`. The query path is chosen by the tensors present, never by the
+    /// layer count; a `q_lora_rank` key (`q_lora_key`) must agree with the tensor.
+    pub fn load(ld: &Loader<B>, il: usize, n_embd: usize, s: MlaShape, rope: YarnRope, q_lora_key: Option<usize>) -> Result<Self, ModelError> {
+        let n = |t: &str| format!("blk.{il}.{t}");
+        let (n_head, dk, lora, nope, dv) = (s.n_head, s.dk(), s.kv_lora, s.nope, s.dv);
+        let (q, q_lora) = if ld.has(&n("attn_q_a.weight")) {
+            let rank = ld.file.tensor(&n("attn_q_a.weight")).and_then(|t| t.dims.get(1).copied()).unwrap_or(0);
+            let rank = usize::try_from(rank).unwrap_or(0);
+            if rank == 0 || q_lora_key.is_some_and(|r| r != rank) {
+                return Err(ModelError::BadHparams(format!("blk.{il}.attn_q_a.weight has rank {rank}, q_lora_rank key says {q_lora_key:?}")));
             }
-        }; // [n_tokens, n_head * dk]
-        trace("q", Some(il), &q);
-        let ckv = linear::matmul(file, &self.kv_a, x, n_tokens, inv)?; // [n_tokens, kv_lora + rope]
-        let w = s.cache_width();
-        // Latent rows for the cache: [c normed | k_pe roped].
-        let mut c = vec![0.0f32; n_tokens * lora]; // [n_tokens, kv_lora]
-        let mut k_pe = vec![0.0f32; n_tokens * nr]; // [n_tokens, rope]
-        for t in 0..n_tokens {
-            c[t * lora..(t + 1) * lora].copy_from_slice(&ckv[t * w..t * w + lora]);
-            k_pe[t * nr..(t + 1) * nr].copy_from_slice(&ckv[t * w + lora..(t + 1) * w]);
-        }
-        rms_norm_weighted_inplace(&mut c, &self.kv_a_norm, s.rms_eps)?;
-        rope.apply(&mut k_pe, nr, positions)?;
-        trace("kv_cmpr", Some(il), &c);
-        trace("k_pe", Some(il), &k_pe);
-        let mut rows = vec![0.0f32; n_tokens * w]; // [n_tokens, kv_lora + rope]
-        for t in 0..n_tokens {
-            rows[t * w..t * w + lora].copy_from_slice(&c[t * lora..(t + 1) * lora]);
-            rows[t * w + lora..(t + 1) * w].copy_from_slice(&k_pe[t * nr..(t + 1) * nr]);
-        }
-
-        // Queries: q_pe rotated, q_nope absorbed into latent space → [n_tokens, n_head, w].
-        let mut q_pe = vec![0.0f32; n_tokens * nh * nr]; // [n_tokens, n_head, rope]
-        for (t, qt) in q.chunks_exact(nh * dk).enumerate() {
-            for h in 0..nh {
-                q_pe[(t * nh + h) * nr..][..nr].copy_from_slice(&qt[h * dk + s.nope..(h + 1) * dk]);
-            }
-        }
-        rope.apply(&mut q_pe, nr, positions)?;
-        let mut q_full = vec![0.0f32; n_tokens * nh * w]; // [n_tokens, n_head, kv_lora + rope]
-        for h in 0..nh {
-            let mut qn = Vec::with_capacity(n_tokens * s.nope); // [n_tokens, nope]
-            for t in 0..n_tokens {
-                qn.extend_from_slice(&q[t * nh * dk + h * dk..][..s.nope]);
-            }
-            let q_lat: Vec<f32> = match &self.k_absorb {
-                KAbsorb::PerHead(m) => linear::matmul(file, &m[h], &qn, n_tokens, inv)?, // [n_tokens, kv_lora]
-                KAbsorb::Transposed(wk) => {
-                    let wk = &wk[h]; // [nope, kv_lora]
-                    let mut out = vec![0.0f32; n_tokens * lora];
-                    for (qr, o) in qn.chunks_exact(s.nope).zip(out.chunks_exact_mut(lora)) {
-                        for (cidx, &qv) in qr.iter().enumerate() {
-                            let wr = &wk[cidx * lora..(cidx + 1) * lora];
-                            o.iter_mut().zip(wr).for_each(|(a, b)| *a += qv * b);
-                        }
-                    }
-                    out
-                }
+            let q = QProj::LowRank {
+                a: ld.matrix(&n("attn_q_a.weight"), rank, n_embd)?,
+                a_norm: ld.vector(&n("attn_q_a_norm.weight"), rank)?,
+                b: ld.matrix(&n("attn_q_b.weight"), n_head * dk, rank)?,
             };
-            for t in 0..n_tokens {
-                let dst = &mut q_full[(t * nh + h) * w..][..w];
-                dst[..lora].copy_from_slice(&q_lat[t * lora..(t + 1) * lora]);
-                dst[lora..].copy_from_slice(&q_pe[(t * nh + h) * nr..][..nr]);
+            (q, Some(rank))
+        } else {
+            (QProj::Direct(ld.matrix(&n("attn_q.weight"), n_head * dk, n_embd)?), None)
+        };
+        let (k_absorb, v_b) = if ld.has(&n("attn_k_b.weight")) {
+            (KAbsorb::PerHead(ld.stacked(&n("attn_k_b.weight"), n_head, lora, nope)?), ld.stacked(&n("attn_v_b.weight"), n_head, dv, lora)?)
+        } else {
+            let kv_b = ld.matrix_ref(&n("attn_kv_b.weight"), n_head * (nope + dv), lora)?;
+            let mut kt = Vec::with_capacity(n_head);
+            let mut vb = Vec::with_capacity(n_head);
+            for h in 0..n_head {
+                let first = h * (nope + dv);
+                // Key rows [nope, kv_lora] in f32 (applied transposed); value rows stay in
+                // the file as a row slice.
+                kt.push(Loader::<B>::row_slice(&kv_b, first, nope)?.dequantize()?);
+                vb.push(ld.load(&Loader::<B>::row_slice(&kv_b, first + nope, dv)?)?);
             }
-        }
-        trace("q_absorbed", Some(il), &q_full);
-
-        // Store the latent rows, then attend per sequence over its visible rows.
-        let mut lat = vec![0.0f32; n_tokens * nh * lora]; // [n_tokens, n_head, kv_lora]
-        match kv {
-            KvView::Contiguous(cache) => {
-                let pos0 = cache.len();
-                let f16_math = cache.kv_type() == KvType::F16;
-                let layer = &mut cache.layers[il];
-                layer.k.write(pos0 * w, &rows);
-                let mut visible = vec![0.0f32; (pos0 + n_tokens) * w]; // [n_kv, w]
-                layer.k.read(0, &mut visible);
-                attend_latent(s, &q_full, &visible, pos0, n_tokens, f16_math, &mut lat);
-            }
-            KvView::Paged { kv, seqs } => {
-                let mut row = 0;
-                for sq in seqs.iter() {
-                    for pos in sq.pos0..sq.pos0 + sq.n_tokens {
-                        let r = kv.row(sq.blocks, pos);
-                        write_f16_bits(&mut kv.layers[il].k, r * w, &rows[row * w..(row + 1) * w]);
-                        row += 1;
-                    }
-                }
-                let mut row0 = 0;
-                for sq in seqs.iter() {
-                    let n_kv = sq.pos0 + sq.n_tokens;
-                    let mut visible = vec![0.0f32; n_kv * w]; // [n_kv, w]
-                    for (j, dst) in visible.chunks_exact_mut(w).enumerate() {
-                        read_f16_bits(&kv.layers[il].k, kv.row(sq.blocks, j) * w, dst);
-                    }
-                    let qs = &q_full[row0 * nh * w..(row0 + sq.n_tokens) * nh * w];
-                    let out = &mut lat[row0 * nh * lora..(row0 + sq.n_tokens) * nh * lora];
-                    attend_latent(s, qs, &visible, sq.pos0, sq.n_tokens, true, out);
-                    row0 += sq.n_tokens;
-                }
-            }
-        }
-        // Per head: latent context through v_b → [n_tokens, n_head * dv].
-        let mut ctx = vec![0.0f32; n_tokens * nh * s.dv];
-        for h in 0..nh {
-            let mut lh = Vec::with_capacity(n_tokens * lora); // [n_tokens, kv_lora]
-            for t in 0..n_tokens {
-                lh.extend_from_slice(&lat[(t * nh + h) * lora..][..lora]);
-            }
-            let v = linear::matmul(file, &self.v_b[h], &lh, n_tokens, inv)?; // [n_tokens, dv]
-            for t in 0..n_tokens {
-                ctx[t * nh * s.dv + h * s.dv..][..s.dv].copy_from_slice(&v[t * s.dv..(t + 1) * s.dv]);
-            }
-        }
-        trace("kqv_out", Some(il), &ctx);
-        Ok(ctx)
+            (KAbsorb::Transposed(kt), vb)
+        };
+        Ok(Mla {
+            q,
+            q_lora,
+            kv_a: ld.matrix(&n("attn_kv_a_mqa.weight"), lora + s.rope, n_embd)?,
+            attend: MlaAttend { shape: s, rope, kv_a_norm: ld.vector(&n("attn_kv_a_norm.weight"), lora)?, k_absorb, v_b },
+            wo: ld.matrix(&n("attn_output.weight"), n_embd, n_head * dv)?,
+        })
     }
 
-    /// Output projection: `ctx` `[n_rows, n_head * dv]` → `[n_rows, n_embd]`.
-    pub fn project_out(&self, file: &GgufFile, ctx: &[f32], n_rows: usize, batch_invariant: bool) -> Result<Vec<f32>, ModelError> {
-        linear::matmul(file, &self.wo, ctx, n_rows, batch_invariant)
+    /// MLA for `x` (`[rows, n_embd]`, normalised): returns the per-head outputs
+    /// `[rows, n_head * dv]`, before `wo`.
+    pub fn context(&self, be: &B, step: &mut Step<B>, il: usize, x: &B::Act) -> Result<B::Act, ModelError> {
+        let one = |r: Result<Vec<B::Act>, jikji_backend::BackendError>| -> Result<B::Act, ModelError> {
+            r?.pop().ok_or_else(|| ModelError::BadRequest("projection count".into()))
+        };
+        let q = match &self.q {
+            QProj::Direct(w) => one(be.matmul(step, &[w], x))?,
+            QProj::LowRank { a, a_norm, b } => {
+                let mut qa = one(be.matmul(step, &[a], x))?; // [rows, q_lora]
+                be.rms_norm_inplace(&mut qa, a_norm, self.attend.shape.rms_eps)?;
+                one(be.matmul(step, &[b], &qa))?
+            }
+        }; // [rows, n_head * dk]
+        tr(be, "q", Some(il), &q);
+        let ckv = one(be.matmul(step, &[&self.kv_a], x))?; // [rows, kv_lora + rope]
+        Ok(be.mla_attention(step, il, &self.attend, &q, &ckv)?)
     }
-}
-
-/// `Σ a[i]·b[i]` in 8 lanes (lane `i % 8`), then the lanes in order: a fixed order the
-/// compiler vectorises, for widths that are not a multiple of 16.
-fn dot8(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ta, tb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    for (i, (x, y)) in ta.iter().zip(tb).enumerate() {
-        acc[i] += x * y;
-    }
-    acc.iter().sum()
-}
-
-/// Attention of one sequence's `n_tokens` queries `q` (`[n_tokens, n_head, w]`, positions
-/// `pos0..`, `w = kv_lora + rope`) over its cache rows `visible` (`[pos0 + n_tokens, w]`,
-/// already rounded to the cache type), writing the softmax-weighted latents
-/// `[n_tokens, n_head, kv_lora]` into `out`. One task per head; each output element is
-/// summed in position order, so the result does not depend on the batch around it.
-fn attend_latent(s: &MlaShape, q: &[f32], visible: &[f32], pos0: usize, n_tokens: usize, f16_math: bool, out: &mut [f32]) {
-    let (nh, lora, w) = (s.n_head, s.kv_lora, s.cache_width());
-    let n_kv = pos0 + n_tokens;
-    let bufs: Vec<Mutex<Vec<f32>>> = (0..nh).map(|_| Mutex::new(Vec::new())).collect();
-    parallel_for(nh, &|h| {
-        let mut qh = vec![0.0f32; w];
-        let mut scores = vec![0.0f32; n_kv];
-        let mut o = vec![0.0f32; n_tokens * lora]; // [n_tokens, kv_lora]
-        for t in 0..n_tokens {
-            let pos = pos0 + t;
-            qh.copy_from_slice(&q[(t * nh + h) * w..][..w]);
-            if f16_math {
-                qh.iter_mut().for_each(|v| *v = half::f16::from_f32(*v).to_f32());
-            }
-            let sc = &mut scores[..pos + 1];
-            if w % 16 == 0 {
-                // Every visible key against the query (16-lane FMA order, SIMD); real
-                // models' latent widths (512 + 64) take this path.
-                dot16_rows(visible, w, &qh, sc);
-            } else {
-                for (j, sj) in sc.iter_mut().enumerate() {
-                    *sj = dot8(&visible[j * w..(j + 1) * w], &qh);
-                }
-            }
-            sc.iter_mut().for_each(|v| *v *= s.kq_scale);
-            let max = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0f64;
-            for v in sc.iter_mut() {
-                *v = (*v - max).exp();
-                sum += *v as f64;
-            }
-            let inv = (1.0 / sum) as f32;
-            for v in sc.iter_mut() {
-                *v *= inv;
-                if f16_math {
-                    *v = half::f16::from_f32(*v).to_f32();
-                }
-            }
-            let ot = &mut o[t * lora..(t + 1) * lora];
-            for (j, &p) in sc.iter().enumerate() {
-                let cr = &visible[j * w..j * w + lora];
-                ot.iter_mut().zip(cr).for_each(|(a, b)| *a += p * b);
-            }
-        }
-        *bufs[h].lock().unwrap_or_else(|e| e.into_inner()) = o;
-    });
-    for (h, buf) in bufs.into_iter().enumerate() {
-        let o = buf.into_inner().unwrap_or_else(|e| e.into_inner());
-        for (t, row) in o.chunks_exact(lora.max(1)).enumerate() {
-            out[(t * nh + h) * lora..][..lora].copy_from_slice(row);
-        }
-    }
-}
-
-/// Bytes per token of the latent cache and of the plain multi-head cache the same model
-/// would need (keys `n_head · (nope + rope)`, values `n_head · dv`), for `n_layer` layers
-/// and `elem_bytes` per element.
-pub fn cache_bytes_per_token(s: &MlaShape, n_layer: usize, elem_bytes: usize) -> (usize, usize) {
-    let latent = n_layer * s.cache_width() * elem_bytes;
-    let plain = n_layer * s.n_head * (s.dk() + s.dv) * elem_bytes;
-    (latent, plain)
 }

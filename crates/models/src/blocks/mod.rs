@@ -1,17 +1,14 @@
-//! Shared building blocks of decoder-only transformers. Architecture files in `arch/`
-//! compose these; none of them knows an architecture name.
-//!
-//! Arithmetic goes through `jikji_kernels` (matmul, RMS norm, GeGLU) except where the
-//! peer's exact operation order matters and the kernels do not reproduce it yet: those
-//! steps (x86 activation quantization, the Q4_1 dot, rope with FMA contraction, SwiGLU
-//! with ggml's vector exp, attention's dot and softmax orders) are in `peer.rs`, each
-//! checked against a dump of llama.cpp's intermediate tensors.
+//! The parts a decoder block is made of, as weights on a backend plus the parameters that
+//! say how to use them: attention ([`attention::Attention`]: projections, optional biases
+//! and QK-norm, rope, the backend's attention), multi-head latent attention
+//! ([`mla::Mla`]), gated FFNs ([`ffn::GatedFfn`]) and mixtures of experts
+//! ([`moe::MoeFfn`]), and the metadata patterns architectures share
+//! ([`pattern::sliding_layers`]). Each knows how to load itself from GGUF tensor names and
+//! how to run through a [`jikji_backend::Backend`]; none knows an architecture name and
+//! none computes anything itself.
 
 pub mod attention;
-pub mod layer;
-pub mod linear;
+pub mod ffn;
 pub mod mla;
 pub mod moe;
-pub mod peer;
-pub mod ffn;
-pub mod rope;
+pub mod pattern;

@@ -1,291 +1,58 @@
-//! Mixture-of-experts FFN with optional shared experts, as llama.cpp's `build_moe_ffn`
-//! computes it for DeepSeek V2/V3 (Dai et al. 2024, "DeepSeekMoE"; DeepSeek-AI 2024,
-//! "DeepSeek-V3 Technical Report").
+//! Mixture-of-experts FFN: the backend's routed experts ([`Backend::moe`]: router,
+//! top-k with optional groups and bias, grouped expert matmuls; see
+//! [`jikji_backend::Routing`]) plus optional shared experts, a plain gated FFN on every row
+//! added after the routed sum (DeepSeek V2/V3). Qwen3-MoE has no shared experts.
 //!
-//! Routing, per token (`x` already normalised):
-//! 1. `logits = gate_inp · x` (`[n_expert]`), `probs = softmax(logits)` or
-//!    `sigmoid(logits)` (`expert_gating_func` 1 / 2);
-//! 2. selection scores `probs + exp_probs_b` (V3's load-balancing bias; it only steers the
-//!    choice, the weights stay unbiased);
-//! 3. group-limited routing (`expert_group_count > 1`): experts form equal groups, a
-//!    group's score is the sum of its two best selection scores, and only the best
-//!    `expert_group_used_count` groups stay eligible;
-//! 4. the `expert_used_count` best eligible experts; weights = their `probs`, divided by
-//!    their sum when `expert_weights_norm` (the sum clamped at 2⁻¹⁴, as ggml does), then
-//!    multiplied by `expert_weights_scale` (when not 0 or 1).
-//!
-//! Compute: experts are stacked 3-D tensors sliced per expert without copying, so they stay
-//! in the file's (quantized) type and a token touches only its selected experts' weights.
-//! A batch is grouped by expert: the rows routed to expert `e` are gathered and run through
-//! `e`'s gate/up/down as one matrix product each, then scattered back with their weights
-//! (summed in selection order per token). Shared experts are a plain gated FFN on all rows.
+//! Tensors: `blk.N.ffn_gate_inp.weight` (`[n_expert, n_embd]`), optional
+//! `exp_probs_b.bias`, `ffn_{gate,up,down}_exps.weight` (stacked `[n_expert, …]`),
+//! optional `ffn_{gate,up,down}_shexp.weight`.
 
 use super::ffn::GatedFfn;
-use super::linear::{self, project_many};
-use super::peer;
+use crate::decoder::tr;
 use crate::error::ModelError;
-use crate::weights::Matrix;
-use jikji_gguf::GgufFile;
+use crate::weights::Loader;
+use jikji_backend::{Activation, Backend, Expert, Experts, Routing, Step};
 
-/// How router logits become expert probabilities (`{arch}.expert_gating_func`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Gating {
-    Softmax,
-    Sigmoid,
+/// A MoE FFN layer.
+pub struct MoeFfn<B: Backend> {
+    pub experts: Experts<B>,
+    pub shared: Option<GatedFfn<B>>, // [n_ff_exp * n_shared, n_embd] gate/up
 }
 
-impl Gating {
-    /// llama.cpp's numbering: 1 = softmax, 2 = sigmoid (0 / absent = softmax).
-    pub fn from_gguf(v: Option<usize>) -> Result<Self, ModelError> {
-        match v {
-            None | Some(0) | Some(1) => Ok(Gating::Softmax),
-            Some(2) => Ok(Gating::Sigmoid),
-            Some(other) => Err(ModelError::Unsupported(format!("expert_gating_func {other}"))),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Gating::Softmax => "softmax",
-            Gating::Sigmoid => "sigmoid",
-        }
-    }
-}
-
-/// Routing hyper-parameters shared by every MoE layer of a model.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Routing {
-    pub n_expert: usize,
-    pub n_used: usize,
-    /// Expert groups (≤ 1: no group limit).
-    pub n_groups: usize,
-    pub n_groups_used: usize,
-    pub gating: Gating,
-    pub norm_weights: bool,
-    /// Multiplies the weights when not 0 or 1.
-    pub weights_scale: f32,
-}
-
-impl Routing {
-    /// Checks the counts so routing can never pick from an empty set.
-    pub fn validate(&self) -> Result<(), ModelError> {
-        let bad = |m: String| Err(ModelError::BadHparams(m));
-        if self.n_expert == 0 || self.n_used == 0 || self.n_used > self.n_expert {
-            return bad(format!("expert_used_count {} must be in 1..={} (expert_count)", self.n_used, self.n_expert));
-        }
-        if self.n_groups > 1 {
-            if !self.n_expert.is_multiple_of(self.n_groups) {
-                return bad(format!("expert_count {} is not a multiple of expert_group_count {}", self.n_expert, self.n_groups));
-            }
-            let per_group = self.n_expert / self.n_groups;
-            if self.n_groups_used == 0 || self.n_groups_used > self.n_groups {
-                return bad(format!("expert_group_used_count {} must be in 1..={}", self.n_groups_used, self.n_groups));
-            }
-            if self.n_used > self.n_groups_used * per_group {
-                return bad(format!(
-                    "expert_used_count {} exceeds the {} experts of the {} groups used",
-                    self.n_used,
-                    self.n_groups_used * per_group,
-                    self.n_groups_used
-                ));
-            }
-        }
-        if !self.weights_scale.is_finite() {
-            return bad(format!("expert_weights_scale {} is not finite", self.weights_scale));
-        }
-        Ok(())
-    }
-
-    /// The selected experts and their weights for one token's router logits, in
-    /// selection order (best first).
-    pub fn route(&self, logits: &[f32], bias: Option<&[f32]>) -> Vec<(usize, f32)> {
-        let n = self.n_expert;
-        let probs: Vec<f32> = match self.gating {
-            Gating::Softmax => {
-                let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let e: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
-                let sum: f32 = e.iter().sum();
-                e.iter().map(|v| v / sum).collect()
-            }
-            Gating::Sigmoid => logits.iter().map(|&l| 1.0 / (1.0 + (-l).exp())).collect(),
+impl<B: Backend> MoeFfn<B> {
+    /// Loads layer `il`'s router and `routing.n_expert` experts of width `n_ff_exp`, and
+    /// `n_shared` shared experts (0: none).
+    pub fn load(ld: &Loader<B>, il: usize, n_embd: usize, routing: Routing, n_ff_exp: usize, n_shared: usize) -> Result<Self, ModelError> {
+        let n = |s: &str| format!("blk.{il}.{s}");
+        let ne = routing.n_expert;
+        let gates = ld.stacked(&n("ffn_gate_exps.weight"), ne, n_ff_exp, n_embd)?;
+        let ups = ld.stacked(&n("ffn_up_exps.weight"), ne, n_ff_exp, n_embd)?;
+        let downs = ld.stacked(&n("ffn_down_exps.weight"), ne, n_embd, n_ff_exp)?;
+        let experts = gates.into_iter().zip(ups).zip(downs).map(|((gate, up), down)| Expert { gate, up, down }).collect();
+        let shared = match n_shared {
+            0 => None,
+            k => Some(GatedFfn::load(ld, il, "_shexp", n_ff_exp * k, n_embd, Activation::Silu)?),
         };
-        let mut sel: Vec<f32> = match bias {
-            Some(b) => probs.iter().zip(b).map(|(p, b)| p + b).collect(),
-            None => probs.clone(),
-        };
-        if self.n_groups > 1 {
-            let per = n / self.n_groups;
-            let mut group_scores: Vec<(usize, f32)> = sel
-                .chunks_exact(per)
-                .enumerate()
-                .map(|(g, s)| {
-                    let mut best = [f32::NEG_INFINITY; 2];
-                    for &v in s {
-                        if v > best[0] {
-                            best = [v, best[0]];
-                        } else if v > best[1] {
-                            best[1] = v;
-                        }
-                    }
-                    let top2 = if per >= 2 { best[0] + best[1] } else { best[0] };
-                    (g, top2)
-                })
-                .collect();
-            group_scores.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            let mut keep = vec![false; self.n_groups];
-            for &(g, _) in group_scores.iter().take(self.n_groups_used) {
-                keep[g] = true;
-            }
-            for (i, v) in sel.iter_mut().enumerate() {
-                if !keep[i / per] {
-                    *v = f32::NEG_INFINITY;
-                }
-            }
-        }
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|&a, &b| sel[b].total_cmp(&sel[a]).then(a.cmp(&b)));
-        order.truncate(self.n_used);
-        let mut chosen: Vec<(usize, f32)> = order.iter().map(|&e| (e, probs[e])).collect();
-        if self.norm_weights {
-            let sum: f32 = chosen.iter().map(|c| c.1).sum::<f32>().max(6.103_515_6e-5);
-            chosen.iter_mut().for_each(|c| c.1 /= sum);
-        }
-        if self.weights_scale != 0.0 && self.weights_scale != 1.0 {
-            chosen.iter_mut().for_each(|c| c.1 *= self.weights_scale);
-        }
-        chosen
+        Ok(MoeFfn {
+            experts: Experts {
+                routing,
+                gate_inp: ld.matrix(&n("ffn_gate_inp.weight"), ne, n_embd)?,
+                exp_probs_b: ld.opt_host_vector(&n("exp_probs_b.bias"), ne)?,
+                experts,
+                act: Activation::Silu,
+            },
+            shared,
+        })
     }
-}
 
-/// One routed expert's weights (slices of the stacked `ffn_*_exps` tensors).
-#[derive(Clone, Debug)]
-pub struct Expert {
-    pub gate: Matrix, // [n_ff_exp, n_embd]
-    pub up: Matrix,   // [n_ff_exp, n_embd]
-    pub down: Matrix, // [n_embd, n_ff_exp]
-}
-
-/// A MoE FFN layer: router, routed experts and optional shared experts.
-#[derive(Clone, Debug)]
-pub struct MoeFfn {
-    pub routing: Routing,
-    pub gate_inp: Matrix,              // [n_expert, n_embd]
-    pub exp_probs_b: Option<Vec<f32>>, // [n_expert]
-    pub experts: Vec<Expert>,
-    pub shared: Option<GatedFfn>, // [n_ff_exp * n_shared, n_embd] gate/up
-}
-
-impl MoeFfn {
-    /// `x`: `[n_tokens, n_embd]` (normalised) → `out`: `[n_tokens, n_embd]`.
-    /// `batch_invariant`: see `linear::project_many` (each row's result must not depend on
-    /// how many rows share its expert, for the serving path).
-    pub fn forward(&self, file: &GgufFile, x: &[f32], n_tokens: usize, out: &mut [f32], batch_invariant: bool) -> Result<(), ModelError> {
-        let n_embd = self.gate_inp.cols;
-        let n_expert = self.routing.n_expert;
-        let logits = linear::matmul(file, &self.gate_inp, x, n_tokens, batch_invariant)?; // [n_tokens, n_expert]
-        crate::trace::trace("ffn_moe_logits", None, &logits);
-        // Per token: selected (expert, weight) in selection order.
-        let routes: Vec<Vec<(usize, f32)>> =
-            logits.chunks_exact(n_expert).map(|l| self.routing.route(l, self.exp_probs_b.as_deref())).collect();
-        // Per expert: the (token, slot) pairs routed to it.
-        let mut by_expert: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n_expert];
-        for (t, r) in routes.iter().enumerate() {
-            for (slot, &(e, _)) in r.iter().enumerate() {
-                by_expert[e].push((t, slot));
-            }
-        }
-        let n_used = self.routing.n_used;
-        let mut slots = vec![0.0f32; n_tokens * n_used * n_embd]; // [n_tokens, n_used, n_embd]
-        for (e, rows) in by_expert.iter().enumerate() {
-            if rows.is_empty() {
-                continue;
-            }
-            let ex = &self.experts[e];
-            let m = rows.len();
-            let mut xe = Vec::with_capacity(m * n_embd); // [m, n_embd]
-            for &(t, _) in rows {
-                xe.extend_from_slice(&x[t * n_embd..(t + 1) * n_embd]);
-            }
-            let mut gu = project_many(file, &[&ex.gate, &ex.up], &xe, m, batch_invariant)?.into_iter();
-            let (mut g, u) = match (gu.next(), gu.next()) {
-                (Some(g), Some(u)) => (g, u), // [m, n_ff_exp] each
-                _ => return Err(ModelError::BadRequest("projection count".into())),
-            };
-            for (gr, ur) in g.chunks_exact_mut(ex.gate.rows).zip(u.chunks_exact(ex.gate.rows)) {
-                peer::swiglu_row(gr, ur);
-            }
-            let d = linear::matmul(file, &ex.down, &g, m, batch_invariant)?; // [m, n_embd]
-            for (&(t, slot), row) in rows.iter().zip(d.chunks_exact(n_embd)) {
-                let w = routes[t][slot].1;
-                let dst = &mut slots[(t * n_used + slot) * n_embd..][..n_embd];
-                dst.iter_mut().zip(row).for_each(|(o, v)| *o = v * w);
-            }
-        }
-        for (t, o) in out.chunks_exact_mut(n_embd).enumerate() {
-            let k = routes[t].len();
-            o.copy_from_slice(&slots[t * n_used * n_embd..][..n_embd]);
-            for slot in 1..k {
-                let src = &slots[(t * n_used + slot) * n_embd..][..n_embd];
-                o.iter_mut().zip(src).for_each(|(a, b)| *a += b);
-            }
-        }
-        crate::trace::trace("ffn_moe_out", None, out);
+    /// `x`: `[rows, n_embd]` (normalised) → `[rows, n_embd]`.
+    pub fn forward(&self, be: &B, step: &Step<B>, x: &B::Act) -> Result<B::Act, ModelError> {
+        let mut out = be.moe(step, x, &self.experts)?;
         if let Some(sh) = &self.shared {
-            let mut s = vec![0.0f32; n_tokens * n_embd];
-            sh.forward(file, x, n_tokens, &mut s, batch_invariant)?;
-            crate::trace::trace("ffn_shexp", None, &s);
-            out.iter_mut().zip(&s).for_each(|(a, b)| *a += b);
+            let s = sh.forward(be, step, x)?;
+            tr(be, "ffn_shexp", None, &s);
+            be.add(&mut out, &s)?;
         }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn routing(gating: Gating, groups: usize, groups_used: usize) -> Routing {
-        Routing { n_expert: 8, n_used: 2, n_groups: groups, n_groups_used: groups_used, gating, norm_weights: true, weights_scale: 2.5 }
-    }
-
-    #[test]
-    fn routing_picks_top_experts_and_normalises_then_scales_weights() {
-        let r = routing(Gating::Sigmoid, 1, 1);
-        let logits = [0.0, 3.0, -1.0, 2.0, 0.5, -2.0, 1.0, 0.0];
-        let got = r.route(&logits, None);
-        assert_eq!(got.iter().map(|c| c.0).collect::<Vec<_>>(), vec![1, 3]);
-        let s = |v: f32| 1.0 / (1.0 + (-v).exp());
-        let (a, b) = (s(3.0), s(2.0));
-        assert!((got[0].1 - 2.5 * a / (a + b)).abs() < 1e-6);
-        assert!((got[1].1 - 2.5 * b / (a + b)).abs() < 1e-6);
-    }
-
-    #[test]
-    fn bias_steers_the_choice_but_not_the_weights() {
-        let r = Routing { norm_weights: false, weights_scale: 1.0, ..routing(Gating::Softmax, 1, 1) };
-        let logits = [0.0, 3.0, -1.0, 2.0, 0.5, -2.0, 1.0, 0.0];
-        let mut bias = [0.0f32; 8];
-        bias[5] = 10.0;
-        let got = r.route(&logits, Some(&bias));
-        assert_eq!(got.iter().map(|c| c.0).collect::<Vec<_>>(), vec![5, 1]);
-        let max = 3.0f32;
-        let sum: f32 = logits.iter().map(|l| (l - max).exp()).sum();
-        assert!((got[0].1 - (-2.0f32 - max).exp() / sum).abs() < 1e-6);
-    }
-
-    #[test]
-    fn group_limit_excludes_experts_outside_the_best_groups() {
-        // Groups of two: {0,1} {2,3} {4,5} {6,7}. Expert 1 is the single best, but group
-        // {4,5} and {6,7} have the best pair sums; only one group is kept.
-        let r = routing(Gating::Sigmoid, 4, 1);
-        let logits = [-5.0, 4.0, -5.0, -5.0, 2.5, 2.5, 0.0, 0.0];
-        let got = r.route(&logits, None);
-        let mut ids: Vec<usize> = got.iter().map(|c| c.0).collect();
-        ids.sort();
-        assert_eq!(ids, vec![4, 5]);
-        // Counts that could select from an empty set are refused.
-        assert!(Routing { n_used: 3, ..r }.validate().is_err());
-        assert!(Routing { n_groups: 3, ..r }.validate().is_err());
-        assert!(r.validate().is_ok());
+        Ok(out)
     }
 }

@@ -24,7 +24,7 @@ pub fn argmax(row: &[f32]) -> u32 {
 
 /// Runs the prompt as one batch, then `n` greedy steps one token at a time.
 pub fn greedy(model: &Model, prompt: &[u32], n: usize) -> Vec<u32> {
-    let mut cache: KvCache = model.new_cache(prompt.len() + n + 1);
+    let mut cache: KvCache = model.new_cache(prompt.len() + n + 1).expect("cache");
     let mut logits = model.forward(prompt, &mut cache, false).expect("prompt forward");
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
@@ -50,7 +50,7 @@ pub fn check_against_references(name: &str, tol: f32) {
     let mut worst_row = 0.0f32;
     let mut worst_top8 = 0.0f32;
     for p in &r.prompts {
-        let mut cache = model.new_cache(p.ids.len() + 20);
+        let mut cache = model.new_cache(p.ids.len() + 20).expect("cache");
         let logits = model.forward(&p.ids, &mut cache, true).expect("forward");
         assert_eq!(logits.len(), p.ids.len() * n_vocab);
         let last = &logits[(p.ids.len() - 1) * n_vocab..];

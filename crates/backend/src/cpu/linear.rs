@@ -1,4 +1,4 @@
-//! Every weight multiplication of the models goes through here.
+//! The CPU backend's matrix products: every weight multiplication of a model lands here.
 //!
 //! - Several projections of the same input (q/k/v, gate/up) quantize the input once per
 //!   activation type (`jikji_kernels::vec_dot_type`) and share it, as ggml reuses its
@@ -20,10 +20,9 @@
 //!   whatever the row count; every other type is already invariant (`matmul_quantized`
 //!   keeps the single-dot order for every tile).
 
-use crate::error::ModelError;
-use crate::weights::Matrix;
-use jikji_gguf::{GgmlType, GgufFile};
 use super::peer;
+use crate::{BackendError, MatrixRef};
+use jikji_gguf::GgmlType;
 use jikji_kernels::{
     matmul_kquant_batch_invariant, matmul_peer_kquant, matmul_quantized, matvec_peer_kquant_rows, matvec_quantized_rows, peer_kquant_supported,
     quantize_activations, vec_dot_type,
@@ -31,7 +30,7 @@ use jikji_kernels::{
 use std::sync::Mutex;
 
 /// Activations `x` (`[n_tokens, cols]`) quantized for a weight of type `weight_ty`.
-fn quantize_input(weight_ty: GgmlType, x: &[f32], cols: usize, n_tokens: usize) -> Result<Vec<u8>, ModelError> {
+fn quantize_input(weight_ty: GgmlType, x: &[f32], cols: usize, n_tokens: usize) -> Result<Vec<u8>, BackendError> {
     let Some(with_sum) = peer::q8_with_sum(vec_dot_type(weight_ty)) else {
         return Ok(quantize_activations(weight_ty, x, cols, n_tokens)?);
     };
@@ -51,30 +50,29 @@ fn quantize_input(weight_ty: GgmlType, x: &[f32], cols: usize, n_tokens: usize) 
 }
 
 /// `y = x · mᵀ`: `x` `[n_tokens, m.cols]` → `[n_tokens, m.rows]`.
-pub fn matmul(file: &GgufFile, m: &Matrix, x: &[f32], n_tokens: usize, batch_invariant: bool) -> Result<Vec<f32>, ModelError> {
-    let mut outs = project_many(file, &[m], x, n_tokens, batch_invariant)?;
+pub fn matmul(m: &MatrixRef, x: &[f32], n_tokens: usize, batch_invariant: bool) -> Result<Vec<f32>, BackendError> {
+    let mut outs = project_many(&[m], x, n_tokens, batch_invariant)?;
     Ok(outs.pop().unwrap_or_default())
 }
 
 /// The vocabulary projection: nothing downstream re-rounds logits, so the peer's summation
 /// order does not matter here (differences stay near 1e-6) and the kernels' fast path is
 /// used for what is by far the largest matrix.
-pub fn matmul_head(file: &GgufFile, m: &Matrix, x: &[f32], n_tokens: usize) -> Result<Vec<f32>, ModelError> {
+pub fn matmul_head(m: &MatrixRef, x: &[f32], n_tokens: usize) -> Result<Vec<f32>, BackendError> {
     let xq = quantize_input(m.info.ggml_type, x, m.cols, n_tokens)?;
     let mut y = vec![0.0f32; n_tokens * m.rows]; // [n_tokens, n_vocab]
-    matmul_quantized(&m.view(file), &xq, n_tokens, &mut y)?;
+    matmul_quantized(&m.view(), &xq, n_tokens, &mut y)?;
     Ok(y)
 }
 
 /// `x`: `[n_tokens, cols]` → one `[n_tokens, m.rows]` output per matrix (all with `cols` columns).
 /// `batch_invariant`: every row in the same float order whatever `n_tokens` (serving).
 pub fn project_many(
-    file: &GgufFile,
-    mats: &[&Matrix],
+    mats: &[&MatrixRef],
     x: &[f32],
     n_tokens: usize,
     batch_invariant: bool,
-) -> Result<Vec<Vec<f32>>, ModelError> {
+) -> Result<Vec<Vec<f32>>, BackendError> {
     let mut cache: Vec<(GgmlType, Vec<u8>)> = Vec::new();
     let mut input_of = Vec::with_capacity(mats.len());
     for m in mats {
@@ -89,18 +87,18 @@ pub fn project_many(
         input_of.push(idx);
     }
     if n_tokens == 1 && mats.len() > 1 {
-        return project_one_token(file, mats, &cache, &input_of, batch_invariant);
+        return project_one_token(mats, &cache, &input_of, batch_invariant);
     }
     let mut outs = Vec::with_capacity(mats.len());
     for (m, &idx) in mats.iter().zip(&input_of) {
         let mut y = vec![0.0f32; n_tokens * m.rows]; // [n_tokens, m.rows]
         let ty = m.info.ggml_type;
         if batch_invariant && peer_kquant_supported(ty, m.rows, m.cols) {
-            matmul_kquant_batch_invariant(&m.view(file), &cache[idx].1, n_tokens, &mut y)?;
+            matmul_kquant_batch_invariant(&m.view(), &cache[idx].1, n_tokens, &mut y)?;
         } else if peer_kquant_supported(ty, m.rows, m.cols) {
-            matmul_peer_kquant(&m.view(file), &cache[idx].1, n_tokens, &mut y)?;
+            matmul_peer_kquant(&m.view(), &cache[idx].1, n_tokens, &mut y)?;
         } else {
-            matmul_quantized(&m.view(file), &cache[idx].1, n_tokens, &mut y)?;
+            matmul_quantized(&m.view(), &cache[idx].1, n_tokens, &mut y)?;
         }
         outs.push(y);
     }
@@ -113,12 +111,11 @@ pub fn project_many(
 /// matrices no longer leave a thread idle. Each row's dot is the one the per-matrix path
 /// computes (`matvec_*_rows`), so the outputs are bit-identical.
 fn project_one_token(
-    file: &GgufFile,
-    mats: &[&Matrix],
+    mats: &[&MatrixRef],
     inputs: &[(GgmlType, Vec<u8>)],
     input_of: &[usize],
     batch_invariant: bool,
-) -> Result<Vec<Vec<f32>>, ModelError> {
+) -> Result<Vec<Vec<f32>>, BackendError> {
     let mut outs: Vec<Vec<f32>> = mats.iter().map(|m| vec![0.0f32; m.rows]).collect();
     let total: usize = mats.iter().map(|m| m.rows * m.cols).sum();
     let per_task = total.div_ceil(4 * jikji_kernels::num_threads()).max(1);
@@ -134,7 +131,7 @@ fn project_one_token(
             rest = tail;
         }
     }
-    let failure: Mutex<Option<ModelError>> = Mutex::new(None);
+    let failure: Mutex<Option<BackendError>> = Mutex::new(None);
     jikji_kernels::pool::parallel_for(tasks.len(), &|i| {
         let mut task = tasks[i].lock().unwrap_or_else(|e| e.into_inner());
         let (mi, r0, ref mut y) = *task;
@@ -143,9 +140,9 @@ fn project_one_token(
         let rows = r0..r0 + y.len();
         let ty = m.info.ggml_type;
         let r = if peer_kquant_supported(ty, m.rows, m.cols) {
-            matvec_peer_kquant_rows(&m.view(file), xq, rows, y, batch_invariant)
+            matvec_peer_kquant_rows(&m.view(), xq, rows, y, batch_invariant)
         } else {
-            matvec_quantized_rows(&m.view(file), xq, rows, y)
+            matvec_quantized_rows(&m.view(), xq, rows, y)
         };
         if let Err(e) = r {
             failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e.into());
