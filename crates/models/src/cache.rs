@@ -17,28 +17,34 @@ use std::any::Any;
 /// Positions per block of a [`PagedKv`] unless the caller picks another size.
 pub const DEFAULT_KV_BLOCK: usize = 16;
 
-/// KV cache for one sequence, created by `Model::new_cache`.
-pub struct KvCache {
-    pub(crate) n_ctx: usize,
-    pub(crate) len: usize,
+/// Layers and per-position widths of a cache: what a model checks before using it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CacheDims {
     pub(crate) n_layer: usize,
     pub(crate) k_width: usize,
     pub(crate) v_width: usize,
-    pub(crate) ty: KvType,
-    /// The backend's storage (`Backend::Cache`).
-    pub(crate) store: Box<dyn Any + Send + Sync>,
 }
 
-impl std::fmt::Debug for KvCache {
+/// The backend's storage (`Backend::Cache` or `Backend::Pool`), boxed.
+pub(crate) struct Storage(pub(crate) Box<dyn Any + Send + Sync>);
+
+impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KvCache")
-            .field("n_ctx", &self.n_ctx)
-            .field("len", &self.len)
-            .field("layers", &self.n_layer)
-            .field("widths", &(self.k_width, self.v_width))
-            .field("ty", &self.ty)
-            .finish()
+        f.write_str("<backend storage>")
     }
+}
+
+/// KV cache for one sequence, created by `Model::new_cache`.
+#[derive(Debug)]
+pub struct KvCache {
+    /// Capacity in positions.
+    pub(crate) n_ctx: usize,
+    /// Positions filled: the next step writes position `len`.
+    pub(crate) len: usize,
+    pub(crate) dims: CacheDims,
+    /// Element type of the stored keys and values.
+    pub(crate) ty: KvType,
+    pub(crate) store: Storage,
 }
 
 impl KvCache {
@@ -74,46 +80,36 @@ impl KvCache {
 /// A block holds `block_size` consecutive positions of one sequence for every layer;
 /// [`crate::Model::forward_batch`] reads and writes it through the block tables it is
 /// given.
+#[derive(Debug)]
 pub struct PagedKv {
-    pub(crate) block_size: usize,
-    pub(crate) n_blocks: usize,
-    pub(crate) n_layer: usize,
-    pub(crate) k_width: usize,
-    pub(crate) v_width: usize,
-    pub(crate) block_bytes: usize,
-    /// The backend's storage (`Backend::Pool`).
-    pub(crate) store: Box<dyn Any + Send + Sync>,
+    pub(crate) layout: PoolLayout,
+    pub(crate) dims: CacheDims,
+    pub(crate) store: Storage,
 }
 
-impl std::fmt::Debug for PagedKv {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PagedKv")
-            .field("block_size", &self.block_size)
-            .field("n_blocks", &self.n_blocks)
-            .field("layers", &self.n_layer)
-            .field("widths", &(self.k_width, self.v_width))
-            .finish()
-    }
+/// How a pool is cut into blocks.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PoolLayout {
+    pub(crate) block_size: usize,
+    pub(crate) n_blocks: usize,
+    /// Bytes of one block, all layers, keys and values.
+    pub(crate) block_bytes: usize,
 }
 
 impl PagedKv {
-    /// Positions per block.
-    pub fn block_size(&self) -> usize {
-        self.block_size
-    }
-
     /// Number of blocks in the pool.
     pub fn n_blocks(&self) -> usize {
-        self.n_blocks
+        self.layout.n_blocks
     }
 
     /// Bytes of one block (all layers, keys and values).
     pub fn block_bytes(&self) -> usize {
-        self.block_bytes
+        self.layout.block_bytes
     }
 
     /// Physical row of position `pos` in a sequence with block table `blocks`.
     pub(crate) fn row(&self, blocks: &[u32], pos: usize) -> usize {
-        blocks[pos / self.block_size] as usize * self.block_size + pos % self.block_size
+        let bs = self.layout.block_size;
+        blocks[pos / bs] as usize * bs + pos % bs
     }
 }

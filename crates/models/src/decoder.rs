@@ -35,6 +35,14 @@ pub(crate) fn tr<B: Backend>(be: &B, name: &str, layer: Option<usize>, x: &B::Ac
     }
 }
 
+/// `x` normalised by `w` into `slot` (traced as `name`), or `x` itself without a norm.
+fn pre_norm<'a, B: Backend>(be: &B, x: &'a B::Act, w: Option<&B::Vector>, eps: f32, (name, il): (&str, usize), slot: &'a mut Option<B::Act>) -> Result<&'a B::Act, ModelError> {
+    let Some(w) = w else { return Ok(x) };
+    let h = slot.insert(be.rms_norm(x, w, eps)?);
+    tr(be, name, Some(il), h);
+    Ok(h)
+}
+
 /// The token mixer of a block.
 pub enum Mixer<B: Backend> {
     Attention(Attention<B>),
@@ -180,15 +188,8 @@ impl<B: Backend> Decoder<B> {
         }
         let last = self.blocks.len().saturating_sub(1);
         for (il, b) in self.blocks.iter().enumerate() {
-            let normed;
-            let h = match &b.attn_norm {
-                Some(w) => {
-                    normed = be.rms_norm(&x, w, eps)?;
-                    tr(be, "attn_norm", Some(il), &normed);
-                    &normed
-                }
-                None => &x,
-            };
+            let mut normed = None;
+            let h = pre_norm(be, &x, b.attn_norm.as_ref(), eps, ("attn_norm", il), &mut normed)?;
             let mut ctx = b.mixer.context(be, step, il, h)?; // [n, n_head * head_dim_v]
             if il == last {
                 // Only the requested rows go on (llama.cpp's `inp_out_ids`).
@@ -202,15 +203,8 @@ impl<B: Backend> Decoder<B> {
             }
             be.add(&mut x, &a)?;
             tr(be, "ffn_inp", Some(il), &x);
-            let normed;
-            let h = match &b.ffn_norm {
-                Some(w) => {
-                    normed = be.rms_norm(&x, w, eps)?;
-                    tr(be, "ffn_norm", Some(il), &normed);
-                    &normed
-                }
-                None => &x,
-            };
+            let mut normed = None;
+            let h = pre_norm(be, &x, b.ffn_norm.as_ref(), eps, ("ffn_norm", il), &mut normed)?;
             let mut f = b.ffn.forward(be, step, h)?;
             match &b.post_ffn_norm {
                 Some(w) => {

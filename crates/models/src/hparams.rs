@@ -23,7 +23,7 @@ use jikji_gguf::{GgufError, GgufFile};
 pub use jikji_backend::RopeMode;
 
 /// Hyper-parameters shared by the decoder-only architectures of this crate.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct HParams {
     pub arch: String,
     pub n_vocab: usize,
@@ -252,6 +252,24 @@ impl HParams {
             Some(_) => Err(ModelError::Unsupported(format!("YaRN rope scaling for `{}`", self.arch))),
             None => Ok(()),
         }
+    }
+
+    /// The attention shape of a layer of these dimensions with `kq_scale` and an
+    /// optional sliding window.
+    pub fn attn_shape(&self, kq_scale: f32, window: Option<usize>) -> jikji_backend::AttnShape {
+        jikji_backend::AttnShape {
+            n_head: self.n_head,
+            n_head_kv: self.n_head_kv,
+            head_dim_k: self.head_dim_k,
+            head_dim_v: self.head_dim_v,
+            kq_scale,
+            window,
+        }
+    }
+
+    /// `1 / sqrt(head_dim_k)`, the usual attention scale.
+    pub fn default_kq_scale(&self) -> f32 {
+        1.0 / (self.head_dim_k as f32).sqrt()
     }
 
     /// Width of one token's keys in the cache.

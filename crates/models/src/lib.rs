@@ -50,6 +50,7 @@ use jikji_backend::{Backend, CpuBackend, SeqSpan, Step};
 use std::any::Any;
 use std::sync::Arc;
 
+use cache::{CacheDims, PoolLayout, Storage};
 pub use cache::{KvCache, KvType, PagedKv, DEFAULT_KV_BLOCK};
 pub use error::ModelError;
 pub use hparams::{HParams, RopeMode, YarnParams};
@@ -127,23 +128,23 @@ impl<B: Backend> Network for decoder::Decoder<B> {
     }
 }
 
-/// Summary of a loaded model, for engines and the CLI.
+/// Summary of a loaded model, for engines and the CLI: the hyper-parameters (reached
+/// through `Deref`: `info.n_vocab`, `info.arch`, `info.n_ctx_train`, …) and what the loaded
+/// weights add to them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelInfo {
-    /// `general.architecture`.
-    pub arch: String,
-    pub n_vocab: usize,
-    pub n_embd: usize,
-    pub n_layer: usize,
-    pub n_ff: usize,
-    pub n_head: usize,
-    pub n_head_kv: usize,
+    pub hparams: HParams,
+    /// Per-head width of queries and keys (`hparams.head_dim_k`).
     pub head_dim: usize,
-    /// `{arch}.context_length` (0 if absent).
-    pub n_ctx_train: usize,
-    pub sliding_window: Option<usize>,
     /// Output projection shares the token embedding.
     pub tied_output: bool,
+}
+
+impl std::ops::Deref for ModelInfo {
+    type Target = HParams;
+    fn deref(&self) -> &HParams {
+        &self.hparams
+    }
 }
 
 /// A loaded model: the mapped file and its validated architecture.
@@ -169,19 +170,7 @@ impl Model {
     pub fn load_on<B: Backend>(file: Arc<GgufFile>, be: B) -> Result<Model, ModelError> {
         let net: Box<dyn Network> = Box::new(registry::load(&file, &be)?);
         let hp = net.hparams();
-        let info = ModelInfo {
-            arch: hp.arch.clone(),
-            n_vocab: hp.n_vocab,
-            n_embd: hp.n_embd,
-            n_layer: hp.n_layer,
-            n_ff: hp.n_ff,
-            n_head: hp.n_head,
-            n_head_kv: hp.n_head_kv,
-            head_dim: hp.head_dim_k,
-            n_ctx_train: hp.n_ctx_train,
-            sliding_window: hp.sliding_window,
-            tied_output: net.tied_output(),
-        };
+        let info = ModelInfo { hparams: hp.clone(), head_dim: hp.head_dim_k, tied_output: net.tied_output() };
         Ok(Model { file, net, info })
     }
 
@@ -205,10 +194,26 @@ impl Model {
     /// An empty cache of the given element type; a size that overflows or cannot be
     /// allocated is [`ModelError::CacheTooLarge`].
     pub fn new_cache_with(&self, n_ctx: usize, ty: KvType) -> Result<KvCache, ModelError> {
-        let hp = self.net.hparams();
-        let (kw, vw) = self.net.cache_widths();
-        let store = self.net.new_cache(n_ctx, ty)?;
-        Ok(KvCache { n_ctx, len: 0, n_layer: hp.n_layer, k_width: kw, v_width: vw, ty, store })
+        let store = Storage(self.net.new_cache(n_ctx, ty)?);
+        Ok(KvCache { n_ctx, len: 0, dims: self.dims(), ty, store })
+    }
+
+    /// The layers and widths a cache of this model has.
+    fn dims(&self) -> CacheDims {
+        let (k_width, v_width) = self.net.cache_widths();
+        CacheDims { n_layer: self.net.hparams().n_layer, k_width, v_width }
+    }
+
+    /// A cache made for another model (or another backend) is refused, never read.
+    fn check_dims(&self, what: &str, have: CacheDims) -> Result<(), ModelError> {
+        let want = self.dims();
+        if have != want {
+            return Err(ModelError::CacheMismatch(format!(
+                "{what} has {} layers of widths {}/{}, model needs {} of {}/{}",
+                have.n_layer, have.k_width, have.v_width, want.n_layer, want.k_width, want.v_width
+            )));
+        }
+        Ok(())
     }
 
     /// The backend the model computes on (`cpu`, …).
@@ -245,18 +250,7 @@ impl Model {
         if let Some(&token) = tokens.iter().find(|&&t| t as usize >= hp.n_vocab) {
             return Err(ModelError::TokenOutOfRange { token, n_vocab: hp.n_vocab });
         }
-        let (kw, vw) = self.net.cache_widths();
-        if cache.n_layer != hp.n_layer || cache.k_width != kw || cache.v_width != vw {
-            return Err(ModelError::CacheMismatch(format!(
-                "cache has {} layers of widths {}/{}, model needs {} of {}/{}",
-                cache.n_layer,
-                cache.k_width,
-                cache.v_width,
-                hp.n_layer,
-                kw,
-                vw
-            )));
-        }
+        self.check_dims("cache", cache.dims)?;
         let needed = cache.len() + tokens.len();
         if needed > cache.n_ctx() {
             return Err(ModelError::ContextOverflow { needed, n_ctx: cache.n_ctx() });
@@ -267,14 +261,13 @@ impl Model {
                 tokens.len()
             )));
         }
-        let logits = self.net.forward(tokens, ErasedKv::Contiguous { store: &mut *cache.store, pos0: cache.len }, out_rows)?;
+        let logits = self.net.forward(tokens, ErasedKv::Contiguous { store: &mut *cache.store.0, pos0: cache.len }, out_rows)?;
         cache.len = needed;
         Ok(logits)
     }
 
     /// An empty paged KV pool of `n_blocks` blocks of `block_size` positions (F16).
     pub fn new_paged_kv(&self, n_blocks: usize, block_size: usize) -> Result<PagedKv, ModelError> {
-        let hp = self.net.hparams();
         let (kw, vw) = self.net.cache_widths();
         if block_size == 0 || n_blocks == 0 || n_blocks > u32::MAX as usize {
             return Err(ModelError::BadRequest(format!("paged KV of {n_blocks} blocks of {block_size} positions")));
@@ -284,7 +277,7 @@ impl Model {
             return Err(ModelError::BadRequest("paged KV size overflows".into()));
         }
         let (store, block_bytes) = self.net.new_pool(n_blocks, block_size)?;
-        Ok(PagedKv { block_size, n_blocks, n_layer: hp.n_layer, k_width: kw, v_width: vw, block_bytes, store })
+        Ok(PagedKv { layout: PoolLayout { block_size, n_blocks, block_bytes }, dims: self.dims(), store: Storage(store) })
     }
 
     /// One batched step over several sequences sharing the paged pool `kv`.
@@ -302,18 +295,7 @@ impl Model {
         if seqs.is_empty() {
             return Err(ModelError::EmptyInput);
         }
-        let (kw, vw) = self.net.cache_widths();
-        if kv.n_layer != hp.n_layer || kv.k_width != kw || kv.v_width != vw {
-            return Err(ModelError::CacheMismatch(format!(
-                "paged pool has {} layers of widths {}/{}, model needs {} of {}/{}",
-                kv.n_layer,
-                kv.k_width,
-                kv.v_width,
-                hp.n_layer,
-                kw,
-                vw
-            )));
-        }
+        self.check_dims("paged pool", kv.dims)?;
         let mut tokens = Vec::new();
         let mut spans = Vec::with_capacity(seqs.len());
         let mut out_rows = Vec::new();
@@ -326,12 +308,12 @@ impl Model {
                 return Err(ModelError::TokenOutOfRange { token, n_vocab: hp.n_vocab });
             }
             let end = s.pos0 + s.tokens.len();
-            let cap = s.blocks.len() * kv.block_size;
+            let cap = s.blocks.len() * kv.layout.block_size;
             if end > cap {
                 return Err(ModelError::ContextOverflow { needed: end, n_ctx: cap });
             }
-            if let Some(&b) = s.blocks[..end.div_ceil(kv.block_size)].iter().find(|&&b| b as usize >= kv.n_blocks) {
-                return Err(ModelError::BadRequest(format!("sequence {i}: block {b} outside the pool of {}", kv.n_blocks)));
+            if let Some(&b) = s.blocks[..end.div_ceil(kv.layout.block_size)].iter().find(|&&b| b as usize >= kv.layout.n_blocks) {
+                return Err(ModelError::BadRequest(format!("sequence {i}: block {b} outside the pool of {}", kv.layout.n_blocks)));
             }
             for pos in s.pos0..end {
                 if !written.insert(kv.row(s.blocks, pos)) {
@@ -346,11 +328,11 @@ impl Model {
         }
         if out_rows.is_empty() {
             // The architectures always produce at least one row; compute the last and drop it.
-            let logits = self.net.forward(&tokens, ErasedKv::Paged { store: &mut *kv.store, seqs: &spans }, &[tokens.len() - 1])?;
+            let logits = self.net.forward(&tokens, ErasedKv::Paged { store: &mut *kv.store.0, seqs: &spans }, &[tokens.len() - 1])?;
             drop(logits);
             return Ok(Vec::new());
         }
-        self.net.forward(&tokens, ErasedKv::Paged { store: &mut *kv.store, seqs: &spans }, &out_rows)
+        self.net.forward(&tokens, ErasedKv::Paged { store: &mut *kv.store.0, seqs: &spans }, &out_rows)
     }
 }
 

@@ -28,7 +28,7 @@ use crate::decoder::{Block, Decoder, Ffn, Head, Mixer};
 use crate::error::ModelError;
 use crate::hparams::{HParams, Meta, RopeMode};
 use crate::weights::Loader;
-use jikji_backend::{Activation, AttnShape, Backend, Rope};
+use jikji_backend::{Activation, Backend, Rope};
 
 pub fn load<B: Backend>(ld: &Loader<B>) -> Result<Decoder<B>, ModelError> {
     let hp = HParams::from_gguf(ld.file, "exaone4")?;
@@ -57,14 +57,7 @@ pub fn load<B: Backend>(ld: &Loader<B>) -> Result<Decoder<B>, ModelError> {
             freq_scale: hp.rope_freq_scale,
             freq_factors: rope_freqs.clone(),
         };
-        let shape = AttnShape {
-            n_head: hp.n_head,
-            n_head_kv: hp.n_head_kv,
-            head_dim_k: hp.head_dim_k,
-            head_dim_v: hp.head_dim_v,
-            kq_scale: 1.0 / (hp.head_dim_k as f32).sqrt(),
-            window: if sl { hp.sliding_window } else { None },
-        };
+        let shape = hp.attn_shape(hp.default_kq_scale(), if sl { hp.sliding_window } else { None });
         let attn = Attention::load(ld, &hp, il, AttnRequire { bias: false, qk_norm: true }, shape, rope)?;
         let ffn = Ffn::Gated(GatedFfn::load(ld, il, "", hp.n_ff, hp.n_embd, Activation::Silu)?);
         blocks.push(Block::post_norm(ld, &hp, il, Mixer::Attention(attn), ffn)?);

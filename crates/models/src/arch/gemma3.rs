@@ -32,7 +32,7 @@ use crate::decoder::{Block, Decoder, Ffn, Head, Mixer};
 use crate::error::ModelError;
 use crate::hparams::{HParams, Meta, RopeMode};
 use crate::weights::Loader;
-use jikji_backend::{Activation, AttnShape, Backend, Rope};
+use jikji_backend::{Activation, Backend, Rope};
 
 /// Rope base of local (sliding-window) layers, fixed by the model family.
 const LOCAL_ROPE_BASE: f32 = 10000.0;
@@ -54,14 +54,7 @@ pub fn load<B: Backend>(ld: &Loader<B>) -> Result<Decoder<B>, ModelError> {
     for (il, &is_local) in local.iter().enumerate() {
         let (base, freq_scale) = if is_local { (local_base, 1.0) } else { (hp.rope_base, hp.rope_freq_scale) };
         let rope = Rope::Plain { mode: RopeMode::Neox, n_rot: hp.n_rot, base, freq_scale, freq_factors: None };
-        let shape = AttnShape {
-            n_head: hp.n_head,
-            n_head_kv: hp.n_head_kv,
-            head_dim_k: hp.head_dim_k,
-            head_dim_v: hp.head_dim_v,
-            kq_scale: 1.0,
-            window: is_local.then_some(window),
-        };
+        let shape = hp.attn_shape(1.0, is_local.then_some(window));
         let mut attn = Attention::load(ld, &hp, il, AttnRequire { bias: false, qk_norm: true }, shape, rope)?;
         attn.q_scale = Some(1.0 / (hp.head_dim_k as f32).sqrt());
         let ffn = Ffn::Gated(GatedFfn::load(ld, il, "", hp.n_ff, hp.n_embd, Activation::GeluTanh)?);

@@ -19,7 +19,7 @@ use crate::decoder::{Block, Decoder, Ffn, Head, Mixer};
 use crate::error::ModelError;
 use crate::hparams::{HParams, RopeMode};
 use crate::weights::Loader;
-use jikji_backend::{Activation, AttnShape, Backend, Rope};
+use jikji_backend::{Activation, Backend, Rope};
 
 /// What distinguishes the members of the family.
 #[derive(Clone, Copy, Debug)]
@@ -32,14 +32,7 @@ pub struct FamilyOptions {
 /// The family's attention of one layer: rope with optional `rope_freqs.weight` factors
 /// (`[n_rot/2]`, llama-3 frequency divisors), `1/sqrt(head_dim)` scaling, global causal.
 pub fn attention<B: Backend>(ld: &Loader<B>, hp: &HParams, il: usize, opts: FamilyOptions) -> Result<Attention<B>, ModelError> {
-    let shape = AttnShape {
-        n_head: hp.n_head,
-        n_head_kv: hp.n_head_kv,
-        head_dim_k: hp.head_dim_k,
-        head_dim_v: hp.head_dim_v,
-        kq_scale: 1.0 / (hp.head_dim_k as f32).sqrt(),
-        window: None,
-    };
+    let shape = hp.attn_shape(hp.default_kq_scale(), None);
     let rope = Rope::Plain {
         mode: opts.rope_mode,
         n_rot: hp.n_rot,
