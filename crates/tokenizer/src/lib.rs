@@ -31,7 +31,7 @@ mod tokenizer;
 mod unicode;
 mod vocab;
 
-/// Chat templates (owned by the chat-template helper: `chat.rs` and `tests/chat_*.rs`).
+/// Chat templates (owned by the chat-template helper: `chat/` and `tests/chat_*.rs`).
 pub mod chat;
 
 pub use decode::IncrementalDecoder;
