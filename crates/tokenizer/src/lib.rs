@@ -24,7 +24,6 @@
 mod bpe;
 mod decode;
 mod error;
-mod fxhash;
 mod pretokenize;
 mod spm;
 mod tokenizer;
