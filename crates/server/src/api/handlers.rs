@@ -1,6 +1,6 @@
 //! The route handlers: chat and text completions (streaming or not), models, tokenize,
 //! detokenize, health and metrics. A handler reads and checks the request, turns it into
-//! engine submissions, and hands the streams to [`super::reply`] for the response.
+//! engine submissions, and hands the streams to `reply` for the response.
 //!
 //! - A generation request becomes one engine submission per choice (`n` of them per
 //!   prompt, seeds `seed, seed+1, …`); the engine's prefix cache computes the shared prompt

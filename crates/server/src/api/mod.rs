@@ -1,5 +1,5 @@
 //! The HTTP API: [`handlers`] read and check requests and submit them to the engine;
-//! [`reply`] assembles the engine's events into OpenAI replies and SSE streams, whose
+//! `reply` assembles the engine's events into OpenAI replies and SSE streams, whose
 //! bodies are the typed structs of [`crate::wire`].
 //!
 //! Stream and non-stream replies are built from the same per-token events through the

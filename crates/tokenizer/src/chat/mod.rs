@@ -56,15 +56,17 @@
 //!
 //! # Layout
 //!
-//! - `template`: [`ChatTemplate`] (compile, render, choice for a model file),
-//!   [`TemplateOrigin`], [`ChatTemplateError`];
-//! - `fallback`: the built-in templates ([`builtin`], [`fallback_for_arch`]);
+//! - `template`: [`ChatTemplate`](crate::chat::ChatTemplate) (compile, render, choice for
+//!   a model file), [`TemplateOrigin`](crate::chat::TemplateOrigin),
+//!   [`ChatTemplateError`](crate::chat::ChatTemplateError);
+//! - `fallback`: the built-in templates ([`builtin`](crate::chat::builtin),
+//!   [`fallback_for_arch`](crate::chat::fallback_for_arch));
 //! - `sandbox`: the environment, its limits and error mapping;
 //! - `messages`: validation and flattening of the messages;
 //! - `pymethods`: Python methods minijinja lacks;
 //! - `pyformat`: Python-style printing of values and numbers;
 //! - `tojson`: the Python-compatible `tojson` filter;
-//! - `strftime`: `strftime_now` and [`strftime_utc`].
+//! - `strftime`: `strftime_now` and [`strftime_utc`](crate::chat::strftime_utc).
 
 mod fallback;
 mod messages;

@@ -44,7 +44,8 @@ pub enum TemplateOrigin {
     Provided,
     /// The model's `tokenizer.chat_template` metadata.
     Gguf,
-    /// A [`builtin`](super::builtin) template, by name (the file has none, or names a built-in one).
+    /// A [`builtin`](super::builtin) template, by name (the file has none, or names a
+    /// built-in one).
     Builtin(&'static str),
 }
 
