@@ -6,7 +6,8 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+
+use crate::wire::{to_json_string, ErrorBody, ErrorObject};
 
 /// One failed request: the status, the OpenAI error object, and for 429 a `Retry-After`.
 #[derive(Clone, Debug, PartialEq)]
@@ -126,16 +127,21 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message).with_code("internal_error")
     }
 
-    /// The JSON body: `{"error": {...}}`.
+    /// The body as written on the wire: `{"error": {...}}`.
+    pub fn wire(&self) -> ErrorBody<'_> {
+        ErrorBody {
+            error: ErrorObject {
+                message: &self.message,
+                kind: self.kind,
+                param: self.param.as_deref(),
+                code: self.code,
+            },
+        }
+    }
+
+    /// The JSON body: `{"error": {...}}`, as a value.
     pub fn body(&self) -> serde_json::Value {
-        json!({
-            "error": {
-                "message": self.message,
-                "type": self.kind,
-                "param": self.param,
-                "code": self.code,
-            }
-        })
+        serde_json::to_value(self.wire()).unwrap_or(serde_json::Value::Null)
     }
 }
 
@@ -149,7 +155,7 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = self.body().to_string();
+        let body = to_json_string(&self.wire());
         let mut resp = (self.status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body)
             .into_response();
         if let Some(s) = self.retry_after_secs {

@@ -5,11 +5,11 @@
 //! escaped), so one `data:` line per event is always a complete event.
 
 use bytes::Bytes;
-use serde_json::Value;
+use serde::Serialize;
 
-/// `data: {json}\n\n`
-pub fn event(v: &Value) -> Bytes {
-    let json = v.to_string();
+/// `data: {json}\n\n`, for any body of the wire schema ([`crate::wire`]) or a JSON value.
+pub fn event<T: Serialize + ?Sized>(v: &T) -> Bytes {
+    let json = crate::wire::to_json_string(v);
     let mut s = String::with_capacity(json.len() + 8);
     s.push_str("data: ");
     s.push_str(&json);
@@ -25,7 +25,7 @@ pub fn done() -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     #[test]
     fn event_is_one_data_line_with_blank_line_after() {

@@ -9,8 +9,9 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use rustc_hash::FxHashMap;
+
 use crate::error::TokenizerError;
-use crate::fxhash::FxHashMap;
 
 /// Merge rules: `(left id, right id) → (rank, id of the merged text if it is a token)`.
 pub(crate) type MergeMap = FxHashMap<(u32, u32), (u32, Option<u32>)>;

@@ -24,14 +24,13 @@
 mod bpe;
 mod decode;
 mod error;
-mod fxhash;
 mod pretokenize;
 mod spm;
 mod tokenizer;
 mod unicode;
 mod vocab;
 
-/// Chat templates (owned by the chat-template helper: `chat.rs` and `tests/chat_*.rs`).
+/// Chat templates (owned by the chat-template helper: `chat/` and `tests/chat_*.rs`).
 pub mod chat;
 
 pub use decode::IncrementalDecoder;

@@ -8,8 +8,9 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
+use rustc_hash::FxHashMap;
+
 use crate::error::TokenizerError;
-use crate::fxhash::FxHashMap;
 
 struct Cand {
     score: f32,

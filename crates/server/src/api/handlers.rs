@@ -1,0 +1,350 @@
+//! The route handlers: chat and text completions (streaming or not), models, tokenize,
+//! detokenize, health and metrics. A handler reads and checks the request, turns it into
+//! engine submissions, and hands the streams to `reply` for the response.
+//!
+//! - A generation request becomes one engine submission per choice (`n` of them per
+//!   prompt, seeds `seed, seed+1, …`); the engine's prefix cache computes the shared prompt
+//!   once. All checks (shape, ranges, model name, context) happen before the first
+//!   submission, and a failed submission drops the ones already made, which cancels them.
+//! - Every body is read as bytes under the body limit and parsed here, so a too-large body
+//!   is a 413 and bad JSON a 400, both in OpenAI's error shape.
+
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use jikji_engine::reasoning::ReasoningSplitter;
+use jikji_engine::serve::{GenRequest, GenStream, SubmitError};
+use serde_json::Value;
+
+use super::reply::{collect, sse_response, Choice, Kind, Reply};
+use crate::error::ApiError;
+use crate::request::{self, Fields, GenOptions, PromptInput};
+use crate::wire::{
+    DetokenizeResponse, HealthStatus, ModelList, ModelObject, Piece, TokenList, TokenPiece, TokenizeResponse,
+};
+use crate::AppState;
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn random_u64() -> u64 {
+    rand::random::<u64>()
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}{:016x}{:08x}", random_u64(), random_u64() as u32)
+}
+
+/// Parses a body (already limited in size) as a JSON value.
+fn parse_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Value, ApiError> {
+    let bytes = match body {
+        Ok(b) => b,
+        Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(ApiError::body_too_large(limit)),
+        Err(rej) => return Err(ApiError::bad_json(format!("Could not read the request body: {}", rej.body_text()))),
+    };
+    if bytes.is_empty() {
+        return Err(ApiError::bad_json("The request body is empty; expected a JSON object"));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_json(format!("The request body is not valid JSON: {e}")))
+}
+
+fn check_model(st: &AppState, requested: Option<&str>) -> Result<(), ApiError> {
+    match requested {
+        None => Ok(()),
+        Some(m) if st.serves(m) => Ok(()),
+        Some(m) => Err(ApiError::unknown_model(m, st.engine.model_id())),
+    }
+}
+
+fn check_not_draining(st: &AppState) -> Result<(), ApiError> {
+    if st.shutdown.draining.load(Ordering::SeqCst) {
+        return Err(ApiError::shutting_down());
+    }
+    Ok(())
+}
+
+fn submit_error(e: SubmitError, prompt_param: &str) -> ApiError {
+    match e {
+        SubmitError::QueueFull { retry_after_secs } => ApiError::queue_full(retry_after_secs),
+        SubmitError::ShuttingDown => ApiError::shutting_down(),
+        SubmitError::PromptTooLong { prompt, limit } => ApiError::context_length(
+            format!("This model's maximum context length is {limit} tokens; the request needs {prompt}"),
+            prompt_param,
+        ),
+        SubmitError::Invalid(msg) => ApiError::invalid(prompt_param, msg),
+    }
+}
+
+/// The token budget for a prompt of `n_prompt` tokens: the requested `max_tokens` if the
+/// two fit the context, otherwise an OpenAI-style `context_length_exceeded`.
+fn token_budget(st: &AppState, opts: &GenOptions, n_prompt: usize, prompt_param: &str) -> Result<usize, ApiError> {
+    let n_ctx = st.engine.n_ctx();
+    if n_prompt == 0 {
+        return Err(ApiError::invalid(prompt_param, "The prompt is empty after tokenization"));
+    }
+    if n_prompt >= n_ctx {
+        return Err(ApiError::context_length(
+            format!(
+                "This model's maximum context length is {n_ctx} tokens. However, your {} resulted in {n_prompt} tokens.",
+                if prompt_param == "messages" { "messages" } else { "prompt" }
+            ),
+            prompt_param,
+        ));
+    }
+    match opts.max_tokens {
+        None => Ok(n_ctx - n_prompt),
+        Some(m) if n_prompt + m <= n_ctx => Ok(m),
+        Some(m) => Err(ApiError::context_length(
+            format!(
+                "This model's maximum context length is {n_ctx} tokens. However, you requested {} tokens ({n_prompt} in the {}, {m} in the completion). Please reduce the length of the {} or completion.",
+                n_prompt + m,
+                prompt_param,
+                prompt_param
+            ),
+            opts.max_tokens_param,
+        )),
+    }
+}
+/// Submits one request per choice. Dropping the returned streams cancels them.
+fn submit_all(st: &AppState, reqs: Vec<GenRequest>, prompt_param: &str) -> Result<Vec<GenStream>, ApiError> {
+    let mut out = Vec::with_capacity(reqs.len());
+    for r in reqs {
+        out.push(st.engine.submit(r).map_err(|e| submit_error(e, prompt_param))?);
+    }
+    Ok(out)
+}
+
+fn gen_request(opts: &GenOptions, prompt: Vec<u32>, max_tokens: usize, seed: u64, logprobs: Option<usize>) -> GenRequest {
+    let mut sampling = opts.sampling.clone();
+    sampling.seed = seed;
+    GenRequest {
+        prompt,
+        max_tokens,
+        sampling,
+        logit_bias: opts.logit_bias.clone(),
+        stop: opts.stop.clone(),
+        logprobs,
+        ignore_eos: opts.ignore_eos,
+    }
+}
+
+/// `POST /v1/chat/completions`
+pub async fn chat_completions(State(st): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    check_not_draining(&st)?;
+    let v = parse_body(body, st.config.limits.max_body_bytes)?;
+    let f = Fields::new(&v)?;
+    let n_vocab = st.engine.tokenizer().n_vocab();
+    let opts = request::gen_options(&f, &st.config.limits, n_vocab)?;
+    check_model(&st, opts.model.as_deref())?;
+    let messages = request::chat_messages(&f, &st.config.limits)?;
+    let logprobs = request::chat_logprobs(&f)?;
+    let split = request::reasoning_split(&f)?;
+    let add_generation_prompt = f.bool("add_generation_prompt")?.unwrap_or(true);
+
+    let prompt = st
+        .engine
+        .chat_prompt(&messages, add_generation_prompt)
+        .map_err(|e| ApiError::invalid("messages", format!("cannot apply the chat template: {e}")))?;
+    let max_tokens = token_budget(&st, &opts, prompt.len(), "messages")?;
+
+    let splitter = if split {
+        // Start inside a thought when the rendered prompt ends with `<think>`.
+        let tail_from = prompt.len().saturating_sub(8);
+        let tail = st.engine.tokenizer().decode(&prompt[tail_from..], true).unwrap_or_default();
+        Some(ReasoningSplitter::for_prompt(&tail))
+    } else {
+        None
+    };
+    let seed = opts.seed.unwrap_or_else(random_u64);
+    let reqs: Vec<GenRequest> = (0..opts.n)
+        .map(|j| gen_request(&opts, prompt.clone(), max_tokens, seed.wrapping_add(j as u64), logprobs))
+        .collect();
+    let guard = st.shutdown.guard();
+    let streams = submit_all(&st, reqs, "messages")?;
+    let reply = Reply {
+        kind: Kind::Chat,
+        id: new_id("chatcmpl-"),
+        created: now_secs(),
+        model: st.engine.model_id().to_string(),
+        logprobs: logprobs.is_some(),
+        include_usage: opts.include_usage,
+        prompt_lens: vec![prompt.len(); opts.n],
+        prompt_of: vec![0; opts.n],
+        eog_ids: st.engine.tokenizer().eog_ids(),
+    };
+    let choices: Vec<Choice> = (0..opts.n).map(|i| Choice::new(i, splitter.clone())).collect();
+    if opts.stream {
+        Ok(sse_response(reply, choices, streams, guard))
+    } else {
+        Ok(collect(reply, choices, streams, guard).await)
+    }
+}
+
+/// `POST /v1/completions`
+pub async fn completions(State(st): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    check_not_draining(&st)?;
+    let v = parse_body(body, st.config.limits.max_body_bytes)?;
+    let f = Fields::new(&v)?;
+    let n_vocab = st.engine.tokenizer().n_vocab();
+    let opts = request::gen_options(&f, &st.config.limits, n_vocab)?;
+    check_model(&st, opts.model.as_deref())?;
+    let inputs = request::completion_prompts(&f, &st.config.limits, n_vocab)?;
+    let logprobs = request::completion_logprobs(&f)?;
+    if f.bool("echo")?.unwrap_or(false) {
+        return Err(ApiError::invalid("echo", "`echo` is not supported"));
+    }
+    if f.string("suffix")?.is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::invalid("suffix", "`suffix` is not supported"));
+    }
+
+    let mut prompts = Vec::with_capacity(inputs.len());
+    for p in inputs {
+        let ids = match p {
+            PromptInput::Text(t) => st
+                .engine
+                .completion_prompt(&t)
+                .map_err(|e| ApiError::invalid("prompt", format!("cannot tokenize the prompt: {e}")))?,
+            PromptInput::Tokens(ids) => ids,
+        };
+        let budget = token_budget(&st, &opts, ids.len(), "prompt")?;
+        prompts.push((ids, budget));
+    }
+    let seed = opts.seed.unwrap_or_else(random_u64);
+    let mut reqs = Vec::new();
+    let (mut prompt_lens, mut prompt_of) = (Vec::new(), Vec::new());
+    for (pi, (ids, budget)) in prompts.iter().enumerate() {
+        for j in 0..opts.n {
+            reqs.push(gen_request(&opts, ids.clone(), *budget, seed.wrapping_add(j as u64), logprobs));
+            prompt_lens.push(ids.len());
+            prompt_of.push(pi);
+        }
+    }
+    let guard = st.shutdown.guard();
+    let streams = submit_all(&st, reqs, "prompt")?;
+    let n_choices = streams.len();
+    let reply = Reply {
+        kind: Kind::Completion,
+        id: new_id("cmpl-"),
+        created: now_secs(),
+        model: st.engine.model_id().to_string(),
+        logprobs: logprobs.is_some(),
+        include_usage: opts.include_usage,
+        prompt_lens,
+        prompt_of,
+        eog_ids: st.engine.tokenizer().eog_ids(),
+    };
+    let choices: Vec<Choice> = (0..n_choices).map(|i| Choice::new(i, None)).collect();
+    if opts.stream {
+        Ok(sse_response(reply, choices, streams, guard))
+    } else {
+        Ok(collect(reply, choices, streams, guard).await)
+    }
+}
+
+/// `GET /v1/models`
+pub async fn list_models(State(st): State<AppState>) -> Response {
+    let data = vec![ModelObject::new(st.engine.model_id(), st.started)];
+    axum::Json(ModelList { object: "list", data }).into_response()
+}
+
+/// `GET /v1/models/{model}`
+pub async fn get_model(State(st): State<AppState>, Path(model): Path<String>) -> Result<Response, ApiError> {
+    check_model(&st, Some(&model))?;
+    Ok(axum::Json(ModelObject::new(st.engine.model_id(), st.started)).into_response())
+}
+
+/// `GET /health`: 200 while serving, 503 while draining.
+pub async fn health(State(st): State<AppState>) -> Response {
+    if st.shutdown.draining.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(HealthStatus { status: "shutting_down" })).into_response();
+    }
+    axum::Json(HealthStatus { status: "ok" }).into_response()
+}
+
+/// `GET /metrics`
+pub async fn metrics(State(st): State<AppState>) -> Response {
+    let text = crate::metrics::render(&st.http_metrics, &st.engine.metrics());
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], text)
+        .into_response()
+}
+
+/// `POST /tokenize` (llama.cpp's shape): `{"content", "add_special"?, "with_pieces"?}` →
+/// `{"tokens": [ids]}` or, with pieces, `{"tokens": [{"id", "piece"}]}`.
+pub async fn tokenize(State(st): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let v = parse_body(body, st.config.limits.max_body_bytes)?;
+    let f = Fields::new(&v)?;
+    check_model(&st, f.string("model")?)?;
+    let content = f
+        .string("content")?
+        .ok_or_else(|| ApiError::invalid("content", "`content` (a string) is required"))?;
+    let add_special = f.bool("add_special")?.unwrap_or(false);
+    let parse_special = f.bool("parse_special")?.unwrap_or(true);
+    let with_pieces = f.bool("with_pieces")?.unwrap_or(false);
+    let tok = st.engine.tokenizer();
+    let ids = tok
+        .encode(content, add_special, parse_special)
+        .map_err(|e| ApiError::invalid("content", format!("cannot tokenize: {e}")))?;
+    let tokens = if with_pieces {
+        TokenList::WithPieces(
+            ids.iter()
+                .map(|&id| {
+                    let bytes = tok.token_bytes(id, true).unwrap_or_default();
+                    let piece = match String::from_utf8(bytes) {
+                        Ok(s) => Piece::Text(s),
+                        Err(e) => Piece::Bytes(e.into_bytes()),
+                    };
+                    TokenPiece { id, piece }
+                })
+                .collect(),
+        )
+    } else {
+        TokenList::Ids(ids)
+    };
+    Ok(axum::Json(TokenizeResponse { tokens }).into_response())
+}
+
+/// `POST /detokenize`: `{"tokens": [ids]}` → `{"content": text}`.
+pub async fn detokenize(State(st): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let v = parse_body(body, st.config.limits.max_body_bytes)?;
+    let f = Fields::new(&v)?;
+    check_model(&st, f.string("model")?)?;
+    let n_vocab = st.engine.tokenizer().n_vocab();
+    let list = match f.get("tokens") {
+        Some(Value::Array(a)) => a,
+        _ => return Err(ApiError::invalid("tokens", "`tokens` (a list of token ids) is required")),
+    };
+    let mut ids = Vec::with_capacity(list.len());
+    for t in list {
+        match t.as_u64() {
+            Some(id) if (id as usize) < n_vocab => ids.push(id as u32),
+            _ => {
+                return Err(ApiError::invalid(
+                    "tokens",
+                    format!("`tokens` must hold token ids below the vocabulary size {n_vocab}"),
+                ))
+            }
+        }
+    }
+    let text = st
+        .engine
+        .tokenizer()
+        .decode(&ids, false)
+        .map_err(|e| ApiError::invalid("tokens", format!("cannot detokenize: {e}")))?;
+    Ok(axum::Json(DetokenizeResponse { content: text }).into_response())
+}
+
+/// Any other URL: 404 in OpenAI's shape.
+pub async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::no_route(method.as_str(), uri.path())
+}
+
+/// A known URL with the wrong method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}
