@@ -6,19 +6,24 @@
 //!   `tg128` also starts from an empty context).
 //! - One warm-up of each first, then `-r` repetitions; the table shows the median tok/s
 //!   ± the standard deviation over repetitions.
-//! - **Bandwidth**: a multi-threaded sequential read of a 1 GiB buffer (best of 3), run in
-//!   a child process (`jikji bench --membw-only`) so that the buffer does not count in
-//!   this process's peak RSS, which is reported too (`VmHWM`, Linux) for comparisons with
-//!   the peer. `tg_bandwidth_share = model_bytes × tg_tok_s ÷ bandwidth`, where
-//!   `model_bytes` is what one decoded token reads: every weight tensor once, except an
-//!   untied token embedding of which only one row is read.
+//! - **Bandwidth**: `jikji_eval::bandwidth`'s STREAM-style probe (every hardware thread
+//!   reading its own part of an array four times the last-level cache, best of 5 passes),
+//!   run in a child process (`jikji bench --membw-only`) so that its array does not count
+//!   in this process's peak RSS, which is reported too (`VmHWM`, Linux) for comparisons
+//!   with the peer. `tg_bandwidth_share = model_bytes × tg_tok_s ÷ bandwidth`, where
+//!   `model_bytes` is what one decoded token reads (`jikji_eval::cost`): every weight
+//!   tensor once, except an untied token embedding of which only one row is read.
+//! - The model is opened like `run` opens it (`jikji_engine::open`), with a context of
+//!   `max(-p, -n)` positions; one that cannot fit in memory is refused before anything is
+//!   allocated.
 
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use jikji_eval::{bandwidth, cost, memory, Summary};
 use jikji_models::Model;
 
-use crate::commands::open_file;
+use crate::commands::{open_model, set_threads};
 
 /// Options of `jikji bench`.
 #[derive(clap::Args, Debug)]
@@ -41,38 +46,35 @@ pub struct BenchArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
-    /// Only measure memory bandwidth and print it in GB/s (used by `bench` itself).
+    /// Only measure memory bandwidth (every hardware thread, whatever `-t` says) and print
+    /// it in GB/s (used by `bench` itself, in a child process).
     #[arg(long = "membw-only", hide = true)]
     membw_only: bool,
 }
 
 /// Tokens per ubatch, as llama.cpp's default `n_ubatch`.
 const UBATCH: usize = 512;
-/// Size of the memory-bandwidth test buffer.
-const MEMBW_BYTES: usize = 1 << 30;
 
 pub fn bench(args: BenchArgs) -> Result<()> {
-    let threads = match args.threads {
-        Some(0) => bail!("--threads must be at least 1"),
-        Some(t) => t,
-        None => jikji_kernels::num_threads(),
-    };
-    jikji_kernels::set_num_threads(threads);
     if args.membw_only {
-        let gbs = memory_bandwidth_gb_s(threads)?;
-        println!("{gbs:.3}");
+        let bw = bandwidth::measure_default().context("memory bandwidth test")?;
+        println!("{:.3}", bw.gb_s);
         return Ok(());
     }
+    set_threads(args.threads)?;
+    let threads = jikji_kernels::num_threads();
     if args.reps == 0 {
         bail!("--repetitions must be at least 1");
     }
     let Some(model_arg) = args.model.as_deref() else { bail!("-m/--model is required") };
-    let (path, file) = open_file(model_arg)?;
-    let model = Model::load(file.clone()).with_context(|| format!("cannot load model {}", path.display()))?;
-    let bytes = model_bytes(&model);
+    // Each test starts from an empty cache, so the longer of the two sets the context.
+    let ctx = args.n_prompt.max(args.n_gen).max(1);
+    let opened = open_model(model_arg, Some(ctx))
+        .with_context(|| format!("bench -p {} -n {}", args.n_prompt, args.n_gen))?;
+    let (path, model) = (opened.path, opened.model);
+    let bytes = cost::weight_bytes_per_token(model.file().tensors(), model.info().tied_output);
     let info = model.info().clone();
 
-    let ctx = args.n_prompt.max(args.n_gen).max(1);
     let mut cache = model.new_cache(ctx)?;
     let mut rng = XorShift(0x853c_49e6_748f_ea9b);
     let mut random_ids = |n: usize| -> Vec<u32> { (0..n).map(|_| rng.below(info.n_vocab) as u32).collect() };
@@ -100,14 +102,14 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         }
     }
     drop(cache);
-    let peak_rss = peak_rss_bytes();
-    let bandwidth = if args.n_gen > 0 { Some(bandwidth_in_child(threads)?) } else { None };
+    let peak_rss = memory::peak_rss_bytes();
+    let bandwidth = if args.n_gen > 0 { Some(bandwidth_in_child()?) } else { None };
 
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| model_arg.to_string());
-    let pp_s = stats(&pp);
-    let tg_s = stats(&tg);
+    let pp_s = Summary::of(&pp);
+    let tg_s = Summary::of(&tg);
     let share = match (tg_s, bandwidth) {
-        (Some((tg_med, _)), Some(bw)) if bw > 0.0 => Some(bytes as f64 * tg_med / (bw * 1e9)),
+        (Some(tg), Some(bw)) => cost::bandwidth_share(bytes, tg.median, bw),
         _ => None,
     };
     if args.json {
@@ -117,10 +119,10 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             "pp": args.n_prompt,
             "tg": args.n_gen,
             "reps": args.reps,
-            "pp_tok_s": pp_s.map(|s| s.0),
-            "pp_tok_s_stddev": pp_s.map(|s| s.1),
-            "tg_tok_s": tg_s.map(|s| s.0),
-            "tg_tok_s_stddev": tg_s.map(|s| s.1),
+            "pp_tok_s": pp_s.map(|s| s.median),
+            "pp_tok_s_stddev": pp_s.map(|s| s.stddev),
+            "tg_tok_s": tg_s.map(|s| s.median),
+            "tg_tok_s_stddev": tg_s.map(|s| s.stddev),
             "model_bytes": bytes,
             "bandwidth_gb_s": bandwidth,
             "tg_bandwidth_share": share,
@@ -134,14 +136,14 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     println!("| --- | --- | ---: | ---: | ---: | ---: |");
     let size = format!("{:.2} MiB", bytes as f64 / (1024.0 * 1024.0));
     for (test, s) in [(format!("pp{}", args.n_prompt), pp_s), (format!("tg{}", args.n_gen), tg_s)] {
-        if let Some((med, sd)) = s {
-            println!("| {name} | {} | {size} | {threads} | {test} | {med:.2} ± {sd:.2} |", info.arch);
+        if let Some(s) = s {
+            println!("| {name} | {} | {size} | {threads} | {test} | {:.2} ± {:.2} |", info.arch, s.median, s.stddev);
         }
     }
     if let Some(bw) = bandwidth {
         print!("memory bandwidth {bw:.1} GB/s");
-        if let Some(sh) = share {
-            print!(", tg reads {:.1} GB/s = {:.0} % of it", bytes as f64 * tg_s.map_or(0.0, |s| s.0) / 1e9, sh * 100.0);
+        if let (Some(sh), Some(tg)) = (share, tg_s) {
+            print!(", tg reads {:.1} GB/s = {:.0} % of it", cost::read_gb_s(bytes, tg.median), sh * 100.0);
         }
         println!();
     }
@@ -171,52 +173,11 @@ fn run_gen(model: &Model, cache: &mut jikji_models::KvCache, ids: &[u32]) -> Res
     Ok(t.elapsed().as_secs_f64())
 }
 
-/// Median and (sample) standard deviation, or `None` for no samples.
-fn stats(v: &[f64]) -> Option<(f64, f64)> {
-    if v.is_empty() {
-        return None;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    let median = if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 };
-    let mean = s.iter().sum::<f64>() / n as f64;
-    let var = if n > 1 { s.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
-    Some((median, var.sqrt()))
-}
-
-/// Bytes of weights one decoded token reads: every tensor, except that an untied token
-/// embedding contributes only one row (a lookup, not a matmul).
-fn model_bytes(model: &Model) -> u64 {
-    let info = model.info();
-    model
-        .file()
-        .tensors()
-        .iter()
-        .map(|t| {
-            if t.name == "token_embd.weight" && !info.tied_output {
-                let rows = t.dims.get(1).copied().unwrap_or(1).max(1);
-                t.n_bytes / rows
-            } else {
-                t.n_bytes
-            }
-        })
-        .sum()
-}
-
-/// This process's peak resident set size (Linux `VmHWM`), if known.
-fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// Runs the bandwidth test in a child process (its 1 GiB buffer stays out of our RSS).
-fn bandwidth_in_child(threads: usize) -> Result<f64> {
+/// Runs the bandwidth test in a child process (its array stays out of our RSS).
+fn bandwidth_in_child() -> Result<f64> {
     let exe = std::env::current_exe().context("cannot find the jikji executable for the bandwidth test")?;
     let out = std::process::Command::new(&exe)
-        .args(["bench", "--membw-only", "-t", &threads.to_string()])
+        .args(["bench", "--membw-only"])
         .stdin(std::process::Stdio::null())
         .output()
         .with_context(|| format!("cannot run {} for the bandwidth test", exe.display()))?;
@@ -225,38 +186,6 @@ fn bandwidth_in_child(threads: usize) -> Result<f64> {
     }
     let text = String::from_utf8_lossy(&out.stdout);
     text.trim().parse::<f64>().with_context(|| format!("bandwidth test printed {text:?}"))
-}
-
-/// Sequential read bandwidth in GB/s: `threads` threads (the kernels' pool) each sum their
-/// share of a [`MEMBW_BYTES`] buffer; best of 3 passes.
-fn memory_bandwidth_gb_s(threads: usize) -> Result<f64> {
-    let n = MEMBW_BYTES / 8;
-    // Non-zero contents so every page is really backed by memory.
-    let mut buf: Vec<u64> = Vec::new();
-    buf.try_reserve_exact(n).context("cannot allocate the 1 GiB bandwidth buffer")?;
-    buf.extend((0..n as u64).map(|i| i | 1));
-    let sums: Vec<std::sync::atomic::AtomicU64> = (0..threads).map(|_| Default::default()).collect();
-    let mut best = 0.0f64;
-    for _ in 0..3 {
-        let t = Instant::now();
-        jikji_kernels::pool::parallel_for(threads, &|i| {
-            let part = &buf[jikji_kernels::pool::split_range(n, threads, i)];
-            // Eight independent lanes: the loop vectorizes and never waits on one adder.
-            let mut acc = [0u64; 8];
-            for c in part.chunks_exact(8) {
-                for l in 0..8 {
-                    acc[l] = acc[l].wrapping_add(c[l]);
-                }
-            }
-            let s = acc.iter().fold(0u64, |a, &b| a.wrapping_add(b));
-            sums[i].fetch_add(s, std::sync::atomic::Ordering::Relaxed);
-        });
-        let secs = t.elapsed().as_secs_f64();
-        best = best.max(MEMBW_BYTES as f64 / secs / 1e9);
-    }
-    // Keep the sums observable so the reads cannot be optimized away.
-    std::hint::black_box(&sums);
-    Ok(best)
 }
 
 /// xorshift64* — a fixed-seed source of token ids, reproducible across runs.

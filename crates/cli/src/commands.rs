@@ -7,19 +7,15 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use jikji_engine::{
-    chat, reasoning, tokenize_chat_prompt, ReasoningSplitter, ChatFormatter, GenerateParams, Generation, Generator, Sampler, SamplerConfig,
-    StopReason,
+    chat, reasoning, tokenize_chat_prompt, ChatFormatter, GenerateParams, Generation, Generator, OpenOptions, Opened, ReasoningSplitter,
+    Sampler, SamplerConfig, StopReason,
 };
 use jikji_gguf::GgufFile;
-use jikji_models::Model;
 use jikji_tokenizer::Tokenizer;
 use serde_json::Value;
 
 use crate::thinking::ThinkingView;
 use crate::{ChatArgs, ModelArgs, RunArgs, SamplingArgs};
-
-/// Default context when `--ctx` is not given (capped by the model's training context).
-const DEFAULT_CTX: usize = 4096;
 
 /// True when the error chain ends in a closed stdout (e.g. piped into `head`).
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -38,35 +34,32 @@ fn open_tokenizer(path: &Path, file: &GgufFile) -> Result<Tokenizer> {
     Tokenizer::from_gguf(file).with_context(|| format!("cannot build the tokenizer of {}", path.display()))
 }
 
-/// A model ready to generate: file, weights, tokenizer.
-struct Loaded {
-    path: PathBuf,
-    file: Arc<GgufFile>,
-    model: Model,
-    tokenizer: Tokenizer,
-}
-
-fn load(args: &ModelArgs) -> Result<Loaded> {
-    if let Some(t) = args.threads {
+/// Sets the compute threads (`-t`; 0 is an error, `None` keeps the default).
+pub fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(t) = threads {
         if t == 0 {
             bail!("--threads must be at least 1");
         }
         jikji_kernels::set_num_threads(t);
     }
-    let (path, file) = open_file(&args.model)?;
-    let tokenizer = open_tokenizer(&path, &file)?;
-    let model = Model::load(file.clone()).with_context(|| format!("cannot load model {}", path.display()))?;
-    Ok(Loaded { path, file, model, tokenizer })
+    Ok(())
 }
 
-fn context_size(args: &ModelArgs, model: &Model) -> Result<usize> {
-    let train = model.info().n_ctx_train;
-    match args.ctx {
-        Some(0) => bail!("--ctx must be at least 1"),
-        Some(n) => Ok(n),
-        None if train > 0 => Ok(train.min(DEFAULT_CTX)),
-        None => Ok(DEFAULT_CTX),
+/// Resolves `-m` and opens file, tokenizer and model with the engine's context rule
+/// (`--ctx`, else the training context capped at 4096); a KV cache of that context must
+/// fit the machine's available memory. `run`, `chat`, `serve` and `bench` all open here.
+pub fn open_model(model: &str, ctx: Option<usize>) -> Result<Opened> {
+    if ctx == Some(0) {
+        bail!("--ctx must be at least 1");
     }
+    let path = jikji_catalog::resolve(model)?;
+    let opts = OpenOptions { ctx, memory_budget: jikji_eval::memory::available_bytes() };
+    Ok(jikji_engine::open(&path, &opts)?)
+}
+
+fn load(args: &ModelArgs) -> Result<Opened> {
+    set_threads(args.threads)?;
+    open_model(&args.model, args.ctx)
 }
 
 fn sampler(args: &SamplingArgs) -> Result<Sampler> {
@@ -93,7 +86,7 @@ fn random_seed() -> u64 {
     nanos ^ (u64::from(std::process::id()) << 32)
 }
 
-fn formatter(loaded: &Loaded) -> Result<ChatFormatter> {
+fn formatter(loaded: &Opened) -> Result<ChatFormatter> {
     ChatFormatter::from_gguf(&loaded.file)
         .with_context(|| format!("cannot use the chat template of {}", loaded.path.display()))
 }
@@ -141,7 +134,7 @@ pub fn pull(name: &str) -> Result<()> {
 
 pub fn run(args: RunArgs) -> Result<()> {
     let loaded = load(&args.model)?;
-    let n_ctx = context_size(&args.model, &loaded.model)?;
+    let n_ctx = loaded.n_ctx;
     let mut sampler = sampler(&args.sampling)?;
     let mut rendered_prompt = args.prompt.clone();
     let prompt_ids = if args.raw {
@@ -199,7 +192,7 @@ pub fn run(args: RunArgs) -> Result<()> {
 
 pub fn chat(args: ChatArgs) -> Result<()> {
     let loaded = load(&args.model)?;
-    let n_ctx = context_size(&args.model, &loaded.model)?;
+    let n_ctx = loaded.n_ctx;
     let fmt = formatter(&loaded)?;
     let mut sampler = sampler(&args.sampling)?;
     let params = GenerateParams { max_tokens: args.n_predict, ..GenerateParams::default() };

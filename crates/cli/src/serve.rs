@@ -12,10 +12,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use jikji_engine::serve::{Engine, ServeConfig};
-use jikji_engine::ChatFormatter;
-use jikji_models::Model;
+use jikji_engine::{ChatFormatter, Opened};
 use jikji_server::{ApiKeys, AppState, Limits, ServeOptions, ServerConfig, TlsFiles};
-use jikji_tokenizer::Tokenizer;
 
 /// Options of `jikji serve`.
 #[derive(Args, Debug)]
@@ -68,9 +66,6 @@ pub struct ServeArgs {
     cors_origin: Vec<String>,
 }
 
-/// Default context when `--ctx` is not given (capped by the model's training context).
-const DEFAULT_CTX: usize = 4096;
-
 fn model_id(arg: &str, path: &Path) -> String {
     if jikji_catalog::lookup(arg).is_some() {
         return arg.to_string();
@@ -96,12 +91,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     if args.max_body_bytes == 0 {
         bail!("--max-body-bytes must be at least 1");
     }
-    if let Some(t) = args.threads {
-        if t == 0 {
-            bail!("--threads must be at least 1");
-        }
-        jikji_kernels::set_num_threads(t);
-    }
+    crate::commands::set_threads(args.threads)?;
     let keys = api_keys(args.api_key_file.as_deref())?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.clone(), key: key.clone() }),
@@ -112,18 +102,10 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         jikji_server::tls_config(files)?;
     }
 
-    let (path, file) = crate::commands::open_file(&args.model)?;
-    let tokenizer = Tokenizer::from_gguf(&file)
-        .with_context(|| format!("cannot build the tokenizer of {}", path.display()))?;
-    let chat = ChatFormatter::from_gguf(&file)
-        .with_context(|| format!("cannot use the chat template of {}", path.display()))?;
-    let model = Model::load(file.clone()).with_context(|| format!("cannot load model {}", path.display()))?;
-    let n_ctx = match args.ctx {
-        Some(0) => bail!("--ctx must be at least 1"),
-        Some(n) => n,
-        None if model.info().n_ctx_train > 0 => model.info().n_ctx_train.min(DEFAULT_CTX),
-        None => DEFAULT_CTX,
-    };
+    let opened = crate::commands::open_model(&args.model, args.ctx)?;
+    let chat = ChatFormatter::from_gguf(&opened.file)
+        .with_context(|| format!("cannot use the chat template of {}", opened.path.display()))?;
+    let Opened { path, tokenizer, model, n_ctx, .. } = opened;
     let kv_tokens = match args.kv_tokens {
         Some(0) => bail!("--kv-tokens must be at least 1"),
         Some(k) => k,

@@ -7,17 +7,11 @@ use std::process::{Command, Output, Stdio};
 
 const SMOLLM: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
+/// The real model, `None` when `JIKJI_SKIP_REAL_MODELS=1`; a missing one fails with the
+/// `jikji pull {pull_name}` command (`jikji_testkit::real_model`).
 fn model_path(file: &str, pull_name: &str) -> Option<PathBuf> {
-    if std::env::var("JIKJI_SKIP_REAL_MODELS").as_deref() == Ok("1") {
-        return None;
-    }
-    let dir = std::env::var_os("JIKJI_MODELS").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-        home.join(".cache/jikji/models")
-    });
-    let path = dir.join(file);
-    assert!(path.is_file(), "model {} is missing: run `jikji pull {pull_name}` first", path.display());
-    Some(path)
+    assert_eq!(jikji_testkit::catalog_name(file), pull_name, "testkit's pull name for {file}");
+    jikji_testkit::real_model(file)
 }
 
 fn jikji(args: &[&str]) -> Output {

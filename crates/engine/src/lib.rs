@@ -11,6 +11,8 @@
 //! - [`reasoning`]: a streaming splitter of `<think>` reasoning from the answer, for the
 //!   CLI's thinking display and the server's `reasoning_content`.
 //!
+//! - [`open`]: opens a model file for generation — file, tokenizer, model and the context
+//!   size (one default rule), refusing a KV cache that cannot fit.
 //! - [`serve`]: the multi-user serving engine (continuous batching over a paged,
 //!   prefix-shared KV cache, streamed events per request) behind the HTTP server.
 //!
@@ -20,6 +22,7 @@
 pub mod chat;
 mod error;
 pub mod generate;
+pub mod open;
 pub mod reasoning;
 pub mod sampler;
 pub mod serve;
@@ -27,5 +30,6 @@ pub mod serve;
 pub use chat::{tokenize_chat_prompt, ChatFormatter, TemplateSource};
 pub use error::EngineError;
 pub use reasoning::{Part, ReasoningSplitter};
+pub use open::{open, OpenError, OpenOptions, Opened};
 pub use generate::{GenerateParams, Generation, Generator, StopReason, Timings};
 pub use sampler::{Sampler, SamplerConfig, SamplerError};

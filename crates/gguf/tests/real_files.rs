@@ -4,35 +4,14 @@ use jikji_gguf::{GgmlType, GgufFile};
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(name)
-}
-
-fn models_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("JIKJI_MODELS") {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    home.join(".cache/jikji/models")
+    jikji_testkit::fixtures_dir().join(name)
 }
 
 /// Opens a real model, or `None` when `JIKJI_SKIP_REAL_MODELS=1`; panics with instructions
-/// when the file is missing.
+/// (`jikji pull {catalog_name}`) when the file is missing (`jikji_testkit::real_model`).
 fn real_model(file: &str, catalog_name: &str) -> Option<GgufFile> {
-    if std::env::var("JIKJI_SKIP_REAL_MODELS").as_deref() == Ok("1") {
-        eprintln!("JIKJI_SKIP_REAL_MODELS=1: not checking {file}");
-        return None;
-    }
-    let path = models_dir().join(file);
-    assert!(
-        path.exists(),
-        "{} is missing: run `jikji pull {catalog_name}` (or set JIKJI_MODELS, or \
-         JIKJI_SKIP_REAL_MODELS=1 to skip)",
-        path.display()
-    );
+    assert_eq!(jikji_testkit::catalog_name(file), catalog_name, "testkit's pull name for {file}");
+    let path = jikji_testkit::real_model(file)?;
     Some(GgufFile::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
 }
 

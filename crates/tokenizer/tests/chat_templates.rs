@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use jikji_gguf::{GgufFile, GgufWriter};
+use jikji_testkit::fixtures_dir;
 use jikji_tokenizer::chat::{
     builtin, fallback_for_arch, strftime_utc, ChatTemplate, ChatTemplateError, TemplateOrigin,
 };
@@ -15,30 +16,11 @@ use serde_json::{json, Map, Value};
 // ---------------------------------------------------------------------------------------
 // Helpers
 
-fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
 /// The real model file, or `None` when `JIKJI_SKIP_REAL_MODELS=1`. A missing file is a
-/// failure with instructions, not a silent skip.
+/// failure with instructions (`jikji pull {pull_name}`), not a silent skip.
 fn real_model(file: &str, pull_name: &str) -> Option<PathBuf> {
-    if std::env::var("JIKJI_SKIP_REAL_MODELS").as_deref() == Ok("1") {
-        return None;
-    }
-    let dir = match std::env::var_os("JIKJI_MODELS") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let home = std::env::var_os("HOME").expect("HOME is not set");
-            PathBuf::from(home).join(".cache/jikji/models")
-        }
-    };
-    let path = dir.join(file);
-    assert!(
-        path.is_file(),
-        "real model {} is missing: run `jikji pull {pull_name}` (or set JIKJI_SKIP_REAL_MODELS=1)",
-        path.display()
-    );
-    Some(path)
+    assert_eq!(jikji_testkit::catalog_name(file), pull_name, "testkit's pull name for {file}");
+    jikji_testkit::real_model(file)
 }
 
 /// What a chat test needs from a GGUF file.

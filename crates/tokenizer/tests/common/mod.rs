@@ -2,26 +2,10 @@
 //! models live, and loading them with clear messages.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-
 use jikji_gguf::GgufFile;
 use jikji_tokenizer::Tokenizer;
 
-/// `tests/fixtures` at the repository root.
-pub fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
-/// `$JIKJI_MODELS`, else `~/.cache/jikji/models`.
-pub fn models_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("JIKJI_MODELS") {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    home.join(".cache/jikji/models")
-}
+pub use jikji_testkit::fixtures_dir;
 
 /// The real models: (file name, catalog name for `jikji pull`).
 pub const REAL_MODELS: &[(&str, &str)] = &[
@@ -30,24 +14,11 @@ pub const REAL_MODELS: &[(&str, &str)] = &[
     ("qwen2.5-coder-0.5b-instruct.gguf", "qwen2.5-0.5b"),
 ];
 
-pub fn skip_real_models() -> bool {
-    std::env::var("JIKJI_SKIP_REAL_MODELS").is_ok_and(|v| v == "1")
-}
-
 /// Opens a real model's tokenizer. `None` only when `JIKJI_SKIP_REAL_MODELS=1`; a missing
 /// file otherwise fails the test with the command that fetches it.
 pub fn real_tokenizer(file: &str, pull_name: &str) -> Option<Tokenizer> {
-    if skip_real_models() {
-        eprintln!("JIKJI_SKIP_REAL_MODELS=1: skipping {file}");
-        return None;
-    }
-    let path = models_dir().join(file);
-    assert!(
-        path.exists(),
-        "model file {} is missing: run `jikji pull {pull_name}` (or set JIKJI_MODELS to the directory \
-         holding it, or JIKJI_SKIP_REAL_MODELS=1 to skip real-model tests)",
-        path.display()
-    );
+    assert_eq!(jikji_testkit::catalog_name(file), pull_name, "testkit's pull name for {file}");
+    let path = jikji_testkit::real_model(file)?;
     let t0 = std::time::Instant::now();
     let gguf =
         GgufFile::open(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
