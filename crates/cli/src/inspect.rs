@@ -62,6 +62,7 @@ fn architecture_lines(model: &jikji_models::Model) -> Vec<(String, String)> {
     let (kw, vw) = model.cache_widths();
     let mut lines = vec![
         ("name".to_string(), info.arch.clone()),
+        ("backend".into(), model.backend().to_string()),
         ("layers".into(), hp.n_layer.to_string()),
         ("embedding".into(), hp.n_embd.to_string()),
         ("vocabulary".into(), hp.n_vocab.to_string()),
