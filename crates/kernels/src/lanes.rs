@@ -12,7 +12,7 @@
 //! independent chains) for callers with many dots against one vector.
 
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_imports))]
-use crate::{isa, Isa};
+use crate::isa;
 
 /// The scalar reference of [`fma_lanes`].
 pub fn fma_lanes_scalar<const W: usize>(a: &[f32], b: &[f32], first: usize, lanes: &mut [f32; W]) {
@@ -27,7 +27,7 @@ pub fn fma_lanes_scalar<const W: usize>(a: &[f32], b: &[f32], first: usize, lane
 /// other widths take the scalar reference.
 pub fn fma_lanes<const W: usize>(a: &[f32], b: &[f32], first: usize, lanes: &mut [f32; W]) {
     #[cfg(target_arch = "x86_64")]
-    if W % 8 == 0 && W > 0 && matches!(isa(), Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni) {
+    if W % 8 == 0 && W > 0 && isa().has_avx2() {
         // SAFETY: the CPU has AVX2 and FMA (an x86 level at or above Avx2 was detected).
         unsafe { x86::fma_lanes(a, b, first, lanes) };
         return;
@@ -65,7 +65,7 @@ pub fn dot16_rows(rows: &[f32], stride: usize, b: &[f32], out: &mut [f32]) {
         assert!(last * stride + n <= rows.len(), "dot16_rows: rows too short");
     }
     #[cfg(target_arch = "x86_64")]
-    if n % 16 == 0 && matches!(isa(), Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni) {
+    if n % 16 == 0 && isa().has_avx2() {
         // SAFETY: AVX2/FMA present; every row `i * stride .. i * stride + n` is in bounds
         // (asserted above) and `n` is a multiple of 16.
         unsafe { x86::dot16_rows(rows, stride, b, out) };
@@ -94,7 +94,7 @@ pub fn dot16_rows_from(rows: &[f32], stride: usize, b: &[f32], first: usize, out
         assert!(last * stride + n <= rows.len(), "dot16_rows_from: rows too short");
     }
     #[cfg(target_arch = "x86_64")]
-    if matches!(isa(), Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni) {
+    if isa().has_avx2() {
         // SAFETY: AVX2/FMA present; every row `i * stride .. i * stride + n` is in bounds
         // (asserted above).
         unsafe { x86::dot16_rows_from(rows, stride, b, first, out) };
@@ -129,7 +129,7 @@ pub fn dot16_tile(a: &[f32], sa: usize, na: usize, b: &[f32], sb: usize, nb: usi
     assert!((nb - 1) * sb + n <= b.len(), "dot16_tile: b too short");
     assert!((na - 1) * os + nb <= out.len(), "dot16_tile: out too short");
     #[cfg(target_arch = "x86_64")]
-    if first % 16 == 0 && n % 16 == 0 && matches!(isa(), Isa::Avx512 | Isa::Avx512Vnni) {
+    if first % 16 == 0 && n % 16 == 0 && isa().has_avx512() {
         // SAFETY: AVX-512F present; every row and output in bounds (asserted above), `n` a
         // multiple of 16.
         unsafe { x86::dot16_tile(a.as_ptr(), sa, na, b.as_ptr(), sb, nb, n, out.as_mut_ptr(), os) };
@@ -151,7 +151,7 @@ pub fn fma_scalar_into_scalar(x: &[f32], a: f32, y: &mut [f32]) {
 /// added, weighted, into its lane's accumulator row (single-token attention).
 pub fn fma_scalar_into(x: &[f32], a: f32, y: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if matches!(isa(), Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni) {
+    if isa().has_avx2() {
         // SAFETY: AVX2 and FMA are present.
         unsafe { x86::fma_scalar_into(x, a, y) };
         return;
@@ -195,7 +195,7 @@ fn v_expf_scale(j: f32, n: f32) -> f32 {
 /// FMAs (the same correctly rounded operations, so the same bits).
 pub fn v_expf_slice(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if matches!(isa(), Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni) {
+    if isa().has_avx2() {
         // SAFETY: the CPU has AVX2 and FMA (an x86 level at or above Avx2 was detected).
         unsafe { x86::v_expf_slice(x) };
         return;

@@ -24,7 +24,7 @@ pub(crate) type MatrixFn = unsafe fn(*const u8, usize, *const u8, usize, usize, 
 pub(crate) type QuantFn = unsafe fn(&[f32], &mut [u8]);
 
 #[cfg(target_arch = "x86_64")]
-mod x86;
+pub(crate) mod x86;
 
 #[cfg(target_arch = "aarch64")]
 mod neon;
