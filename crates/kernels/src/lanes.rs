@@ -214,39 +214,44 @@ mod x86 {
     /// AVX2 and FMA must be available; `b.len() % 16 == 0`; every row in bounds.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn dot16_rows(rows: &[f32], stride: usize, b: &[f32], out: &mut [f32]) {
-        let n = b.len();
-        let pb = b.as_ptr();
-        // Four rows at a time: eight independent FMA chains instead of two.
-        let mut i = 0;
-        while i + 4 <= out.len() {
-            let a = rows.as_ptr().add(i * stride);
-            let mut lo = [_mm256_setzero_ps(); 4];
-            let mut hi = [_mm256_setzero_ps(); 4];
-            let mut k = 0;
-            while k < n {
-                let (bl, bh) = (_mm256_loadu_ps(pb.add(k)), _mm256_loadu_ps(pb.add(k + 8)));
-                for r in 0..4 {
-                    let ar = a.add(r * stride + k);
-                    lo[r] = _mm256_fmadd_ps(_mm256_loadu_ps(ar), bl, lo[r]);
-                    hi[r] = _mm256_fmadd_ps(_mm256_loadu_ps(ar.add(8)), bh, hi[r]);
+        // SAFETY: the callers' contract: AVX2 and FMA present, `n = b.len()` a multiple of 16 (so
+        // the loads at `k` and `k + 8`, k < n, stay in `b`), and every row `i * stride .. i *
+        // stride + n` for i < `out.len()` inside `rows` (asserted by the caller).
+        unsafe {
+            let n = b.len();
+            let pb = b.as_ptr();
+            // Four rows at a time: eight independent FMA chains instead of two.
+            let mut i = 0;
+            while i + 4 <= out.len() {
+                let a = rows.as_ptr().add(i * stride);
+                let mut lo = [_mm256_setzero_ps(); 4];
+                let mut hi = [_mm256_setzero_ps(); 4];
+                let mut k = 0;
+                while k < n {
+                    let (bl, bh) = (_mm256_loadu_ps(pb.add(k)), _mm256_loadu_ps(pb.add(k + 8)));
+                    for r in 0..4 {
+                        let ar = a.add(r * stride + k);
+                        lo[r] = _mm256_fmadd_ps(_mm256_loadu_ps(ar), bl, lo[r]);
+                        hi[r] = _mm256_fmadd_ps(_mm256_loadu_ps(ar.add(8)), bh, hi[r]);
+                    }
+                    k += 16;
                 }
-                k += 16;
+                for r in 0..4 {
+                    out[i + r] = reduce_lo_hi(lo[r], hi[r]);
+                }
+                i += 4;
             }
-            for r in 0..4 {
-                out[i + r] = reduce_lo_hi(lo[r], hi[r]);
+            for (i, o) in out.iter_mut().enumerate().skip(i) {
+                let a = rows.as_ptr().add(i * stride);
+                let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                let mut k = 0;
+                while k < n {
+                    lo = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(k)), _mm256_loadu_ps(b.as_ptr().add(k)), lo);
+                    hi = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(k + 8)), _mm256_loadu_ps(b.as_ptr().add(k + 8)), hi);
+                    k += 16;
+                }
+                *o = reduce_lo_hi(lo, hi);
             }
-            i += 4;
-        }
-        for (i, o) in out.iter_mut().enumerate().skip(i) {
-            let a = rows.as_ptr().add(i * stride);
-            let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-            let mut k = 0;
-            while k < n {
-                lo = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(k)), _mm256_loadu_ps(b.as_ptr().add(k)), lo);
-                hi = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(k + 8)), _mm256_loadu_ps(b.as_ptr().add(k + 8)), hi);
-                k += 16;
-            }
-            *o = reduce_lo_hi(lo, hi);
         }
     }
 
@@ -255,63 +260,69 @@ mod x86 {
     /// bounds of `rows`.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn dot16_rows_from(rows: &[f32], stride: usize, b: &[f32], first: usize, out: &mut [f32]) {
-        const G: usize = 4;
-        let n = b.len();
-        // Elements before the first absolute index that is a multiple of 16 and after the
-        // last whole group of 16 go one by one, as in `fma_lanes`.
-        let head = ((16 - first % 16) % 16).min(n);
-        let body = head + (n - head) / 16 * 16;
-        let (pr, pb) = (rows.as_ptr(), b.as_ptr());
-        let mut i = 0;
-        while i < out.len() {
-            let g = (out.len() - i).min(G);
-            let mut lanes = [[0.0f32; 16]; G];
-            for (r, l) in lanes.iter_mut().enumerate().take(g) {
-                let a = pr.add((i + r) * stride);
-                for k in 0..head {
-                    let lane = &mut l[(first + k) % 16];
-                    *lane = (*a.add(k)).mul_add(*pb.add(k), *lane);
-                }
-            }
-            let mut lo = [_mm256_setzero_ps(); G];
-            let mut hi = [_mm256_setzero_ps(); G];
-            for r in 0..g {
-                lo[r] = _mm256_loadu_ps(lanes[r].as_ptr());
-                hi[r] = _mm256_loadu_ps(lanes[r].as_ptr().add(8));
-            }
-            let mut k = head;
-            if g == G {
-                while k < body {
-                    let (bl, bh) = (_mm256_loadu_ps(pb.add(k)), _mm256_loadu_ps(pb.add(k + 8)));
-                    for r in 0..G {
-                        let a = pr.add((i + r) * stride + k);
-                        lo[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a), bl, lo[r]);
-                        hi[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(8)), bh, hi[r]);
+        // SAFETY: the callers' contract: AVX2 and FMA present and every row `(i + r) * stride .. +
+        // n` inside `rows` (asserted by the caller); the vector loads run for `k + 16 <= body <=
+        // n`, the one-by-one reads for `k < n`, and `lanes[r]` is 16 floats (two 8-float loads /
+        // stores).
+        unsafe {
+            const G: usize = 4;
+            let n = b.len();
+            // Elements before the first absolute index that is a multiple of 16 and after the
+            // last whole group of 16 go one by one, as in `fma_lanes`.
+            let head = ((16 - first % 16) % 16).min(n);
+            let body = head + (n - head) / 16 * 16;
+            let (pr, pb) = (rows.as_ptr(), b.as_ptr());
+            let mut i = 0;
+            while i < out.len() {
+                let g = (out.len() - i).min(G);
+                let mut lanes = [[0.0f32; 16]; G];
+                for (r, l) in lanes.iter_mut().enumerate().take(g) {
+                    let a = pr.add((i + r) * stride);
+                    for k in 0..head {
+                        let lane = &mut l[(first + k) % 16];
+                        *lane = (*a.add(k)).mul_add(*pb.add(k), *lane);
                     }
-                    k += 16;
                 }
-            } else {
-                while k < body {
-                    let (bl, bh) = (_mm256_loadu_ps(pb.add(k)), _mm256_loadu_ps(pb.add(k + 8)));
-                    for r in 0..g {
-                        let a = pr.add((i + r) * stride + k);
-                        lo[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a), bl, lo[r]);
-                        hi[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(8)), bh, hi[r]);
+                let mut lo = [_mm256_setzero_ps(); G];
+                let mut hi = [_mm256_setzero_ps(); G];
+                for r in 0..g {
+                    lo[r] = _mm256_loadu_ps(lanes[r].as_ptr());
+                    hi[r] = _mm256_loadu_ps(lanes[r].as_ptr().add(8));
+                }
+                let mut k = head;
+                if g == G {
+                    while k < body {
+                        let (bl, bh) = (_mm256_loadu_ps(pb.add(k)), _mm256_loadu_ps(pb.add(k + 8)));
+                        for r in 0..G {
+                            let a = pr.add((i + r) * stride + k);
+                            lo[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a), bl, lo[r]);
+                            hi[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(8)), bh, hi[r]);
+                        }
+                        k += 16;
                     }
-                    k += 16;
+                } else {
+                    while k < body {
+                        let (bl, bh) = (_mm256_loadu_ps(pb.add(k)), _mm256_loadu_ps(pb.add(k + 8)));
+                        for r in 0..g {
+                            let a = pr.add((i + r) * stride + k);
+                            lo[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a), bl, lo[r]);
+                            hi[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(8)), bh, hi[r]);
+                        }
+                        k += 16;
+                    }
                 }
-            }
-            for r in 0..g {
-                _mm256_storeu_ps(lanes[r].as_mut_ptr(), lo[r]);
-                _mm256_storeu_ps(lanes[r].as_mut_ptr().add(8), hi[r]);
-                let a = pr.add((i + r) * stride);
-                for k in body..n {
-                    let lane = &mut lanes[r][(first + k) % 16];
-                    *lane = (*a.add(k)).mul_add(*pb.add(k), *lane);
+                for r in 0..g {
+                    _mm256_storeu_ps(lanes[r].as_mut_ptr(), lo[r]);
+                    _mm256_storeu_ps(lanes[r].as_mut_ptr().add(8), hi[r]);
+                    let a = pr.add((i + r) * stride);
+                    for k in body..n {
+                        let lane = &mut lanes[r][(first + k) % 16];
+                        *lane = (*a.add(k)).mul_add(*pb.add(k), *lane);
+                    }
+                    out[i + r] = super::reduce16(&lanes[r]);
                 }
-                out[i + r] = super::reduce16(&lanes[r]);
+                i += g;
             }
-            i += g;
         }
     }
 
@@ -324,37 +335,42 @@ mod x86 {
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(super) unsafe fn dot16_tile(a: *const f32, sa: usize, na: usize, b: *const f32, sb: usize, nb: usize, n: usize, out: *mut f32, os: usize) {
-        let mut i = 0;
-        while i < na {
-            let ri = (na - i).min(4);
-            let (ai, oi) = (a.add(i * sa), out.add(i * os));
-            let mut j = 0;
-            while j + 4 <= nb {
-                let (bj, oj) = (b.add(j * sb), oi.add(j));
-                match ri {
-                    4 => tile4::<4>(ai, sa, bj, sb, n, oj, os),
-                    3 => tile4::<3>(ai, sa, bj, sb, n, oj, os),
-                    2 => tile4::<2>(ai, sa, bj, sb, n, oj, os),
-                    _ => tile4::<1>(ai, sa, bj, sb, n, oj, os),
-                }
-                j += 4;
-            }
-            while j < nb {
-                for r in 0..ri {
-                    let (ar, br) = (ai.add(r * sa), b.add(j * sb));
-                    let mut acc = _mm512_setzero_ps();
-                    let mut k = 0;
-                    while k < n {
-                        acc = _mm512_fmadd_ps(_mm512_loadu_ps(ar.add(k)), _mm512_loadu_ps(br.add(k)), acc);
-                        k += 16;
+        // SAFETY: the callers' contract (asserted in `dot16_tile`): AVX-512F present, `n % 16 ==
+        // 0`, rows `i·sa .. i·sa + n` of `a` (i < na) and `j·sb .. j·sb + n` of `b` (j < nb)
+        // readable, outputs `i·os + j` writable; every pointer below stays within those.
+        unsafe {
+            let mut i = 0;
+            while i < na {
+                let ri = (na - i).min(4);
+                let (ai, oi) = (a.add(i * sa), out.add(i * os));
+                let mut j = 0;
+                while j + 4 <= nb {
+                    let (bj, oj) = (b.add(j * sb), oi.add(j));
+                    match ri {
+                        4 => tile4::<4>(ai, sa, bj, sb, n, oj, os),
+                        3 => tile4::<3>(ai, sa, bj, sb, n, oj, os),
+                        2 => tile4::<2>(ai, sa, bj, sb, n, oj, os),
+                        _ => tile4::<1>(ai, sa, bj, sb, n, oj, os),
                     }
-                    let lo = _mm512_castps512_ps256(acc);
-                    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
-                    *oi.add(r * os + j) = reduce_lo_hi(lo, hi);
+                    j += 4;
                 }
-                j += 1;
+                while j < nb {
+                    for r in 0..ri {
+                        let (ar, br) = (ai.add(r * sa), b.add(j * sb));
+                        let mut acc = _mm512_setzero_ps();
+                        let mut k = 0;
+                        while k < n {
+                            acc = _mm512_fmadd_ps(_mm512_loadu_ps(ar.add(k)), _mm512_loadu_ps(br.add(k)), acc);
+                            k += 16;
+                        }
+                        let lo = _mm512_castps512_ps256(acc);
+                        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
+                        *oi.add(r * os + j) = reduce_lo_hi(lo, hi);
+                    }
+                    j += 1;
+                }
+                i += ri;
             }
-            i += ri;
         }
     }
 
@@ -364,23 +380,28 @@ mod x86 {
     #[allow(clippy::needless_range_loop)] // register tile: indices name the registers
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn tile4<const R: usize>(a: *const f32, sa: usize, b: *const f32, sb: usize, n: usize, out: *mut f32, os: usize) {
-        let mut acc = [[_mm512_setzero_ps(); 4]; R];
-        let mut k = 0;
-        while k < n {
-            let mut av = [_mm512_setzero_ps(); R];
-            for (r, v) in av.iter_mut().enumerate() {
-                *v = _mm512_loadu_ps(a.add(r * sa + k));
-            }
-            for c in 0..4 {
-                let bv = _mm512_loadu_ps(b.add(c * sb + k));
-                for r in 0..R {
-                    acc[r][c] = _mm512_fmadd_ps(av[r], bv, acc[r][c]);
+        // SAFETY: `dot16_tile` passes R ≤ 4 rows of `a` at `a + r·sa` and 4 rows of `b` at `b +
+        // c·sb`, each with `n` (a multiple of 16) readable floats, and 4 writable outputs at `out +
+        // r·os`.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); 4]; R];
+            let mut k = 0;
+            while k < n {
+                let mut av = [_mm512_setzero_ps(); R];
+                for (r, v) in av.iter_mut().enumerate() {
+                    *v = _mm512_loadu_ps(a.add(r * sa + k));
                 }
+                for c in 0..4 {
+                    let bv = _mm512_loadu_ps(b.add(c * sb + k));
+                    for r in 0..R {
+                        acc[r][c] = _mm512_fmadd_ps(av[r], bv, acc[r][c]);
+                    }
+                }
+                k += 16;
             }
-            k += 16;
-        }
-        for (r, acc) in acc.iter().enumerate() {
-            _mm_storeu_ps(out.add(r * os), reduce16_x4(acc[0], acc[1], acc[2], acc[3]));
+            for (r, acc) in acc.iter().enumerate() {
+                _mm_storeu_ps(out.add(r * os), reduce16_x4(acc[0], acc[1], acc[2], acc[3]));
+            }
         }
     }
 
@@ -389,7 +410,7 @@ mod x86 {
     /// four sums side by side in the vectors' 128-bit blocks.
     #[inline]
     #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn reduce16_x4(x0: __m512, x1: __m512, x2: __m512, x3: __m512) -> __m128 {
+    fn reduce16_x4(x0: __m512, x1: __m512, x2: __m512, x3: __m512) -> __m128 {
         // t8 = hi8 + lo8: [x0.lo8 | x1.lo8] + [x0.hi8 | x1.hi8] = [t8(x0) | t8(x1)].
         let t01 = _mm512_add_ps(_mm512_shuffle_f32x4::<0b11_10_11_10>(x0, x1), _mm512_shuffle_f32x4::<0b01_00_01_00>(x0, x1));
         let t23 = _mm512_add_ps(_mm512_shuffle_f32x4::<0b11_10_11_10>(x2, x3), _mm512_shuffle_f32x4::<0b01_00_01_00>(x2, x3));
@@ -406,17 +427,21 @@ mod x86 {
     /// AVX2 and FMA must be available.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn fma_scalar_into(x: &[f32], a: f32, y: &mut [f32]) {
-        let n = x.len().min(y.len());
-        let av = _mm256_set1_ps(a);
-        let (px, py) = (x.as_ptr(), y.as_mut_ptr());
-        let mut i = 0;
-        while i + 8 <= n {
-            _mm256_storeu_ps(py.add(i), _mm256_fmadd_ps(_mm256_loadu_ps(px.add(i)), av, _mm256_loadu_ps(py.add(i))));
-            i += 8;
-        }
-        while i < n {
-            *py.add(i) = (*px.add(i)).mul_add(a, *py.add(i));
-            i += 1;
+        // SAFETY: the callers' contract (AVX2 and FMA present); every load and store is at `i..i +
+        // 8 <= n` or `i < n`, with `n` the shorter length of `x` and `y`.
+        unsafe {
+            let n = x.len().min(y.len());
+            let av = _mm256_set1_ps(a);
+            let (px, py) = (x.as_ptr(), y.as_mut_ptr());
+            let mut i = 0;
+            while i + 8 <= n {
+                _mm256_storeu_ps(py.add(i), _mm256_fmadd_ps(_mm256_loadu_ps(px.add(i)), av, _mm256_loadu_ps(py.add(i))));
+                i += 8;
+            }
+            while i < n {
+                *py.add(i) = (*px.add(i)).mul_add(a, *py.add(i));
+                i += 1;
+            }
         }
     }
 
@@ -424,7 +449,7 @@ mod x86 {
     /// (t4[0]+t4[2]) + (t4[1]+t4[3]).
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn reduce_lo_hi(lo: __m256, hi: __m256) -> f32 {
+    fn reduce_lo_hi(lo: __m256, hi: __m256) -> f32 {
         let t8 = _mm256_add_ps(hi, lo);
         let t4 = _mm_add_ps(_mm256_extractf128_ps(t8, 1), _mm256_castps256_ps128(t8));
         let r = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));
@@ -435,30 +460,34 @@ mod x86 {
     /// AVX2 and FMA must be available.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn v_expf_slice(x: &mut [f32]) {
-        let c = |bits: u32| _mm256_set1_ps(f32::from_bits(bits));
-        let r = _mm256_set1_ps(12_582_912.0);
-        let mut chunks = x.chunks_exact_mut(8);
-        for ch in &mut chunks {
-            // SAFETY: `ch` has 8 floats.
-            let v = _mm256_loadu_ps(ch.as_ptr());
-            let z = _mm256_fmadd_ps(v, c(0x3fb8_aa3b), r);
-            let n = _mm256_sub_ps(z, r);
-            let mn = _mm256_sub_ps(_mm256_setzero_ps(), n);
-            let b = _mm256_fmadd_ps(mn, c(0x35bf_be8e), _mm256_fmadd_ps(mn, c(0x3f31_7200), v));
-            let u = _mm256_mul_ps(b, b);
-            let p = _mm256_fmadd_ps(c(0x3c07_2010), b, c(0x3d2b_9f17));
-            let q = _mm256_fmadd_ps(c(0x3e2a_af33), b, c(0x3eff_fedb));
-            let s = _mm256_fmadd_ps(c(0x3f7f_fff6), b, _mm256_set1_ps(1.0));
-            let j = _mm256_fmadd_ps(_mm256_fmadd_ps(p, u, q), u, s);
-            let (mut jj, mut nn) = ([0.0f32; 8], [0.0f32; 8]);
-            _mm256_storeu_ps(jj.as_mut_ptr(), j);
-            _mm256_storeu_ps(nn.as_mut_ptr(), n);
-            for k in 0..8 {
-                ch[k] = v_expf_scale(jj[k], nn[k]);
+        // SAFETY: the callers' contract (AVX2 and FMA present); each `ch` is exactly 8 floats and
+        // `jj`, `nn` 8 floats each, which is what the loads and stores move.
+        unsafe {
+            let c = |bits: u32| _mm256_set1_ps(f32::from_bits(bits));
+            let r = _mm256_set1_ps(12_582_912.0);
+            let mut chunks = x.chunks_exact_mut(8);
+            for ch in &mut chunks {
+                // SAFETY: `ch` has 8 floats.
+                let v = _mm256_loadu_ps(ch.as_ptr());
+                let z = _mm256_fmadd_ps(v, c(0x3fb8_aa3b), r);
+                let n = _mm256_sub_ps(z, r);
+                let mn = _mm256_sub_ps(_mm256_setzero_ps(), n);
+                let b = _mm256_fmadd_ps(mn, c(0x35bf_be8e), _mm256_fmadd_ps(mn, c(0x3f31_7200), v));
+                let u = _mm256_mul_ps(b, b);
+                let p = _mm256_fmadd_ps(c(0x3c07_2010), b, c(0x3d2b_9f17));
+                let q = _mm256_fmadd_ps(c(0x3e2a_af33), b, c(0x3eff_fedb));
+                let s = _mm256_fmadd_ps(c(0x3f7f_fff6), b, _mm256_set1_ps(1.0));
+                let j = _mm256_fmadd_ps(_mm256_fmadd_ps(p, u, q), u, s);
+                let (mut jj, mut nn) = ([0.0f32; 8], [0.0f32; 8]);
+                _mm256_storeu_ps(jj.as_mut_ptr(), j);
+                _mm256_storeu_ps(nn.as_mut_ptr(), n);
+                for k in 0..8 {
+                    ch[k] = v_expf_scale(jj[k], nn[k]);
+                }
             }
-        }
-        for v in chunks.into_remainder() {
-            *v = v_expf(*v);
+            for v in chunks.into_remainder() {
+                *v = v_expf(*v);
+            }
         }
     }
 
@@ -466,35 +495,40 @@ mod x86 {
     /// AVX2 and FMA must be available; `W % 8 == 0`.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn fma_lanes<const W: usize>(a: &[f32], b: &[f32], first: usize, lanes: &mut [f32; W]) {
-        if W <= 64 {
-            return fma_lanes_regs(a, b, first, lanes);
-        }
-        let n = a.len().min(b.len());
-        // Elements before the first index that is a multiple of W, one by one.
-        let head = ((W - first % W) % W).min(n);
-        for k in 0..head {
-            let l = &mut lanes[(first + k) % W];
-            *l = a[k].mul_add(b[k], *l);
-        }
-        let body = head + (n - head) / W * W;
-        let lp = lanes.as_mut_ptr();
-        let mut k = head;
-        while k < body {
-            // Element k + i lands in lane i (k + first is a multiple of W).
-            let mut i = 0;
-            while i < W {
-                // SAFETY: k + i + 8 <= body <= n and i + 8 <= W: in bounds for a, b, lanes.
-                let va = _mm256_loadu_ps(a.as_ptr().add(k + i));
-                let vb = _mm256_loadu_ps(b.as_ptr().add(k + i));
-                let vl = _mm256_loadu_ps(lp.add(i));
-                _mm256_storeu_ps(lp.add(i), _mm256_fmadd_ps(va, vb, vl));
-                i += 8;
+        // SAFETY: the callers' contract (AVX2 and FMA present, `W % 8 == 0`); the body loads at `k
+        // + i .. k + i + 8` with `k + W <= body <= n` and `i + 8 <= W`, inside `a`, `b` (both at
+        // least `n` long) and `lanes` (W floats).
+        unsafe {
+            if W <= 64 {
+                return fma_lanes_regs(a, b, first, lanes);
             }
-            k += W;
-        }
-        for k in body..n {
-            let l = &mut lanes[(first + k) % W];
-            *l = a[k].mul_add(b[k], *l);
+            let n = a.len().min(b.len());
+            // Elements before the first index that is a multiple of W, one by one.
+            let head = ((W - first % W) % W).min(n);
+            for k in 0..head {
+                let l = &mut lanes[(first + k) % W];
+                *l = a[k].mul_add(b[k], *l);
+            }
+            let body = head + (n - head) / W * W;
+            let lp = lanes.as_mut_ptr();
+            let mut k = head;
+            while k < body {
+                // Element k + i lands in lane i (k + first is a multiple of W).
+                let mut i = 0;
+                while i < W {
+                    // SAFETY: k + i + 8 <= body <= n and i + 8 <= W: in bounds for a, b, lanes.
+                    let va = _mm256_loadu_ps(a.as_ptr().add(k + i));
+                    let vb = _mm256_loadu_ps(b.as_ptr().add(k + i));
+                    let vl = _mm256_loadu_ps(lp.add(i));
+                    _mm256_storeu_ps(lp.add(i), _mm256_fmadd_ps(va, vb, vl));
+                    i += 8;
+                }
+                k += W;
+            }
+            for k in body..n {
+                let l = &mut lanes[(first + k) % W];
+                *l = a[k].mul_add(b[k], *l);
+            }
         }
     }
 
@@ -504,36 +538,40 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn fma_lanes_regs<const W: usize>(a: &[f32], b: &[f32], first: usize, lanes: &mut [f32; W]) {
-        let n = a.len().min(b.len());
-        let head = ((W - first % W) % W).min(n);
-        for k in 0..head {
-            let l = &mut lanes[(first + k) % W];
-            *l = a[k].mul_add(b[k], *l);
-        }
-        let body = head + (n - head) / W * W;
-        let nv = W / 8;
-        let lp = lanes.as_mut_ptr();
-        let mut acc = [_mm256_setzero_ps(); 8];
-        for (v, acc) in acc.iter_mut().enumerate().take(nv) {
-            *acc = _mm256_loadu_ps(lp.add(8 * v));
-        }
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut k = head;
-        while k < body {
-            for (v, acc) in acc.iter_mut().enumerate().take(nv) {
-                // SAFETY: k + 8v + 8 <= k + W <= body <= n: in bounds for a and b.
-                let va = _mm256_loadu_ps(pa.add(k + 8 * v));
-                let vb = _mm256_loadu_ps(pb.add(k + 8 * v));
-                *acc = _mm256_fmadd_ps(va, vb, *acc);
+        // SAFETY: as in `fma_lanes`: `lanes` is W = 8·`nv` floats, and the body loads at `k + 8v ..
+        // k + 8v + 8 <= k + W <= body <= n`, inside `a` and `b`.
+        unsafe {
+            let n = a.len().min(b.len());
+            let head = ((W - first % W) % W).min(n);
+            for k in 0..head {
+                let l = &mut lanes[(first + k) % W];
+                *l = a[k].mul_add(b[k], *l);
             }
-            k += W;
-        }
-        for (v, acc) in acc.iter().enumerate().take(nv) {
-            _mm256_storeu_ps(lp.add(8 * v), *acc);
-        }
-        for k in body..n {
-            let l = &mut lanes[(first + k) % W];
-            *l = a[k].mul_add(b[k], *l);
+            let body = head + (n - head) / W * W;
+            let nv = W / 8;
+            let lp = lanes.as_mut_ptr();
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for (v, acc) in acc.iter_mut().enumerate().take(nv) {
+                *acc = _mm256_loadu_ps(lp.add(8 * v));
+            }
+            let (pa, pb) = (a.as_ptr(), b.as_ptr());
+            let mut k = head;
+            while k < body {
+                for (v, acc) in acc.iter_mut().enumerate().take(nv) {
+                    // SAFETY: k + 8v + 8 <= k + W <= body <= n: in bounds for a and b.
+                    let va = _mm256_loadu_ps(pa.add(k + 8 * v));
+                    let vb = _mm256_loadu_ps(pb.add(k + 8 * v));
+                    *acc = _mm256_fmadd_ps(va, vb, *acc);
+                }
+                k += W;
+            }
+            for (v, acc) in acc.iter().enumerate().take(nv) {
+                _mm256_storeu_ps(lp.add(8 * v), *acc);
+            }
+            for k in body..n {
+                let l = &mut lanes[(first + k) % W];
+                *l = a[k].mul_add(b[k], *l);
+            }
         }
     }
 }

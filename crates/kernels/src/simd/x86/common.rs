@@ -55,12 +55,40 @@ macro_rules! x86_common {
             _mm_cvtss_f32(r)
         }
 
+        /// `vpdpbusd`: `acc` plus, per i32 lane, the four products of unsigned bytes of
+        /// `a` with signed bytes of `b`.
+        ///
+        /// # Safety
+        /// Only the VNNI level may call it (under `if $vnni`): the other levels compile a
+        /// copy too, which would execute an instruction their CPUs may lack.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        #[allow(unused_unsafe)] // the intrinsic is a safe call in the VNNI level itself
+        unsafe fn dpbusd(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+            // SAFETY: the caller runs this only where `$vnni` holds, i.e. in the level compiled
+            // with `avx512vnni` and dispatched only when the CPU has it.
+            unsafe { _mm256_dpbusd_epi32(acc, a, b) }
+        }
+
+        /// `vpdpwssd`: `acc` plus, per i32 lane, the two products of i16 pairs.
+        ///
+        /// # Safety
+        /// As [`dpbusd`]: only under `if $vnni`.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        #[allow(unused_unsafe)] // the intrinsic is a safe call in the VNNI level itself
+        unsafe fn dpwssd(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+            // SAFETY: as in `dpbusd`: reached only in the VNNI level.
+            unsafe { _mm256_dpwssd_epi32(acc, a, b) }
+        }
+
         /// Eight i32 lanes, lane i = sum of a[4i..4i+4] * b[4i..4i+4] (a unsigned, b signed).
         #[inline]
         #[target_feature(enable = $feat)]
         fn dot_us(a: __m256i, b: __m256i) -> __m256i {
             if $vnni {
-                _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b)
+                // SAFETY: `$vnni`: this is the VNNI level.
+                unsafe { dpbusd(_mm256_setzero_si256(), a, b) }
             } else {
                 // |a| ≤ 31 here (or 127 with the sign trick), so pairs never saturate i16.
                 _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1))
@@ -72,7 +100,8 @@ macro_rules! x86_common {
         #[target_feature(enable = $feat)]
         fn madd_acc(acc: __m256i, scales: __m256i, p16: __m256i) -> __m256i {
             if $vnni {
-                _mm256_dpwssd_epi32(acc, scales, p16)
+                // SAFETY: `$vnni`: this is the VNNI level.
+                unsafe { dpwssd(acc, scales, p16) }
             } else {
                 _mm256_add_epi32(acc, _mm256_madd_epi16(scales, p16))
             }

@@ -34,9 +34,10 @@ macro_rules! x86_legacy {
 
         #[inline]
         #[target_feature(enable = $feat)]
-        unsafe fn signed_w(q: __m256i, d: f32) -> Sw {
+        fn signed_w(q: __m256i, d: f32) -> Sw {
             let aux = if $vnni {
-                let c = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(-128), q);
+                // SAFETY: `$vnni`: this is the VNNI level.
+                let c = unsafe { dpbusd(_mm256_setzero_si256(), _mm256_set1_epi8(-128), q) };
                 _mm256_sub_epi32(_mm256_setzero_si256(), c)
             } else {
                 _mm256_sign_epi8(q, q)
@@ -47,18 +48,23 @@ macro_rules! x86_legacy {
         #[inline]
         #[target_feature(enable = $feat)]
         unsafe fn signed_x(x: *const u8) -> Sx {
-            let y = load(x.add(2));
-            let y = if $vnni { _mm256_xor_si256(y, _mm256_set1_epi8(-128)) } else { y };
-            Sx { y, d: _mm256_set1_ps(rd16(x)) }
+            // SAFETY: the caller passes a whole Q8_0 block (34 bytes: f16 scale, 32 quants), so `x`
+            // and `x + 2..x + 34` are readable.
+            unsafe {
+                let y = load(x.add(2));
+                let y = if $vnni { _mm256_xor_si256(y, _mm256_set1_epi8(-128)) } else { y };
+                Sx { y, d: _mm256_set1_ps(rd16(x)) }
+            }
         }
 
         /// ggml's `mul_sum_i8_pairs_float` + fma: the lanes are Σ w·y exactly, either
         /// as Σ (y+128)·w − 128·Σw (VNNI) or as Σ |w|·(sign(w)·y).
         #[inline]
         #[target_feature(enable = $feat)]
-        unsafe fn step_signed(w: &Sw, xp: &Sx, acc: &mut Acc) {
+        fn step_signed(w: &Sw, xp: &Sx, acc: &mut Acc) {
             let lanes = if $vnni {
-                _mm256_dpbusd_epi32(w.aux, xp.y, w.q)
+                // SAFETY: `$vnni`: this is the VNNI level.
+                unsafe { dpbusd(w.aux, xp.y, w.q) }
             } else {
                 dot_us(w.aux, _mm256_sign_epi8(xp.y, w.q))
             };
@@ -84,14 +90,18 @@ macro_rules! x86_legacy {
         #[inline]
         #[target_feature(enable = $feat)]
         unsafe fn rd16x2(p: *const u8) -> __m128 {
-            let bits = u32::from_le_bytes([*p, *p.add(1), *p.add(2), *p.add(3)]);
-            _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32))
+            // SAFETY: the caller passes the block start of a Q4_1 / Q5_1 weight or Q8_1 activation
+            // block, whose first 4 bytes are the two f16 values.
+            unsafe {
+                let bits = u32::from_le_bytes([*p, *p.add(1), *p.add(2), *p.add(3)]);
+                _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32))
+            }
         }
 
         /// One vector multiply gives both `d_w·d_x` and `m_w·s_x` (ggml's f32 products).
         #[inline]
         #[target_feature(enable = $feat)]
-        unsafe fn step_unsigned(w: &Uw, xp: &Ux, acc: &mut Acc) {
+        fn step_unsigned(w: &Uw, xp: &Ux, acc: &mut Acc) {
             let p = _mm_mul_ps(w.dm, xp.ds);
             acc.s += _mm_cvtss_f32(_mm_movehdup_ps(p));
             let lanes = dot_us(w.q, xp.y);
@@ -101,7 +111,10 @@ macro_rules! x86_legacy {
         #[inline]
         #[target_feature(enable = $feat)]
         unsafe fn unsigned_x(x: *const u8) -> Ux {
-            Ux { y: load(x.add(4)), ds: rd16x2(x) }
+            // SAFETY: the caller passes a whole Q8_1 block (36 bytes: two f16, 32 quants).
+            unsafe {
+                Ux { y: load(x.add(4)), ds: rd16x2(x) }
+            }
         }
 
         /// Implements `Kern` for a legacy format from its unpack expression.
@@ -117,12 +130,21 @@ macro_rules! x86_legacy {
                     #[inline]
                     #[target_feature(enable = $feat)]
                     unsafe fn unpack($p: *const u8) -> Sw {
-                        $unpack
+                        // SAFETY: `$p` is a whole weight block of `WB` bytes (the `unpack`
+                        // contract), and every read of the unpack expressions below (scales at
+                        // 0..4, bits / nibbles / quants up to `WB`) stays inside it.
+                        unsafe {
+                            $unpack
+                        }
                     }
                     #[inline]
                     #[target_feature(enable = $feat)]
                     unsafe fn prep(x: *const u8) -> Sx {
-                        signed_x(x)
+                        // SAFETY: `x` is a whole activation block of `XB` bytes (the `prep`
+                        // contract).
+                        unsafe {
+                            signed_x(x)
+                        }
                     }
                     #[inline]
                     #[target_feature(enable = $feat)]
@@ -147,12 +169,21 @@ macro_rules! x86_legacy {
                     #[inline]
                     #[target_feature(enable = $feat)]
                     unsafe fn unpack($p: *const u8) -> Uw {
-                        $unpack
+                        // SAFETY: `$p` is a whole weight block of `WB` bytes (the `unpack`
+                        // contract), and every read of the unpack expressions below (scales at
+                        // 0..4, bits / nibbles / quants up to `WB`) stays inside it.
+                        unsafe {
+                            $unpack
+                        }
                     }
                     #[inline]
                     #[target_feature(enable = $feat)]
                     unsafe fn prep(x: *const u8) -> Ux {
-                        unsigned_x(x)
+                        // SAFETY: `x` is a whole activation block of `XB` bytes (the `prep`
+                        // contract).
+                        unsafe {
+                            unsigned_x(x)
+                        }
                     }
                     #[inline]
                     #[target_feature(enable = $feat)]
@@ -203,7 +234,11 @@ macro_rules! x86_legacy {
             #[inline]
             #[target_feature(enable = $feat)]
             unsafe fn raw(p: *const u8) -> __m256i {
-                nibbles32(p.add(2))
+                // SAFETY: `p` is a whole weight block of `WB` bytes (the `raw` contract, as
+                // `unpack`); the reads stay inside it.
+                unsafe {
+                    nibbles32(p.add(2))
+                }
             }
         }
 
@@ -212,8 +247,12 @@ macro_rules! x86_legacy {
             #[inline]
             #[target_feature(enable = $feat)]
             unsafe fn raw(p: *const u8) -> __m256i {
-                let hi = _mm256_and_si256(bits32(p.add(2)), _mm256_set1_epi8(0x10));
-                _mm256_or_si256(nibbles32(p.add(6)), hi)
+                // SAFETY: `p` is a whole weight block of `WB` bytes (the `raw` contract, as
+                // `unpack`); the reads stay inside it.
+                unsafe {
+                    let hi = _mm256_and_si256(bits32(p.add(2)), _mm256_set1_epi8(0x10));
+                    _mm256_or_si256(nibbles32(p.add(6)), hi)
+                }
             }
         }
 
@@ -222,7 +261,11 @@ macro_rules! x86_legacy {
             #[inline]
             #[target_feature(enable = $feat)]
             unsafe fn raw(p: *const u8) -> __m256i {
-                _mm256_xor_si256(load(p.add(2)), _mm256_set1_epi8(-128))
+                // SAFETY: `p` is a whole weight block of `WB` bytes (the `raw` contract, as
+                // `unpack`); the reads stay inside it.
+                unsafe {
+                    _mm256_xor_si256(load(p.add(2)), _mm256_set1_epi8(-128))
+                }
             }
         }
 
@@ -245,30 +288,37 @@ macro_rules! x86_legacy {
             rs: usize,
             ts: usize,
         ) {
-            if !$vnni || toks != 1 {
-                return matrix_signed::<K>(w, wrb, x, xrb, nb, rows, toks, out, rs, ts);
-            }
-            let zero = _mm256_setzero_si256();
-            let ones = _mm256_set1_epi8(1);
-            let mut corr = vec![zero; nb];
-            let mut dx = vec![0.0f32; nb];
-            for b in 0..nb {
-                let xb = x.add(b * 34);
-                let sum = _mm256_dpbusd_epi32(zero, ones, load(xb.add(2)));
-                corr[b] = _mm256_sub_epi32(zero, _mm256_sll_epi32(sum, _mm_cvtsi32_si128(K::SHIFT)));
-                dx[b] = rd16(xb);
-            }
-            for r in 0..rows {
-                let p = w.add(r * wrb);
-                let mut acc = _mm256_setzero_ps();
-                for b in 0..nb {
-                    let pb = p.add(b * K::WB);
-                    _mm_prefetch::<_MM_HINT_T0>(pb.wrapping_add(PREFETCH) as *const i8);
-                    let lanes = _mm256_dpbusd_epi32(corr[b], K::raw(pb), load(x.add(b * 34 + 2)));
-                    let d = _mm256_set1_ps(rd16(pb) * dx[b]);
-                    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc);
+            // SAFETY: the `MatrixFn` contract (validated by `matmul`): `w` holds `rows` rows of
+            // `nb` blocks of `K::WB` bytes, `wrb` apart; the one token's `nb` Q8_0 blocks (34 bytes
+            // each) are at `x`; `out` has an element at every `r * rs`. The VNNI calls run only
+            // where `$vnni` (returned above otherwise); the prefetch address uses `wrapping_add`
+            // and never faults.
+            unsafe {
+                if !$vnni || toks != 1 {
+                    return matrix_signed::<K>(w, wrb, x, xrb, nb, rows, toks, out, rs, ts);
                 }
-                *out.add(r * rs) = hsum8(acc);
+                let zero = _mm256_setzero_si256();
+                let ones = _mm256_set1_epi8(1);
+                let mut corr = vec![zero; nb];
+                let mut dx = vec![0.0f32; nb];
+                for b in 0..nb {
+                    let xb = x.add(b * 34);
+                    let sum = _mm256_dpbusd_epi32(zero, ones, load(xb.add(2)));
+                    corr[b] = _mm256_sub_epi32(zero, _mm256_sll_epi32(sum, _mm_cvtsi32_si128(K::SHIFT)));
+                    dx[b] = rd16(xb);
+                }
+                for r in 0..rows {
+                    let p = w.add(r * wrb);
+                    let mut acc = _mm256_setzero_ps();
+                    for b in 0..nb {
+                        let pb = p.add(b * K::WB);
+                        _mm_prefetch::<_MM_HINT_T0>(pb.wrapping_add(PREFETCH) as *const i8);
+                        let lanes = _mm256_dpbusd_epi32(corr[b], K::raw(pb), load(x.add(b * 34 + 2)));
+                        let d = _mm256_set1_ps(rd16(pb) * dx[b]);
+                        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc);
+                    }
+                    *out.add(r * rs) = hsum8(acc);
+                }
             }
         }
     };

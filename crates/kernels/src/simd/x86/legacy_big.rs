@@ -40,62 +40,70 @@ macro_rules! x86_legacy_big {
             rs: usize,
             ts: usize,
         ) {
-            // 24 accumulators need AVX-512's 32 registers; AVX2 keeps the 4 × 4 tiles.
-            if !$avx512 || toks < K::BIG_MIN_TOKENS || rows < BIG_R {
-                return matrix::<K, 4, 4>(w, wrb, x, xrb, nb, rows, toks, out, rs, ts);
-            }
-            let zero = _mm256_setzero_si256();
-            // [nb][BIG_R] each: unpacked values, integer lane start, f32 scale.
-            let mut qs = vec![zero; nb * BIG_R];
-            let mut aux = vec![zero; nb * BIG_R];
-            let mut dw = vec![0.0f32; nb * BIG_R];
-            let mut dp = vec![0.0f32; nb * BIG_T * BIG_R];
-            // Every token's prepared blocks, once per call rather than once per row
-            // group: [toks][nb] offset quants and f32 scales.
-            let mut ys = vec![zero; toks * nb];
-            let mut dx = vec![0.0f32; toks * nb];
-            for t in 0..toks {
-                for b in 0..nb {
-                    let xp = signed_x(x.add(t * xrb + b * 34));
-                    ys[t * nb + b] = xp.y;
-                    dx[t * nb + b] = _mm256_cvtss_f32(xp.d);
+            // SAFETY: the `MatrixFn` contract (validated by `matmul`): `w` holds `rows` rows of
+            // `nb` blocks of `K::WB` bytes, `wrb` apart, `x` `toks` rows of `nb` Q8_0 blocks, `xrb`
+            // apart, `out` an element at every `r * rs + t * ts`. Every block read below is one of
+            // those (`r + i < rows`, `t < toks`, `b < nb`); the scratch vectors are sized `nb *
+            // BIG_R` / `toks * nb` / `nb * BIG_T * BIG_R`, which is what `tile_big` indexes; each
+            // group's outputs start at row `r` with `r + BIG_R <= rows`; the rest goes to `matrix`.
+            unsafe {
+                // 24 accumulators need AVX-512's 32 registers; AVX2 keeps the 4 × 4 tiles.
+                if !$avx512 || toks < K::BIG_MIN_TOKENS || rows < BIG_R {
+                    return matrix::<K, 4, 4>(w, wrb, x, xrb, nb, rows, toks, out, rs, ts);
                 }
-            }
-            let mut r = 0;
-            while r + BIG_R <= rows {
-                prefetch_group(w, wrb, r + BIG_R, rows);
-                // Row by row: the group's rows are one contiguous run of bytes.
-                for i in 0..BIG_R {
+                let zero = _mm256_setzero_si256();
+                // [nb][BIG_R] each: unpacked values, integer lane start, f32 scale.
+                let mut qs = vec![zero; nb * BIG_R];
+                let mut aux = vec![zero; nb * BIG_R];
+                let mut dw = vec![0.0f32; nb * BIG_R];
+                let mut dp = vec![0.0f32; nb * BIG_T * BIG_R];
+                // Every token's prepared blocks, once per call rather than once per row
+                // group: [toks][nb] offset quants and f32 scales.
+                let mut ys = vec![zero; toks * nb];
+                let mut dx = vec![0.0f32; toks * nb];
+                for t in 0..toks {
                     for b in 0..nb {
-                        let u = K::unpack(w.add((r + i) * wrb + b * K::WB));
-                        qs[b * BIG_R + i] = u.q;
-                        aux[b * BIG_R + i] = u.aux;
-                        dw[b * BIG_R + i] = _mm256_cvtss_f32(u.d);
+                        let xp = signed_x(x.add(t * xrb + b * 34));
+                        ys[t * nb + b] = xp.y;
+                        dx[t * nb + b] = _mm256_cvtss_f32(xp.d);
                     }
                 }
-                let scr = Scratch {
-                    q: qs.as_ptr(),
-                    aux: aux.as_ptr(),
-                    d: dw.as_ptr(),
-                    ys: ys.as_ptr(),
-                    dx: dx.as_ptr(),
-                    dp: dp.as_mut_ptr(),
-                };
-                let o = out.add(r * rs);
-                let mut t = 0;
-                while t + BIG_T <= toks {
-                    tile_big::<BIG_T>(&scr, t, nb, o.add(t * ts), rs, ts);
-                    t += BIG_T;
+                let mut r = 0;
+                while r + BIG_R <= rows {
+                    prefetch_group(w, wrb, r + BIG_R, rows);
+                    // Row by row: the group's rows are one contiguous run of bytes.
+                    for i in 0..BIG_R {
+                        for b in 0..nb {
+                            let u = K::unpack(w.add((r + i) * wrb + b * K::WB));
+                            qs[b * BIG_R + i] = u.q;
+                            aux[b * BIG_R + i] = u.aux;
+                            dw[b * BIG_R + i] = _mm256_cvtss_f32(u.d);
+                        }
+                    }
+                    let scr = Scratch {
+                        q: qs.as_ptr(),
+                        aux: aux.as_ptr(),
+                        d: dw.as_ptr(),
+                        ys: ys.as_ptr(),
+                        dx: dx.as_ptr(),
+                        dp: dp.as_mut_ptr(),
+                    };
+                    let o = out.add(r * rs);
+                    let mut t = 0;
+                    while t + BIG_T <= toks {
+                        tile_big::<BIG_T>(&scr, t, nb, o.add(t * ts), rs, ts);
+                        t += BIG_T;
+                    }
+                    match toks - t {
+                        2 => tile_big::<2>(&scr, t, nb, o.add(t * ts), rs, ts),
+                        1 => tile_big::<1>(&scr, t, nb, o.add(t * ts), rs, ts),
+                        _ => {}
+                    }
+                    r += BIG_R;
                 }
-                match toks - t {
-                    2 => tile_big::<2>(&scr, t, nb, o.add(t * ts), rs, ts),
-                    1 => tile_big::<1>(&scr, t, nb, o.add(t * ts), rs, ts),
-                    _ => {}
+                if r < rows {
+                    matrix::<K, 4, 4>(w.add(r * wrb), wrb, x, xrb, nb, rows - r, toks, out.add(r * rs), rs, ts);
                 }
-                r += BIG_R;
-            }
-            if r < rows {
-                matrix::<K, 4, 4>(w.add(r * wrb), wrb, x, xrb, nb, rows - r, toks, out.add(r * rs), rs, ts);
             }
         }
 
@@ -106,12 +114,16 @@ macro_rules! x86_legacy_big {
         #[inline]
         #[target_feature(enable = $feat)]
         unsafe fn prefetch_group(w: *const u8, wrb: usize, r: usize, rows: usize) {
-            if r + BIG_R <= rows {
-                let start = w.add(r * wrb);
-                let mut off = 0;
-                while off < BIG_R * wrb {
-                    _mm_prefetch::<_MM_HINT_T0>(start.add(off) as *const i8);
-                    off += 64;
+            // SAFETY: the addresses stay within rows `r..r + BIG_R` of the `rows` rows at `w`
+            // (checked just above); a prefetch never faults in any case.
+            unsafe {
+                if r + BIG_R <= rows {
+                    let start = w.add(r * wrb);
+                    let mut off = 0;
+                    while off < BIG_R * wrb {
+                        _mm_prefetch::<_MM_HINT_T0>(start.add(off) as *const i8);
+                        off += 64;
+                    }
                 }
             }
         }
@@ -142,40 +154,47 @@ macro_rules! x86_legacy_big {
             rs: usize,
             ts: usize,
         ) {
-            // ys: token t's block b at (t0 + t) * nb + b; dp: [nb][T][BIG_R] d products.
-            let (ys, dp) = (w.ys.add(t0 * nb), w.dp);
-            let dx = w.dx.add(t0 * nb);
-            for b in 0..nb {
-                let dwv = _mm256_loadu_ps(w.d.add(b * BIG_R));
-                for t in 0..T {
-                    let d = _mm256_broadcast_ss(&*dx.add(t * nb + b));
-                    _mm256_storeu_ps(dp.add((b * T + t) * BIG_R), _mm256_mul_ps(dwv, d));
-                }
-            }
-            let mut acc = [[_mm256_setzero_ps(); T]; BIG_R];
-            for b in 0..nb {
-                let mut y = [_mm256_setzero_si256(); T];
-                for (t, y) in y.iter_mut().enumerate() {
-                    *y = *ys.add(t * nb + b);
-                }
-                let dpb = dp.add(b * T * BIG_R);
-                for i in 0..BIG_R {
-                    let q = *w.q.add(b * BIG_R + i);
-                    let a = *w.aux.add(b * BIG_R + i);
+            // SAFETY: `w` was filled by `matrix_signed` for `nb` blocks (`q`, `aux`, `d`: `nb *
+            // BIG_R` entries; `ys`, `dx`: `toks * nb` with `t0 + T <= toks`; `dp`: `nb * BIG_T *
+            // BIG_R`, and `T <= BIG_T`), so every index below is inside its buffer; `out` has the
+            // element `i * rs + t * ts` for i < BIG_R, t < T (the caller's group of rows and
+            // tokens). The VNNI intrinsic runs only where `$vnni`.
+            unsafe {
+                // ys: token t's block b at (t0 + t) * nb + b; dp: [nb][T][BIG_R] d products.
+                let (ys, dp) = (w.ys.add(t0 * nb), w.dp);
+                let dx = w.dx.add(t0 * nb);
+                for b in 0..nb {
+                    let dwv = _mm256_loadu_ps(w.d.add(b * BIG_R));
                     for t in 0..T {
-                        let lanes = if $vnni {
-                            _mm256_dpbusd_epi32(a, y[t], q)
-                        } else {
-                            dot_us(a, _mm256_sign_epi8(y[t], q))
-                        };
-                        let d = _mm256_broadcast_ss(&*dpb.add(t * BIG_R + i));
-                        acc[i][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc[i][t]);
+                        let d = _mm256_broadcast_ss(&*dx.add(t * nb + b));
+                        _mm256_storeu_ps(dp.add((b * T + t) * BIG_R), _mm256_mul_ps(dwv, d));
                     }
                 }
-            }
-            for (i, acc_i) in acc.iter().enumerate() {
-                for (t, a) in acc_i.iter().enumerate() {
-                    *out.add(i * rs + t * ts) = hsum8(*a);
+                let mut acc = [[_mm256_setzero_ps(); T]; BIG_R];
+                for b in 0..nb {
+                    let mut y = [_mm256_setzero_si256(); T];
+                    for (t, y) in y.iter_mut().enumerate() {
+                        *y = *ys.add(t * nb + b);
+                    }
+                    let dpb = dp.add(b * T * BIG_R);
+                    for i in 0..BIG_R {
+                        let q = *w.q.add(b * BIG_R + i);
+                        let a = *w.aux.add(b * BIG_R + i);
+                        for t in 0..T {
+                            let lanes = if $vnni {
+                                _mm256_dpbusd_epi32(a, y[t], q)
+                            } else {
+                                dot_us(a, _mm256_sign_epi8(y[t], q))
+                            };
+                            let d = _mm256_broadcast_ss(&*dpb.add(t * BIG_R + i));
+                            acc[i][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc[i][t]);
+                        }
+                    }
+                }
+                for (i, acc_i) in acc.iter().enumerate() {
+                    for (t, a) in acc_i.iter().enumerate() {
+                        *out.add(i * rs + t * ts) = hsum8(*a);
+                    }
                 }
             }
         }
@@ -199,63 +218,67 @@ macro_rules! x86_legacy_big {
             rs: usize,
             ts: usize,
         ) {
-            if !$avx512 || toks < K::BIG_MIN_TOKENS || rows < BIG_R {
-                return matrix::<K, 4, 4>(w, wrb, x, xrb, nb, rows, toks, out, rs, ts);
-            }
-            let zero = _mm256_setzero_si256();
-            let mut qs = vec![zero; nb * BIG_R];
-            let mut dw = vec![0.0f32; nb * BIG_R];
-            let mut mw = vec![0.0f32; nb * BIG_R];
-            let mut dp = vec![0.0f32; nb * BIG_T * BIG_R];
-            let mut sp = vec![0.0f32; nb * BIG_T * BIG_R];
-            // Every token's blocks, once per call: [toks][nb] quants, `d` and `s`.
-            let mut ys = vec![zero; toks * nb];
-            let mut dx = vec![0.0f32; toks * nb];
-            let mut sx = vec![0.0f32; toks * nb];
-            for t in 0..toks {
-                for b in 0..nb {
-                    let xp = unsigned_x(x.add(t * xrb + b * 36));
-                    ys[t * nb + b] = xp.y;
-                    dx[t * nb + b] = _mm_cvtss_f32(xp.ds);
-                    sx[t * nb + b] = _mm_cvtss_f32(_mm_movehdup_ps(xp.ds));
+            // SAFETY: as in `matrix_signed`, with Q8_1 activation blocks (36 bytes) and the `d`,
+            // `m`, `s` scratch of the same sizes, which `tile_big_u` indexes.
+            unsafe {
+                if !$avx512 || toks < K::BIG_MIN_TOKENS || rows < BIG_R {
+                    return matrix::<K, 4, 4>(w, wrb, x, xrb, nb, rows, toks, out, rs, ts);
                 }
-            }
-            let mut r = 0;
-            while r + BIG_R <= rows {
-                prefetch_group(w, wrb, r + BIG_R, rows);
-                for i in 0..BIG_R {
+                let zero = _mm256_setzero_si256();
+                let mut qs = vec![zero; nb * BIG_R];
+                let mut dw = vec![0.0f32; nb * BIG_R];
+                let mut mw = vec![0.0f32; nb * BIG_R];
+                let mut dp = vec![0.0f32; nb * BIG_T * BIG_R];
+                let mut sp = vec![0.0f32; nb * BIG_T * BIG_R];
+                // Every token's blocks, once per call: [toks][nb] quants, `d` and `s`.
+                let mut ys = vec![zero; toks * nb];
+                let mut dx = vec![0.0f32; toks * nb];
+                let mut sx = vec![0.0f32; toks * nb];
+                for t in 0..toks {
                     for b in 0..nb {
-                        let u = K::unpack(w.add((r + i) * wrb + b * K::WB));
-                        qs[b * BIG_R + i] = u.q;
-                        dw[b * BIG_R + i] = _mm_cvtss_f32(u.dm);
-                        mw[b * BIG_R + i] = _mm_cvtss_f32(_mm_movehdup_ps(u.dm));
+                        let xp = unsigned_x(x.add(t * xrb + b * 36));
+                        ys[t * nb + b] = xp.y;
+                        dx[t * nb + b] = _mm_cvtss_f32(xp.ds);
+                        sx[t * nb + b] = _mm_cvtss_f32(_mm_movehdup_ps(xp.ds));
                     }
                 }
-                let scr = ScratchU {
-                    q: qs.as_ptr(),
-                    d: dw.as_ptr(),
-                    m: mw.as_ptr(),
-                    ys: ys.as_ptr(),
-                    dx: dx.as_ptr(),
-                    sx: sx.as_ptr(),
-                    dp: dp.as_mut_ptr(),
-                    sp: sp.as_mut_ptr(),
-                };
-                let o = out.add(r * rs);
-                let mut t = 0;
-                while t + BIG_T <= toks {
-                    tile_big_u::<BIG_T>(&scr, t, nb, o.add(t * ts), rs, ts);
-                    t += BIG_T;
+                let mut r = 0;
+                while r + BIG_R <= rows {
+                    prefetch_group(w, wrb, r + BIG_R, rows);
+                    for i in 0..BIG_R {
+                        for b in 0..nb {
+                            let u = K::unpack(w.add((r + i) * wrb + b * K::WB));
+                            qs[b * BIG_R + i] = u.q;
+                            dw[b * BIG_R + i] = _mm_cvtss_f32(u.dm);
+                            mw[b * BIG_R + i] = _mm_cvtss_f32(_mm_movehdup_ps(u.dm));
+                        }
+                    }
+                    let scr = ScratchU {
+                        q: qs.as_ptr(),
+                        d: dw.as_ptr(),
+                        m: mw.as_ptr(),
+                        ys: ys.as_ptr(),
+                        dx: dx.as_ptr(),
+                        sx: sx.as_ptr(),
+                        dp: dp.as_mut_ptr(),
+                        sp: sp.as_mut_ptr(),
+                    };
+                    let o = out.add(r * rs);
+                    let mut t = 0;
+                    while t + BIG_T <= toks {
+                        tile_big_u::<BIG_T>(&scr, t, nb, o.add(t * ts), rs, ts);
+                        t += BIG_T;
+                    }
+                    match toks - t {
+                        2 => tile_big_u::<2>(&scr, t, nb, o.add(t * ts), rs, ts),
+                        1 => tile_big_u::<1>(&scr, t, nb, o.add(t * ts), rs, ts),
+                        _ => {}
+                    }
+                    r += BIG_R;
                 }
-                match toks - t {
-                    2 => tile_big_u::<2>(&scr, t, nb, o.add(t * ts), rs, ts),
-                    1 => tile_big_u::<1>(&scr, t, nb, o.add(t * ts), rs, ts),
-                    _ => {}
+                if r < rows {
+                    matrix::<K, 4, 4>(w.add(r * wrb), wrb, x, xrb, nb, rows - r, toks, out.add(r * rs), rs, ts);
                 }
-                r += BIG_R;
-            }
-            if r < rows {
-                matrix::<K, 4, 4>(w.add(r * wrb), wrb, x, xrb, nb, rows - r, toks, out.add(r * rs), rs, ts);
             }
         }
 
@@ -285,44 +308,49 @@ macro_rules! x86_legacy_big {
             rs: usize,
             ts: usize,
         ) {
-            let (ys, dp, sp) = (w.ys.add(t0 * nb), w.dp, w.sp);
-            let (dxs, sxs) = (w.dx.add(t0 * nb), w.sx.add(t0 * nb));
-            for b in 0..nb {
-                let dwv = _mm256_loadu_ps(w.d.add(b * BIG_R));
-                let mwv = _mm256_loadu_ps(w.m.add(b * BIG_R));
-                for t in 0..T {
-                    let dx = _mm256_broadcast_ss(&*dxs.add(t * nb + b));
-                    let sx = _mm256_broadcast_ss(&*sxs.add(t * nb + b));
-                    _mm256_storeu_ps(dp.add((b * T + t) * BIG_R), _mm256_mul_ps(dwv, dx));
-                    _mm256_storeu_ps(sp.add((b * T + t) * BIG_R), _mm256_mul_ps(mwv, sx));
-                }
-            }
-            let mut acc = [[_mm256_setzero_ps(); T]; BIG_R];
-            // s sums of the 8 rows, one vector per token (lane = row).
-            let mut sacc = [_mm256_setzero_ps(); T];
-            for b in 0..nb {
-                let mut y = [_mm256_setzero_si256(); T];
-                for (t, y) in y.iter_mut().enumerate() {
-                    *y = *ys.add(t * nb + b);
-                }
-                let dpb = dp.add(b * T * BIG_R);
-                for (t, s) in sacc.iter_mut().enumerate() {
-                    *s = _mm256_add_ps(*s, _mm256_loadu_ps(sp.add((b * T + t) * BIG_R)));
-                }
-                for i in 0..BIG_R {
-                    let q = *w.q.add(b * BIG_R + i);
+            // SAFETY: as in `tile_big`: `w` was filled by `matrix_unsigned` (`q`, `d`, `m`: `nb *
+            // BIG_R`; `ys`, `dx`, `sx`: `toks * nb` with `t0 + T <= toks`; `dp`, `sp`: `nb * BIG_T
+            // * BIG_R`), and `out` holds the BIG_R × T outputs at `i * rs + t * ts`.
+            unsafe {
+                let (ys, dp, sp) = (w.ys.add(t0 * nb), w.dp, w.sp);
+                let (dxs, sxs) = (w.dx.add(t0 * nb), w.sx.add(t0 * nb));
+                for b in 0..nb {
+                    let dwv = _mm256_loadu_ps(w.d.add(b * BIG_R));
+                    let mwv = _mm256_loadu_ps(w.m.add(b * BIG_R));
                     for t in 0..T {
-                        let lanes = dot_us(q, y[t]);
-                        let d = _mm256_broadcast_ss(&*dpb.add(t * BIG_R + i));
-                        acc[i][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc[i][t]);
+                        let dx = _mm256_broadcast_ss(&*dxs.add(t * nb + b));
+                        let sx = _mm256_broadcast_ss(&*sxs.add(t * nb + b));
+                        _mm256_storeu_ps(dp.add((b * T + t) * BIG_R), _mm256_mul_ps(dwv, dx));
+                        _mm256_storeu_ps(sp.add((b * T + t) * BIG_R), _mm256_mul_ps(mwv, sx));
                     }
                 }
-            }
-            for (t, s) in sacc.iter().enumerate() {
-                let mut sv = [0.0f32; BIG_R];
-                _mm256_storeu_ps(sv.as_mut_ptr(), *s);
-                for (i, acc_i) in acc.iter().enumerate() {
-                    *out.add(i * rs + t * ts) = hsum8(acc_i[t]) + sv[i];
+                let mut acc = [[_mm256_setzero_ps(); T]; BIG_R];
+                // s sums of the 8 rows, one vector per token (lane = row).
+                let mut sacc = [_mm256_setzero_ps(); T];
+                for b in 0..nb {
+                    let mut y = [_mm256_setzero_si256(); T];
+                    for (t, y) in y.iter_mut().enumerate() {
+                        *y = *ys.add(t * nb + b);
+                    }
+                    let dpb = dp.add(b * T * BIG_R);
+                    for (t, s) in sacc.iter_mut().enumerate() {
+                        *s = _mm256_add_ps(*s, _mm256_loadu_ps(sp.add((b * T + t) * BIG_R)));
+                    }
+                    for i in 0..BIG_R {
+                        let q = *w.q.add(b * BIG_R + i);
+                        for t in 0..T {
+                            let lanes = dot_us(q, y[t]);
+                            let d = _mm256_broadcast_ss(&*dpb.add(t * BIG_R + i));
+                            acc[i][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc[i][t]);
+                        }
+                    }
+                }
+                for (t, s) in sacc.iter().enumerate() {
+                    let mut sv = [0.0f32; BIG_R];
+                    _mm256_storeu_ps(sv.as_mut_ptr(), *s);
+                    for (i, acc_i) in acc.iter().enumerate() {
+                        *out.add(i * rs + t * ts) = hsum8(acc_i[t]) + sv[i];
+                    }
                 }
             }
         }
