@@ -423,25 +423,24 @@ mod x86 {
         _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), r))
     }
 
-    /// # Safety
-    /// AVX2 and FMA must be available.
+    /// `y[i] = fma(x[i], a, y[i])` over the shorter of the two lengths. Safe to call where
+    /// AVX2 and FMA are enabled: every access is bounded by the slices.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn fma_scalar_into(x: &[f32], a: f32, y: &mut [f32]) {
-        // SAFETY: the callers' contract (AVX2 and FMA present); every load and store is at `i..i +
-        // 8 <= n` or `i < n`, with `n` the shorter length of `x` and `y`.
-        unsafe {
-            let n = x.len().min(y.len());
-            let av = _mm256_set1_ps(a);
-            let (px, py) = (x.as_ptr(), y.as_mut_ptr());
-            let mut i = 0;
-            while i + 8 <= n {
-                _mm256_storeu_ps(py.add(i), _mm256_fmadd_ps(_mm256_loadu_ps(px.add(i)), av, _mm256_loadu_ps(py.add(i))));
-                i += 8;
+    pub(super) fn fma_scalar_into(x: &[f32], a: f32, y: &mut [f32]) {
+        let n = x.len().min(y.len());
+        let av = _mm256_set1_ps(a);
+        let (px, py) = (x.as_ptr(), y.as_mut_ptr());
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n <= x.len(), y.len(): 8 floats of each, unaligned access.
+            unsafe {
+                let v = _mm256_fmadd_ps(_mm256_loadu_ps(px.add(i)), av, _mm256_loadu_ps(py.add(i)));
+                _mm256_storeu_ps(py.add(i), v);
             }
-            while i < n {
-                *py.add(i) = (*px.add(i)).mul_add(a, *py.add(i));
-                i += 1;
-            }
+            i += 8;
+        }
+        for (yv, &xv) in y[i..n].iter_mut().zip(&x[i..n]) {
+            *yv = xv.mul_add(a, *yv);
         }
     }
 
@@ -456,38 +455,37 @@ mod x86 {
         _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)))
     }
 
-    /// # Safety
-    /// AVX2 and FMA must be available.
+    /// `v_expf` of every element, 8 lanes at a time, the tail one by one. Safe to call
+    /// where AVX2 and FMA are enabled: every access is bounded by the slice.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn v_expf_slice(x: &mut [f32]) {
-        // SAFETY: the callers' contract (AVX2 and FMA present); each `ch` is exactly 8 floats and
-        // `jj`, `nn` 8 floats each, which is what the loads and stores move.
-        unsafe {
-            let c = |bits: u32| _mm256_set1_ps(f32::from_bits(bits));
-            let r = _mm256_set1_ps(12_582_912.0);
-            let mut chunks = x.chunks_exact_mut(8);
-            for ch in &mut chunks {
-                // SAFETY: `ch` has 8 floats.
-                let v = _mm256_loadu_ps(ch.as_ptr());
-                let z = _mm256_fmadd_ps(v, c(0x3fb8_aa3b), r);
-                let n = _mm256_sub_ps(z, r);
-                let mn = _mm256_sub_ps(_mm256_setzero_ps(), n);
-                let b = _mm256_fmadd_ps(mn, c(0x35bf_be8e), _mm256_fmadd_ps(mn, c(0x3f31_7200), v));
-                let u = _mm256_mul_ps(b, b);
-                let p = _mm256_fmadd_ps(c(0x3c07_2010), b, c(0x3d2b_9f17));
-                let q = _mm256_fmadd_ps(c(0x3e2a_af33), b, c(0x3eff_fedb));
-                let s = _mm256_fmadd_ps(c(0x3f7f_fff6), b, _mm256_set1_ps(1.0));
-                let j = _mm256_fmadd_ps(_mm256_fmadd_ps(p, u, q), u, s);
-                let (mut jj, mut nn) = ([0.0f32; 8], [0.0f32; 8]);
+    pub(super) fn v_expf_slice(x: &mut [f32]) {
+        let c = |bits: u32| _mm256_set1_ps(f32::from_bits(bits));
+        let r = _mm256_set1_ps(12_582_912.0);
+        let mut chunks = x.chunks_exact_mut(8);
+        for ch in &mut chunks {
+            // SAFETY: `ch` has exactly 8 floats.
+            let v = unsafe { _mm256_loadu_ps(ch.as_ptr()) };
+            let z = _mm256_fmadd_ps(v, c(0x3fb8_aa3b), r);
+            let n = _mm256_sub_ps(z, r);
+            let mn = _mm256_sub_ps(_mm256_setzero_ps(), n);
+            let b = _mm256_fmadd_ps(mn, c(0x35bf_be8e), _mm256_fmadd_ps(mn, c(0x3f31_7200), v));
+            let u = _mm256_mul_ps(b, b);
+            let p = _mm256_fmadd_ps(c(0x3c07_2010), b, c(0x3d2b_9f17));
+            let q = _mm256_fmadd_ps(c(0x3e2a_af33), b, c(0x3eff_fedb));
+            let s = _mm256_fmadd_ps(c(0x3f7f_fff6), b, _mm256_set1_ps(1.0));
+            let j = _mm256_fmadd_ps(_mm256_fmadd_ps(p, u, q), u, s);
+            let (mut jj, mut nn) = ([0.0f32; 8], [0.0f32; 8]);
+            // SAFETY: `jj` and `nn` have room for 8 floats each.
+            unsafe {
                 _mm256_storeu_ps(jj.as_mut_ptr(), j);
                 _mm256_storeu_ps(nn.as_mut_ptr(), n);
-                for k in 0..8 {
-                    ch[k] = v_expf_scale(jj[k], nn[k]);
-                }
             }
-            for v in chunks.into_remainder() {
-                *v = v_expf(*v);
+            for k in 0..8 {
+                ch[k] = v_expf_scale(jj[k], nn[k]);
             }
+        }
+        for v in chunks.into_remainder() {
+            *v = v_expf(*v);
         }
     }
 
@@ -495,83 +493,82 @@ mod x86 {
     /// AVX2 and FMA must be available; `W % 8 == 0`.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn fma_lanes<const W: usize>(a: &[f32], b: &[f32], first: usize, lanes: &mut [f32; W]) {
-        // SAFETY: the callers' contract (AVX2 and FMA present, `W % 8 == 0`); the body loads at `k
-        // + i .. k + i + 8` with `k + W <= body <= n` and `i + 8 <= W`, inside `a`, `b` (both at
-        // least `n` long) and `lanes` (W floats).
-        unsafe {
-            if W <= 64 {
-                return fma_lanes_regs(a, b, first, lanes);
-            }
-            let n = a.len().min(b.len());
-            // Elements before the first index that is a multiple of W, one by one.
-            let head = ((W - first % W) % W).min(n);
-            for k in 0..head {
-                let l = &mut lanes[(first + k) % W];
-                *l = a[k].mul_add(b[k], *l);
-            }
-            let body = head + (n - head) / W * W;
-            let lp = lanes.as_mut_ptr();
-            let mut k = head;
-            while k < body {
-                // Element k + i lands in lane i (k + first is a multiple of W).
-                let mut i = 0;
-                while i < W {
-                    // SAFETY: k + i + 8 <= body <= n and i + 8 <= W: in bounds for a, b, lanes.
+        if W <= 64 {
+            // SAFETY: the same contract, passed on (this function's features, `W % 8 == 0`).
+            return unsafe { fma_lanes_regs(a, b, first, lanes) };
+        }
+        let n = a.len().min(b.len());
+        // Elements before the first index that is a multiple of W, one by one.
+        let head = ((W - first % W) % W).min(n);
+        for k in 0..head {
+            let l = &mut lanes[(first + k) % W];
+            *l = a[k].mul_add(b[k], *l);
+        }
+        let body = head + (n - head) / W * W;
+        let lp = lanes.as_mut_ptr();
+        let mut k = head;
+        while k < body {
+            // Element k + i lands in lane i (k + first is a multiple of W).
+            let mut i = 0;
+            while i < W {
+                // SAFETY: k + i + 8 <= body <= n and i + 8 <= W (`W % 8 == 0`, the caller's
+                // contract): in bounds for a, b, lanes.
+                unsafe {
                     let va = _mm256_loadu_ps(a.as_ptr().add(k + i));
                     let vb = _mm256_loadu_ps(b.as_ptr().add(k + i));
                     let vl = _mm256_loadu_ps(lp.add(i));
                     _mm256_storeu_ps(lp.add(i), _mm256_fmadd_ps(va, vb, vl));
-                    i += 8;
                 }
-                k += W;
+                i += 8;
             }
-            for k in body..n {
-                let l = &mut lanes[(first + k) % W];
-                *l = a[k].mul_add(b[k], *l);
-            }
+            k += W;
+        }
+        for k in body..n {
+            let l = &mut lanes[(first + k) % W];
+            *l = a[k].mul_add(b[k], *l);
         }
     }
 
     /// [`fma_lanes`] for `W <= 64`: the lanes stay in (up to 8) registers for the whole
     /// body instead of a load and a store per step, so each lane's FMA chain runs at the
     /// FMA latency; the operations on every lane are unchanged.
+    ///
+    /// # Safety
+    /// As [`fma_lanes`], and `W <= 64`.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn fma_lanes_regs<const W: usize>(a: &[f32], b: &[f32], first: usize, lanes: &mut [f32; W]) {
-        // SAFETY: as in `fma_lanes`: `lanes` is W = 8·`nv` floats, and the body loads at `k + 8v ..
-        // k + 8v + 8 <= k + W <= body <= n`, inside `a` and `b`.
-        unsafe {
-            let n = a.len().min(b.len());
-            let head = ((W - first % W) % W).min(n);
-            for k in 0..head {
-                let l = &mut lanes[(first + k) % W];
-                *l = a[k].mul_add(b[k], *l);
-            }
-            let body = head + (n - head) / W * W;
-            let nv = W / 8;
-            let lp = lanes.as_mut_ptr();
-            let mut acc = [_mm256_setzero_ps(); 8];
+        let n = a.len().min(b.len());
+        let head = ((W - first % W) % W).min(n);
+        for k in 0..head {
+            let l = &mut lanes[(first + k) % W];
+            *l = a[k].mul_add(b[k], *l);
+        }
+        let body = head + (n - head) / W * W;
+        let nv = W / 8;
+        let lp = lanes.as_mut_ptr();
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for (v, acc) in acc.iter_mut().enumerate().take(nv) {
+            // SAFETY: 8v + 8 <= 8·nv = W (`W % 8 == 0`): inside `lanes`.
+            *acc = unsafe { _mm256_loadu_ps(lp.add(8 * v)) };
+        }
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut k = head;
+        while k < body {
             for (v, acc) in acc.iter_mut().enumerate().take(nv) {
-                *acc = _mm256_loadu_ps(lp.add(8 * v));
+                // SAFETY: k + 8v + 8 <= k + W <= body <= n: in bounds for a and b.
+                let (va, vb) = unsafe { (_mm256_loadu_ps(pa.add(k + 8 * v)), _mm256_loadu_ps(pb.add(k + 8 * v))) };
+                *acc = _mm256_fmadd_ps(va, vb, *acc);
             }
-            let (pa, pb) = (a.as_ptr(), b.as_ptr());
-            let mut k = head;
-            while k < body {
-                for (v, acc) in acc.iter_mut().enumerate().take(nv) {
-                    // SAFETY: k + 8v + 8 <= k + W <= body <= n: in bounds for a and b.
-                    let va = _mm256_loadu_ps(pa.add(k + 8 * v));
-                    let vb = _mm256_loadu_ps(pb.add(k + 8 * v));
-                    *acc = _mm256_fmadd_ps(va, vb, *acc);
-                }
-                k += W;
-            }
-            for (v, acc) in acc.iter().enumerate().take(nv) {
-                _mm256_storeu_ps(lp.add(8 * v), *acc);
-            }
-            for k in body..n {
-                let l = &mut lanes[(first + k) % W];
-                *l = a[k].mul_add(b[k], *l);
-            }
+            k += W;
+        }
+        for (v, acc) in acc.iter().enumerate().take(nv) {
+            // SAFETY: 8v + 8 <= W, as for the loads above.
+            unsafe { _mm256_storeu_ps(lp.add(8 * v), *acc) };
+        }
+        for k in body..n {
+            let l = &mut lanes[(first + k) % W];
+            *l = a[k].mul_add(b[k], *l);
         }
     }
 }

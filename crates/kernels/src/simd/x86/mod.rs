@@ -43,6 +43,16 @@
 //! one format family. `peer.rs` / `peer_vnni.rs` are the fixed-feature kernels of
 //! [`crate::peer_order`]. Every kernel's scalar reference stays in `legacy.rs`,
 //! `kquants.rs`, `fp.rs` or `peer_order.rs` at the crate root.
+//!
+//! **Safety.** A level's `unsafe fn`s may only run on a CPU with its features: the
+//! dispatch (`simd::matrix_fn` / `quant_fn`) hands out a level's kernels only for
+//! `Isa::is_supported` levels, and the VNNI-only instructions sit behind `if $vnni` (through
+//! the `unsafe fn` wrappers `dpbusd` / `dpwssd`, so the other levels' dead copies stay
+//! honest). Pointer arguments follow the `MatrixFn` contract (see `simd/mod.rs`; `matmul`
+//! validates the sizes), and every helper that takes a pointer documents the bytes it
+//! reads, always within one block of those rows; each `// SAFETY:` comment names the part
+//! of that contract its block relies on. Helpers on values alone (`hsum8`, `dot_us`, the
+//! quantizers' vector arithmetic, ...) are safe `#[target_feature]` functions.
 
 // AVX-512 intrinsics are stable since Rust 1.89, newer than the workspace's declared
 // rust-version (1.80); the crate needs 1.89 to build on x86_64 anyway.
