@@ -31,15 +31,21 @@ fn account(delta: isize) {
 unsafe impl GlobalAlloc for Meter {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         account(layout.size() as isize);
-        System.alloc(layout)
+        // SAFETY: the caller's `GlobalAlloc::alloc` contract (non-zero-size `layout`) is
+        // passed on to `System` unchanged.
+        unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         account(-(layout.size() as isize));
-        System.dealloc(ptr, layout)
+        // SAFETY: `ptr` was allocated by this allocator, i.e. by `System` with `layout`
+        // (every allocation is deferred to it), as `dealloc`'s contract requires.
+        unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         account(new_size as isize - layout.size() as isize);
-        System.realloc(ptr, layout, new_size)
+        // SAFETY: `ptr` / `layout` describe a block `System` allocated (every allocation is
+        // deferred to it) and the caller's `realloc` contract on `new_size` is passed on.
+        unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
 

@@ -10,6 +10,10 @@
 //! ggml's); `Avx512Vnni` adds VNNI (`vpdpbusd`: four u8×i8 products summed into i32 in one
 //! instruction). AMX is never used (listed by cpuid on some machines, but it faults there).
 //! aarch64: `Neon` (always present on aarch64 Linux).
+//!
+//! This is the crate's only CPU-feature detector: the matmul kernels, `lanes`, `peer_order`
+//! and `ops` all dispatch on [`isa`] (the last two through [`Isa::has_avx2`] /
+//! [`Isa::has_avx512`]), so one `JIKJI_ISA` setting lowers every fast path at once.
 
 use std::sync::OnceLock;
 
@@ -65,6 +69,16 @@ impl Isa {
             #[allow(unreachable_patterns)]
             _ => false,
         }
+    }
+
+    /// Whether code of this level may use AVX2, FMA and F16C (every x86 level does).
+    pub fn has_avx2(self) -> bool {
+        matches!(self, Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni)
+    }
+
+    /// Whether code of this level may use AVX-512 F/BW/DQ/VL (on top of AVX2).
+    pub fn has_avx512(self) -> bool {
+        matches!(self, Isa::Avx512 | Isa::Avx512Vnni)
     }
 
     /// Every level this CPU supports, best first (always ends with `Scalar`).

@@ -12,7 +12,7 @@
 //! independent chains) for callers with many dots against one vector.
 
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_imports))]
-use crate::{isa, Isa};
+use crate::isa;
 
 /// The scalar reference of [`fma_lanes`].
 pub fn fma_lanes_scalar<const W: usize>(a: &[f32], b: &[f32], first: usize, lanes: &mut [f32; W]) {
@@ -27,7 +27,7 @@ pub fn fma_lanes_scalar<const W: usize>(a: &[f32], b: &[f32], first: usize, lane
 /// other widths take the scalar reference.
 pub fn fma_lanes<const W: usize>(a: &[f32], b: &[f32], first: usize, lanes: &mut [f32; W]) {
     #[cfg(target_arch = "x86_64")]
-    if W % 8 == 0 && W > 0 && matches!(isa(), Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni) {
+    if W % 8 == 0 && W > 0 && isa().has_avx2() {
         // SAFETY: the CPU has AVX2 and FMA (an x86 level at or above Avx2 was detected).
         unsafe { x86::fma_lanes(a, b, first, lanes) };
         return;
@@ -65,7 +65,7 @@ pub fn dot16_rows(rows: &[f32], stride: usize, b: &[f32], out: &mut [f32]) {
         assert!(last * stride + n <= rows.len(), "dot16_rows: rows too short");
     }
     #[cfg(target_arch = "x86_64")]
-    if n % 16 == 0 && matches!(isa(), Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni) {
+    if n % 16 == 0 && isa().has_avx2() {
         // SAFETY: AVX2/FMA present; every row `i * stride .. i * stride + n` is in bounds
         // (asserted above) and `n` is a multiple of 16.
         unsafe { x86::dot16_rows(rows, stride, b, out) };
@@ -94,7 +94,7 @@ pub fn dot16_rows_from(rows: &[f32], stride: usize, b: &[f32], first: usize, out
         assert!(last * stride + n <= rows.len(), "dot16_rows_from: rows too short");
     }
     #[cfg(target_arch = "x86_64")]
-    if matches!(isa(), Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni) {
+    if isa().has_avx2() {
         // SAFETY: AVX2/FMA present; every row `i * stride .. i * stride + n` is in bounds
         // (asserted above).
         unsafe { x86::dot16_rows_from(rows, stride, b, first, out) };
@@ -129,7 +129,7 @@ pub fn dot16_tile(a: &[f32], sa: usize, na: usize, b: &[f32], sb: usize, nb: usi
     assert!((nb - 1) * sb + n <= b.len(), "dot16_tile: b too short");
     assert!((na - 1) * os + nb <= out.len(), "dot16_tile: out too short");
     #[cfg(target_arch = "x86_64")]
-    if first % 16 == 0 && n % 16 == 0 && matches!(isa(), Isa::Avx512 | Isa::Avx512Vnni) {
+    if first % 16 == 0 && n % 16 == 0 && isa().has_avx512() {
         // SAFETY: AVX-512F present; every row and output in bounds (asserted above), `n` a
         // multiple of 16.
         unsafe { x86::dot16_tile(a.as_ptr(), sa, na, b.as_ptr(), sb, nb, n, out.as_mut_ptr(), os) };
@@ -151,7 +151,7 @@ pub fn fma_scalar_into_scalar(x: &[f32], a: f32, y: &mut [f32]) {
 /// added, weighted, into its lane's accumulator row (single-token attention).
 pub fn fma_scalar_into(x: &[f32], a: f32, y: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if matches!(isa(), Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni) {
+    if isa().has_avx2() {
         // SAFETY: AVX2 and FMA are present.
         unsafe { x86::fma_scalar_into(x, a, y) };
         return;
@@ -195,7 +195,7 @@ fn v_expf_scale(j: f32, n: f32) -> f32 {
 /// FMAs (the same correctly rounded operations, so the same bits).
 pub fn v_expf_slice(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if matches!(isa(), Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni) {
+    if isa().has_avx2() {
         // SAFETY: the CPU has AVX2 and FMA (an x86 level at or above Avx2 was detected).
         unsafe { x86::v_expf_slice(x) };
         return;
@@ -214,39 +214,44 @@ mod x86 {
     /// AVX2 and FMA must be available; `b.len() % 16 == 0`; every row in bounds.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn dot16_rows(rows: &[f32], stride: usize, b: &[f32], out: &mut [f32]) {
-        let n = b.len();
-        let pb = b.as_ptr();
-        // Four rows at a time: eight independent FMA chains instead of two.
-        let mut i = 0;
-        while i + 4 <= out.len() {
-            let a = rows.as_ptr().add(i * stride);
-            let mut lo = [_mm256_setzero_ps(); 4];
-            let mut hi = [_mm256_setzero_ps(); 4];
-            let mut k = 0;
-            while k < n {
-                let (bl, bh) = (_mm256_loadu_ps(pb.add(k)), _mm256_loadu_ps(pb.add(k + 8)));
-                for r in 0..4 {
-                    let ar = a.add(r * stride + k);
-                    lo[r] = _mm256_fmadd_ps(_mm256_loadu_ps(ar), bl, lo[r]);
-                    hi[r] = _mm256_fmadd_ps(_mm256_loadu_ps(ar.add(8)), bh, hi[r]);
+        // SAFETY: the callers' contract: AVX2 and FMA present, `n = b.len()` a multiple of 16 (so
+        // the loads at `k` and `k + 8`, k < n, stay in `b`), and every row `i * stride .. i *
+        // stride + n` for i < `out.len()` inside `rows` (asserted by the caller).
+        unsafe {
+            let n = b.len();
+            let pb = b.as_ptr();
+            // Four rows at a time: eight independent FMA chains instead of two.
+            let mut i = 0;
+            while i + 4 <= out.len() {
+                let a = rows.as_ptr().add(i * stride);
+                let mut lo = [_mm256_setzero_ps(); 4];
+                let mut hi = [_mm256_setzero_ps(); 4];
+                let mut k = 0;
+                while k < n {
+                    let (bl, bh) = (_mm256_loadu_ps(pb.add(k)), _mm256_loadu_ps(pb.add(k + 8)));
+                    for r in 0..4 {
+                        let ar = a.add(r * stride + k);
+                        lo[r] = _mm256_fmadd_ps(_mm256_loadu_ps(ar), bl, lo[r]);
+                        hi[r] = _mm256_fmadd_ps(_mm256_loadu_ps(ar.add(8)), bh, hi[r]);
+                    }
+                    k += 16;
                 }
-                k += 16;
+                for r in 0..4 {
+                    out[i + r] = reduce_lo_hi(lo[r], hi[r]);
+                }
+                i += 4;
             }
-            for r in 0..4 {
-                out[i + r] = reduce_lo_hi(lo[r], hi[r]);
+            for (i, o) in out.iter_mut().enumerate().skip(i) {
+                let a = rows.as_ptr().add(i * stride);
+                let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                let mut k = 0;
+                while k < n {
+                    lo = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(k)), _mm256_loadu_ps(b.as_ptr().add(k)), lo);
+                    hi = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(k + 8)), _mm256_loadu_ps(b.as_ptr().add(k + 8)), hi);
+                    k += 16;
+                }
+                *o = reduce_lo_hi(lo, hi);
             }
-            i += 4;
-        }
-        for (i, o) in out.iter_mut().enumerate().skip(i) {
-            let a = rows.as_ptr().add(i * stride);
-            let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-            let mut k = 0;
-            while k < n {
-                lo = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(k)), _mm256_loadu_ps(b.as_ptr().add(k)), lo);
-                hi = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(k + 8)), _mm256_loadu_ps(b.as_ptr().add(k + 8)), hi);
-                k += 16;
-            }
-            *o = reduce_lo_hi(lo, hi);
         }
     }
 
@@ -255,63 +260,69 @@ mod x86 {
     /// bounds of `rows`.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn dot16_rows_from(rows: &[f32], stride: usize, b: &[f32], first: usize, out: &mut [f32]) {
-        const G: usize = 4;
-        let n = b.len();
-        // Elements before the first absolute index that is a multiple of 16 and after the
-        // last whole group of 16 go one by one, as in `fma_lanes`.
-        let head = ((16 - first % 16) % 16).min(n);
-        let body = head + (n - head) / 16 * 16;
-        let (pr, pb) = (rows.as_ptr(), b.as_ptr());
-        let mut i = 0;
-        while i < out.len() {
-            let g = (out.len() - i).min(G);
-            let mut lanes = [[0.0f32; 16]; G];
-            for (r, l) in lanes.iter_mut().enumerate().take(g) {
-                let a = pr.add((i + r) * stride);
-                for k in 0..head {
-                    let lane = &mut l[(first + k) % 16];
-                    *lane = (*a.add(k)).mul_add(*pb.add(k), *lane);
-                }
-            }
-            let mut lo = [_mm256_setzero_ps(); G];
-            let mut hi = [_mm256_setzero_ps(); G];
-            for r in 0..g {
-                lo[r] = _mm256_loadu_ps(lanes[r].as_ptr());
-                hi[r] = _mm256_loadu_ps(lanes[r].as_ptr().add(8));
-            }
-            let mut k = head;
-            if g == G {
-                while k < body {
-                    let (bl, bh) = (_mm256_loadu_ps(pb.add(k)), _mm256_loadu_ps(pb.add(k + 8)));
-                    for r in 0..G {
-                        let a = pr.add((i + r) * stride + k);
-                        lo[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a), bl, lo[r]);
-                        hi[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(8)), bh, hi[r]);
+        // SAFETY: the callers' contract: AVX2 and FMA present and every row `(i + r) * stride .. +
+        // n` inside `rows` (asserted by the caller); the vector loads run for `k + 16 <= body <=
+        // n`, the one-by-one reads for `k < n`, and `lanes[r]` is 16 floats (two 8-float loads /
+        // stores).
+        unsafe {
+            const G: usize = 4;
+            let n = b.len();
+            // Elements before the first absolute index that is a multiple of 16 and after the
+            // last whole group of 16 go one by one, as in `fma_lanes`.
+            let head = ((16 - first % 16) % 16).min(n);
+            let body = head + (n - head) / 16 * 16;
+            let (pr, pb) = (rows.as_ptr(), b.as_ptr());
+            let mut i = 0;
+            while i < out.len() {
+                let g = (out.len() - i).min(G);
+                let mut lanes = [[0.0f32; 16]; G];
+                for (r, l) in lanes.iter_mut().enumerate().take(g) {
+                    let a = pr.add((i + r) * stride);
+                    for k in 0..head {
+                        let lane = &mut l[(first + k) % 16];
+                        *lane = (*a.add(k)).mul_add(*pb.add(k), *lane);
                     }
-                    k += 16;
                 }
-            } else {
-                while k < body {
-                    let (bl, bh) = (_mm256_loadu_ps(pb.add(k)), _mm256_loadu_ps(pb.add(k + 8)));
-                    for r in 0..g {
-                        let a = pr.add((i + r) * stride + k);
-                        lo[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a), bl, lo[r]);
-                        hi[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(8)), bh, hi[r]);
+                let mut lo = [_mm256_setzero_ps(); G];
+                let mut hi = [_mm256_setzero_ps(); G];
+                for r in 0..g {
+                    lo[r] = _mm256_loadu_ps(lanes[r].as_ptr());
+                    hi[r] = _mm256_loadu_ps(lanes[r].as_ptr().add(8));
+                }
+                let mut k = head;
+                if g == G {
+                    while k < body {
+                        let (bl, bh) = (_mm256_loadu_ps(pb.add(k)), _mm256_loadu_ps(pb.add(k + 8)));
+                        for r in 0..G {
+                            let a = pr.add((i + r) * stride + k);
+                            lo[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a), bl, lo[r]);
+                            hi[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(8)), bh, hi[r]);
+                        }
+                        k += 16;
                     }
-                    k += 16;
+                } else {
+                    while k < body {
+                        let (bl, bh) = (_mm256_loadu_ps(pb.add(k)), _mm256_loadu_ps(pb.add(k + 8)));
+                        for r in 0..g {
+                            let a = pr.add((i + r) * stride + k);
+                            lo[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a), bl, lo[r]);
+                            hi[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(8)), bh, hi[r]);
+                        }
+                        k += 16;
+                    }
                 }
-            }
-            for r in 0..g {
-                _mm256_storeu_ps(lanes[r].as_mut_ptr(), lo[r]);
-                _mm256_storeu_ps(lanes[r].as_mut_ptr().add(8), hi[r]);
-                let a = pr.add((i + r) * stride);
-                for k in body..n {
-                    let lane = &mut lanes[r][(first + k) % 16];
-                    *lane = (*a.add(k)).mul_add(*pb.add(k), *lane);
+                for r in 0..g {
+                    _mm256_storeu_ps(lanes[r].as_mut_ptr(), lo[r]);
+                    _mm256_storeu_ps(lanes[r].as_mut_ptr().add(8), hi[r]);
+                    let a = pr.add((i + r) * stride);
+                    for k in body..n {
+                        let lane = &mut lanes[r][(first + k) % 16];
+                        *lane = (*a.add(k)).mul_add(*pb.add(k), *lane);
+                    }
+                    out[i + r] = super::reduce16(&lanes[r]);
                 }
-                out[i + r] = super::reduce16(&lanes[r]);
+                i += g;
             }
-            i += g;
         }
     }
 
@@ -324,37 +335,42 @@ mod x86 {
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(super) unsafe fn dot16_tile(a: *const f32, sa: usize, na: usize, b: *const f32, sb: usize, nb: usize, n: usize, out: *mut f32, os: usize) {
-        let mut i = 0;
-        while i < na {
-            let ri = (na - i).min(4);
-            let (ai, oi) = (a.add(i * sa), out.add(i * os));
-            let mut j = 0;
-            while j + 4 <= nb {
-                let (bj, oj) = (b.add(j * sb), oi.add(j));
-                match ri {
-                    4 => tile4::<4>(ai, sa, bj, sb, n, oj, os),
-                    3 => tile4::<3>(ai, sa, bj, sb, n, oj, os),
-                    2 => tile4::<2>(ai, sa, bj, sb, n, oj, os),
-                    _ => tile4::<1>(ai, sa, bj, sb, n, oj, os),
-                }
-                j += 4;
-            }
-            while j < nb {
-                for r in 0..ri {
-                    let (ar, br) = (ai.add(r * sa), b.add(j * sb));
-                    let mut acc = _mm512_setzero_ps();
-                    let mut k = 0;
-                    while k < n {
-                        acc = _mm512_fmadd_ps(_mm512_loadu_ps(ar.add(k)), _mm512_loadu_ps(br.add(k)), acc);
-                        k += 16;
+        // SAFETY: the callers' contract (asserted in `dot16_tile`): AVX-512F present, `n % 16 ==
+        // 0`, rows `i·sa .. i·sa + n` of `a` (i < na) and `j·sb .. j·sb + n` of `b` (j < nb)
+        // readable, outputs `i·os + j` writable; every pointer below stays within those.
+        unsafe {
+            let mut i = 0;
+            while i < na {
+                let ri = (na - i).min(4);
+                let (ai, oi) = (a.add(i * sa), out.add(i * os));
+                let mut j = 0;
+                while j + 4 <= nb {
+                    let (bj, oj) = (b.add(j * sb), oi.add(j));
+                    match ri {
+                        4 => tile4::<4>(ai, sa, bj, sb, n, oj, os),
+                        3 => tile4::<3>(ai, sa, bj, sb, n, oj, os),
+                        2 => tile4::<2>(ai, sa, bj, sb, n, oj, os),
+                        _ => tile4::<1>(ai, sa, bj, sb, n, oj, os),
                     }
-                    let lo = _mm512_castps512_ps256(acc);
-                    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
-                    *oi.add(r * os + j) = reduce_lo_hi(lo, hi);
+                    j += 4;
                 }
-                j += 1;
+                while j < nb {
+                    for r in 0..ri {
+                        let (ar, br) = (ai.add(r * sa), b.add(j * sb));
+                        let mut acc = _mm512_setzero_ps();
+                        let mut k = 0;
+                        while k < n {
+                            acc = _mm512_fmadd_ps(_mm512_loadu_ps(ar.add(k)), _mm512_loadu_ps(br.add(k)), acc);
+                            k += 16;
+                        }
+                        let lo = _mm512_castps512_ps256(acc);
+                        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
+                        *oi.add(r * os + j) = reduce_lo_hi(lo, hi);
+                    }
+                    j += 1;
+                }
+                i += ri;
             }
-            i += ri;
         }
     }
 
@@ -364,23 +380,28 @@ mod x86 {
     #[allow(clippy::needless_range_loop)] // register tile: indices name the registers
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn tile4<const R: usize>(a: *const f32, sa: usize, b: *const f32, sb: usize, n: usize, out: *mut f32, os: usize) {
-        let mut acc = [[_mm512_setzero_ps(); 4]; R];
-        let mut k = 0;
-        while k < n {
-            let mut av = [_mm512_setzero_ps(); R];
-            for (r, v) in av.iter_mut().enumerate() {
-                *v = _mm512_loadu_ps(a.add(r * sa + k));
-            }
-            for c in 0..4 {
-                let bv = _mm512_loadu_ps(b.add(c * sb + k));
-                for r in 0..R {
-                    acc[r][c] = _mm512_fmadd_ps(av[r], bv, acc[r][c]);
+        // SAFETY: `dot16_tile` passes R ≤ 4 rows of `a` at `a + r·sa` and 4 rows of `b` at `b +
+        // c·sb`, each with `n` (a multiple of 16) readable floats, and 4 writable outputs at `out +
+        // r·os`.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); 4]; R];
+            let mut k = 0;
+            while k < n {
+                let mut av = [_mm512_setzero_ps(); R];
+                for (r, v) in av.iter_mut().enumerate() {
+                    *v = _mm512_loadu_ps(a.add(r * sa + k));
                 }
+                for c in 0..4 {
+                    let bv = _mm512_loadu_ps(b.add(c * sb + k));
+                    for r in 0..R {
+                        acc[r][c] = _mm512_fmadd_ps(av[r], bv, acc[r][c]);
+                    }
+                }
+                k += 16;
             }
-            k += 16;
-        }
-        for (r, acc) in acc.iter().enumerate() {
-            _mm_storeu_ps(out.add(r * os), reduce16_x4(acc[0], acc[1], acc[2], acc[3]));
+            for (r, acc) in acc.iter().enumerate() {
+                _mm_storeu_ps(out.add(r * os), reduce16_x4(acc[0], acc[1], acc[2], acc[3]));
+            }
         }
     }
 
@@ -389,7 +410,7 @@ mod x86 {
     /// four sums side by side in the vectors' 128-bit blocks.
     #[inline]
     #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn reduce16_x4(x0: __m512, x1: __m512, x2: __m512, x3: __m512) -> __m128 {
+    fn reduce16_x4(x0: __m512, x1: __m512, x2: __m512, x3: __m512) -> __m128 {
         // t8 = hi8 + lo8: [x0.lo8 | x1.lo8] + [x0.hi8 | x1.hi8] = [t8(x0) | t8(x1)].
         let t01 = _mm512_add_ps(_mm512_shuffle_f32x4::<0b11_10_11_10>(x0, x1), _mm512_shuffle_f32x4::<0b01_00_01_00>(x0, x1));
         let t23 = _mm512_add_ps(_mm512_shuffle_f32x4::<0b11_10_11_10>(x2, x3), _mm512_shuffle_f32x4::<0b01_00_01_00>(x2, x3));
@@ -402,21 +423,24 @@ mod x86 {
         _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), r))
     }
 
-    /// # Safety
-    /// AVX2 and FMA must be available.
+    /// `y[i] = fma(x[i], a, y[i])` over the shorter of the two lengths. Safe to call where
+    /// AVX2 and FMA are enabled: every access is bounded by the slices.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn fma_scalar_into(x: &[f32], a: f32, y: &mut [f32]) {
+    pub(super) fn fma_scalar_into(x: &[f32], a: f32, y: &mut [f32]) {
         let n = x.len().min(y.len());
         let av = _mm256_set1_ps(a);
         let (px, py) = (x.as_ptr(), y.as_mut_ptr());
         let mut i = 0;
         while i + 8 <= n {
-            _mm256_storeu_ps(py.add(i), _mm256_fmadd_ps(_mm256_loadu_ps(px.add(i)), av, _mm256_loadu_ps(py.add(i))));
+            // SAFETY: i + 8 <= n <= x.len(), y.len(): 8 floats of each, unaligned access.
+            unsafe {
+                let v = _mm256_fmadd_ps(_mm256_loadu_ps(px.add(i)), av, _mm256_loadu_ps(py.add(i)));
+                _mm256_storeu_ps(py.add(i), v);
+            }
             i += 8;
         }
-        while i < n {
-            *py.add(i) = (*px.add(i)).mul_add(a, *py.add(i));
-            i += 1;
+        for (yv, &xv) in y[i..n].iter_mut().zip(&x[i..n]) {
+            *yv = xv.mul_add(a, *yv);
         }
     }
 
@@ -424,23 +448,23 @@ mod x86 {
     /// (t4[0]+t4[2]) + (t4[1]+t4[3]).
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn reduce_lo_hi(lo: __m256, hi: __m256) -> f32 {
+    fn reduce_lo_hi(lo: __m256, hi: __m256) -> f32 {
         let t8 = _mm256_add_ps(hi, lo);
         let t4 = _mm_add_ps(_mm256_extractf128_ps(t8, 1), _mm256_castps256_ps128(t8));
         let r = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));
         _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)))
     }
 
-    /// # Safety
-    /// AVX2 and FMA must be available.
+    /// `v_expf` of every element, 8 lanes at a time, the tail one by one. Safe to call
+    /// where AVX2 and FMA are enabled: every access is bounded by the slice.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn v_expf_slice(x: &mut [f32]) {
+    pub(super) fn v_expf_slice(x: &mut [f32]) {
         let c = |bits: u32| _mm256_set1_ps(f32::from_bits(bits));
         let r = _mm256_set1_ps(12_582_912.0);
         let mut chunks = x.chunks_exact_mut(8);
         for ch in &mut chunks {
-            // SAFETY: `ch` has 8 floats.
-            let v = _mm256_loadu_ps(ch.as_ptr());
+            // SAFETY: `ch` has exactly 8 floats.
+            let v = unsafe { _mm256_loadu_ps(ch.as_ptr()) };
             let z = _mm256_fmadd_ps(v, c(0x3fb8_aa3b), r);
             let n = _mm256_sub_ps(z, r);
             let mn = _mm256_sub_ps(_mm256_setzero_ps(), n);
@@ -451,8 +475,11 @@ mod x86 {
             let s = _mm256_fmadd_ps(c(0x3f7f_fff6), b, _mm256_set1_ps(1.0));
             let j = _mm256_fmadd_ps(_mm256_fmadd_ps(p, u, q), u, s);
             let (mut jj, mut nn) = ([0.0f32; 8], [0.0f32; 8]);
-            _mm256_storeu_ps(jj.as_mut_ptr(), j);
-            _mm256_storeu_ps(nn.as_mut_ptr(), n);
+            // SAFETY: `jj` and `nn` have room for 8 floats each.
+            unsafe {
+                _mm256_storeu_ps(jj.as_mut_ptr(), j);
+                _mm256_storeu_ps(nn.as_mut_ptr(), n);
+            }
             for k in 0..8 {
                 ch[k] = v_expf_scale(jj[k], nn[k]);
             }
@@ -467,7 +494,8 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn fma_lanes<const W: usize>(a: &[f32], b: &[f32], first: usize, lanes: &mut [f32; W]) {
         if W <= 64 {
-            return fma_lanes_regs(a, b, first, lanes);
+            // SAFETY: the same contract, passed on (this function's features, `W % 8 == 0`).
+            return unsafe { fma_lanes_regs(a, b, first, lanes) };
         }
         let n = a.len().min(b.len());
         // Elements before the first index that is a multiple of W, one by one.
@@ -483,11 +511,14 @@ mod x86 {
             // Element k + i lands in lane i (k + first is a multiple of W).
             let mut i = 0;
             while i < W {
-                // SAFETY: k + i + 8 <= body <= n and i + 8 <= W: in bounds for a, b, lanes.
-                let va = _mm256_loadu_ps(a.as_ptr().add(k + i));
-                let vb = _mm256_loadu_ps(b.as_ptr().add(k + i));
-                let vl = _mm256_loadu_ps(lp.add(i));
-                _mm256_storeu_ps(lp.add(i), _mm256_fmadd_ps(va, vb, vl));
+                // SAFETY: k + i + 8 <= body <= n and i + 8 <= W (`W % 8 == 0`, the caller's
+                // contract): in bounds for a, b, lanes.
+                unsafe {
+                    let va = _mm256_loadu_ps(a.as_ptr().add(k + i));
+                    let vb = _mm256_loadu_ps(b.as_ptr().add(k + i));
+                    let vl = _mm256_loadu_ps(lp.add(i));
+                    _mm256_storeu_ps(lp.add(i), _mm256_fmadd_ps(va, vb, vl));
+                }
                 i += 8;
             }
             k += W;
@@ -501,6 +532,9 @@ mod x86 {
     /// [`fma_lanes`] for `W <= 64`: the lanes stay in (up to 8) registers for the whole
     /// body instead of a load and a store per step, so each lane's FMA chain runs at the
     /// FMA latency; the operations on every lane are unchanged.
+    ///
+    /// # Safety
+    /// As [`fma_lanes`], and `W <= 64`.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn fma_lanes_regs<const W: usize>(a: &[f32], b: &[f32], first: usize, lanes: &mut [f32; W]) {
@@ -515,21 +549,22 @@ mod x86 {
         let lp = lanes.as_mut_ptr();
         let mut acc = [_mm256_setzero_ps(); 8];
         for (v, acc) in acc.iter_mut().enumerate().take(nv) {
-            *acc = _mm256_loadu_ps(lp.add(8 * v));
+            // SAFETY: 8v + 8 <= 8·nv = W (`W % 8 == 0`): inside `lanes`.
+            *acc = unsafe { _mm256_loadu_ps(lp.add(8 * v)) };
         }
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
         let mut k = head;
         while k < body {
             for (v, acc) in acc.iter_mut().enumerate().take(nv) {
                 // SAFETY: k + 8v + 8 <= k + W <= body <= n: in bounds for a and b.
-                let va = _mm256_loadu_ps(pa.add(k + 8 * v));
-                let vb = _mm256_loadu_ps(pb.add(k + 8 * v));
+                let (va, vb) = unsafe { (_mm256_loadu_ps(pa.add(k + 8 * v)), _mm256_loadu_ps(pb.add(k + 8 * v))) };
                 *acc = _mm256_fmadd_ps(va, vb, *acc);
             }
             k += W;
         }
         for (v, acc) in acc.iter().enumerate().take(nv) {
-            _mm256_storeu_ps(lp.add(8 * v), *acc);
+            // SAFETY: 8v + 8 <= W, as for the loads above.
+            unsafe { _mm256_storeu_ps(lp.add(8 * v), *acc) };
         }
         for k in body..n {
             let l = &mut lanes[(first + k) % W];

@@ -539,12 +539,16 @@ impl<'a> RowJob<'a> {
         let Some(f) = self.kernel else {
             for r in r0..r1 {
                 let w_row = &self.data[r * self.wrb..(r + 1) * self.wrb];
-                *y.add(r - r0) = dot_unchecked(self.ty, w_row, &self.xq[..self.xrb]);
+                let v = dot_unchecked(self.ty, w_row, &self.xq[..self.xrb]);
+                // SAFETY: `r - r0 < r1 - r0`, within the caller's `r1 - r0` floats at `y`.
+                unsafe { *y.add(r - r0) = v };
             }
             return;
         };
-        // Rows r0..r1 of the weights against the one token, written at y + (r - r0).
-        f(self.data.as_ptr().add(r0 * self.wrb), self.wrb, self.xq.as_ptr(), self.xrb, self.nb, r1 - r0, 1, y, 1, r1 - r0);
+        // SAFETY: `kernel` is the `MatrixFn` of a supported level (`RowJob::new`'s caller checked
+        // it); rows r0..r1 ≤ rows lie in `data` (validated `rows * wrb` bytes), the one token's
+        // `xrb` bytes in `xq`, and the kernel writes y + (r - r0), the caller's `r1 - r0` floats.
+        unsafe { f(self.data.as_ptr().add(r0 * self.wrb), self.wrb, self.xq.as_ptr(), self.xrb, self.nb, r1 - r0, 1, y, 1, r1 - r0) };
     }
 
     /// Writes y[t, r] for rows `r0..r1` and every token.
@@ -557,7 +561,10 @@ impl<'a> RowJob<'a> {
             for r in r0..r1 {
                 let w_row = &self.data[r * self.wrb..(r + 1) * self.wrb];
                 for (t, x_row) in self.xq.chunks_exact(self.xrb).enumerate() {
-                    *y.add(t * self.rows + r) = dot_unchecked(self.ty, w_row, x_row);
+                    let v = dot_unchecked(self.ty, w_row, x_row);
+                    // SAFETY: t < n_tokens and r < r1 <= rows, so `t * rows + r` is inside the
+                    // caller's `n_tokens * rows` floats, in a row it alone writes.
+                    unsafe { *y.add(t * self.rows + r) = v };
                 }
             }
             return;
@@ -565,21 +572,25 @@ impl<'a> RowJob<'a> {
         let mut t0 = 0;
         while t0 < self.n_tokens {
             let nt = self.tok_block.min(self.n_tokens - t0);
-            // The kernel reads rows r0..r1 of the weights and tokens t0..t0+nt of the
-            // activations (in bounds: validated sizes) and writes y[t, r] at
-            // y + r + t * rows for those rows and tokens.
-            f(
-                self.data.as_ptr().add(r0 * self.wrb),
-                self.wrb,
-                self.xq.as_ptr().add(t0 * self.xrb),
-                self.xrb,
-                self.nb,
-                r1 - r0,
-                nt,
-                y.add(t0 * self.rows + r0),
-                1,
-                self.rows,
-            );
+            // SAFETY: `kernel` is the `MatrixFn` of a supported level (`RowJob::new`'s caller
+            // checked it). The kernel reads rows r0..r1 of the weights and tokens t0..t0+nt of the
+            // activations (in bounds: validated sizes) and writes y[t, r] at y + r + t * rows for
+            // those rows and tokens, inside the caller's `n_tokens * rows` floats and only in rows
+            // r0..r1, which it alone writes.
+            unsafe {
+                f(
+                    self.data.as_ptr().add(r0 * self.wrb),
+                    self.wrb,
+                    self.xq.as_ptr().add(t0 * self.xrb),
+                    self.xrb,
+                    self.nb,
+                    r1 - r0,
+                    nt,
+                    y.add(t0 * self.rows + r0),
+                    1,
+                    self.rows,
+                )
+            };
             t0 += nt;
         }
     }

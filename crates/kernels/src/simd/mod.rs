@@ -13,6 +13,9 @@
 //! Both are `unsafe fn`s compiled with `#[target_feature]`: calling one is sound only on a
 //! CPU that supports the [`Isa`] it was looked up for, with buffers of the sizes above.
 //! Types without a SIMD kernel return `None` and the caller uses the scalar reference.
+//!
+//! `x86/` holds one file per format family (each expanded into the three x86 levels) and
+//! the fixed-feature kernels of `peer_order`; `neon.rs` the aarch64 kernels.
 
 use crate::cpu::Isa;
 use jikji_gguf::GgmlType;
@@ -24,7 +27,7 @@ pub(crate) type MatrixFn = unsafe fn(*const u8, usize, *const u8, usize, usize, 
 pub(crate) type QuantFn = unsafe fn(&[f32], &mut [u8]);
 
 #[cfg(target_arch = "x86_64")]
-mod x86;
+pub(crate) mod x86;
 
 #[cfg(target_arch = "aarch64")]
 mod neon;

@@ -1,0 +1,199 @@
+//! F32 and F16 weights (dots of whole rows, no blocks), expanded per level by
+//! `x86_float!`, plus `f512`: the 512-bit variants the AVX-512 levels call.
+//!
+//! These reproduce `ggml_vec_dot_f32` / `ggml_vec_dot_f16`: four vector accumulators over
+//! steps of four vectors, reduced pairwise, the tail in scalar (f64 for f16). The 512-bit
+//! dots take pointers rather than vectors so the 256-bit level never passes a 512-bit
+//! value across a call.
+
+/// Expands to this family's items inside one level module (see `x86_level!` in
+/// `mod.rs`): `$feat` is the level's `target_feature` list, `$vnni` / `$avx512` its
+/// compile-time switches.
+macro_rules! x86_float {
+    ($feat:literal, vnni = $vnni:literal, avx512 = $avx512:literal) => {
+        /// ggml's `ggml_vec_dot_f32` on this level: four vector accumulators over steps
+        /// of 4 vectors, reduced pairwise, then the tail added in scalar.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        unsafe fn dot_f32(w: *const f32, x: *const f32, n: usize) -> f32 {
+            // SAFETY: the caller passes `n` readable f32 at `w` and at `x` (a row of the `MatrixFn`
+            // contract); loads stop at `i + 32 <= n` and the tail at `n`. `f512` is compiled for a
+            // subset of the AVX-512 levels' features, and is called only where `$avx512`.
+            unsafe {
+                if $avx512 {
+                    return super::float::f512::dot_f32(w, x, n);
+                }
+                let mut i = 0;
+                let mut s = [_mm256_setzero_ps(); 4];
+                while i + 32 <= n {
+                    for (j, s) in s.iter_mut().enumerate() {
+                        let a = _mm256_loadu_ps(w.add(i + 8 * j));
+                        let b = _mm256_loadu_ps(x.add(i + 8 * j));
+                        *s = _mm256_fmadd_ps(a, b, *s);
+                    }
+                    i += 32;
+                }
+                let mut sumf = hsum8(_mm256_add_ps(_mm256_add_ps(s[0], s[2]), _mm256_add_ps(s[1], s[3])));
+                while i < n {
+                    sumf += w.add(i).read_unaligned() * x.add(i).read_unaligned();
+                    i += 1;
+                }
+                sumf
+            }
+        }
+
+        /// ggml's `ggml_vec_dot_f16`: as `dot_f32` on converted halves, the tail in f64.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        unsafe fn dot_f16(w: *const u8, x: *const u8, n: usize) -> f32 {
+            // SAFETY: the caller passes `n` readable f16 (2 bytes each) at `w` and at `x`; loads
+            // stop at `i + 32 <= n` and the tail at `n`. `f512` is called only where `$avx512`,
+            // whose features include its own.
+            unsafe {
+                if $avx512 {
+                    return super::float::f512::dot_f16(w, x, n);
+                }
+                let mut i = 0;
+                let mut s = [_mm256_setzero_ps(); 4];
+                while i + 32 <= n {
+                    for (j, s) in s.iter_mut().enumerate() {
+                        let a = _mm256_cvtph_ps(_mm_loadu_si128(w.add(2 * (i + 8 * j)) as *const __m128i));
+                        let b = _mm256_cvtph_ps(_mm_loadu_si128(x.add(2 * (i + 8 * j)) as *const __m128i));
+                        *s = _mm256_fmadd_ps(a, b, *s);
+                    }
+                    i += 32;
+                }
+                let sumv = hsum8(_mm256_add_ps(_mm256_add_ps(s[0], s[2]), _mm256_add_ps(s[1], s[3])));
+                let mut sumf = sumv as f64;
+                while i < n {
+                    sumf += (rd16(w.add(2 * i)) * rd16(x.add(2 * i))) as f64;
+                    i += 1;
+                }
+                sumf as f32
+            }
+        }
+
+        /// F32 weights: `nb` = elements per row; rows × toks single dots.
+        #[target_feature(enable = $feat)]
+        unsafe fn matrix_f32(
+            w: *const u8,
+            wrb: usize,
+            x: *const u8,
+            xrb: usize,
+            nb: usize,
+            rows: usize,
+            toks: usize,
+            out: *mut f32,
+            rs: usize,
+            ts: usize,
+        ) {
+            // SAFETY: the `MatrixFn` contract (validated by `matmul`): `w` holds `rows` rows of
+            // `nb` f32 `wrb` bytes apart, `x` `toks` rows of `nb` f32 `xrb` bytes apart, `out` an
+            // element at every `r * rs + t * ts`.
+            unsafe {
+                for r in 0..rows {
+                    for t in 0..toks {
+                        let v = dot_f32(w.add(r * wrb) as *const f32, x.add(t * xrb) as *const f32, nb);
+                        *out.add(r * rs + t * ts) = v;
+                    }
+                }
+            }
+        }
+
+        #[target_feature(enable = $feat)]
+        unsafe fn matrix_f16(
+            w: *const u8,
+            wrb: usize,
+            x: *const u8,
+            xrb: usize,
+            nb: usize,
+            rows: usize,
+            toks: usize,
+            out: *mut f32,
+            rs: usize,
+            ts: usize,
+        ) {
+            // SAFETY: the `MatrixFn` contract (validated by `matmul`): `w` holds `rows` rows of
+            // `nb` f16 `wrb` bytes apart, `x` `toks` rows of `nb` f16 `xrb` bytes apart, `out` an
+            // element at every `r * rs + t * ts`.
+            unsafe {
+                for r in 0..rows {
+                    for t in 0..toks {
+                        *out.add(r * rs + t * ts) = dot_f16(w.add(r * wrb), x.add(t * xrb), nb);
+                    }
+                }
+            }
+        }
+    };
+}
+
+/// The 512-bit f32/f16 dots of the AVX-512 levels (pointers in, so the 256-bit level never
+/// passes a 512-bit vector across a call).
+pub(super) mod f512 {
+    use crate::util::f16_bits_to_f32;
+    use std::arch::x86_64::*;
+
+    /// `_mm512_reduce_add_ps` as compilers expand it (halves added: 8, 4, 2, 1).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512dq,avx512vl")]
+    fn reduce(v: __m512) -> f32 {
+        let h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+        let q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        let q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+        let q = _mm_add_ss(q, _mm_movehdup_ps(q));
+        _mm_cvtss_f32(q)
+    }
+
+    /// ggml's `ggml_vec_dot_f32` (AVX-512): 4 accumulators of 16 lanes over steps of 64,
+    /// `(s0 + s2) + (s1 + s3)`, reduce, then the tail in f32.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512dq,avx512vl")]
+    pub(in crate::simd::x86) unsafe fn dot_f32(w: *const f32, x: *const f32, n: usize) -> f32 {
+        // SAFETY: the caller passes `n` readable f32 at `w` and at `x`; loads stop at `i + 64 <= n`
+        // and the tail at `n`.
+        unsafe {
+            let mut i = 0;
+            let mut s = [_mm512_setzero_ps(); 4];
+            while i + 64 <= n {
+                for (j, s) in s.iter_mut().enumerate() {
+                    let a = _mm512_loadu_ps(w.add(i + 16 * j));
+                    let b = _mm512_loadu_ps(x.add(i + 16 * j));
+                    *s = _mm512_fmadd_ps(a, b, *s);
+                }
+                i += 64;
+            }
+            let mut sumf = reduce(_mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[1], s[3])));
+            while i < n {
+                sumf += w.add(i).read_unaligned() * x.add(i).read_unaligned();
+                i += 1;
+            }
+            sumf
+        }
+    }
+
+    /// ggml's `ggml_vec_dot_f16` (AVX-512): as `dot_f32` on converted halves, tail in f64.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512dq,avx512vl")]
+    pub(in crate::simd::x86) unsafe fn dot_f16(w: *const u8, x: *const u8, n: usize) -> f32 {
+        // SAFETY: the caller passes `n` readable f16 (2 bytes each) at `w` and at `x`; loads stop
+        // at `i + 64 <= n` and the tail at `n`.
+        unsafe {
+            let mut i = 0;
+            let mut s = [_mm512_setzero_ps(); 4];
+            while i + 64 <= n {
+                for (j, s) in s.iter_mut().enumerate() {
+                    let a = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(2 * (i + 16 * j)) as *const __m256i));
+                    let b = _mm512_cvtph_ps(_mm256_loadu_si256(x.add(2 * (i + 16 * j)) as *const __m256i));
+                    *s = _mm512_fmadd_ps(a, b, *s);
+                }
+                i += 64;
+            }
+            let mut sumf = reduce(_mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[1], s[3]))) as f64;
+            while i < n {
+                let a = f16_bits_to_f32(u16::from_le_bytes([*w.add(2 * i), *w.add(2 * i + 1)]));
+                let b = f16_bits_to_f32(u16::from_le_bytes([*x.add(2 * i), *x.add(2 * i + 1)]));
+                sumf += (a * b) as f64;
+                i += 1;
+            }
+            sumf as f32
+        }
+    }
+}
