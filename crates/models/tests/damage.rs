@@ -120,6 +120,22 @@ fn missing_required_key_is_named() {
 }
 
 #[test]
+fn zero_context_length_is_refused_naming_the_key() {
+    let mut g = llama();
+    g.set_kv("llama.context_length", 0u32);
+    let e = load_err(&g);
+    assert!(matches!(&e, ModelError::BadHparams(m) if m.contains("llama.context_length")), "{e}");
+}
+
+#[test]
+fn a_cache_too_large_to_allocate_is_an_error_not_an_abort() {
+    let m = load(&llama()).expect("tiny llama loads");
+    for n_ctx in [usize::MAX, usize::MAX / 2, 1usize << 50] {
+        assert!(matches!(m.new_cache(n_ctx), Err(ModelError::CacheTooLarge(_))), "n_ctx {n_ctx}");
+    }
+}
+
+#[test]
 fn wrongly_typed_key_is_an_error() {
     let mut g = llama();
     g.set_kv("llama.embedding_length", "thirty-two");
