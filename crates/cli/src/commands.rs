@@ -103,7 +103,10 @@ fn show_piece(view: &mut ThinkingView, out: &mut io::StdoutLock<'_>, err: &mut O
     }
 }
 
-fn report_timings(g: &Generation) {
+/// Prints the statistics on stderr, on a line of their own: when the answer went to a pipe
+/// or file without a final newline (stdout on a terminal always gets one), the line starts
+/// with one, so `2>&1` never glues the statistics to the text.
+fn report_timings(g: &Generation, open_line: bool) {
     let t = &g.timings;
     let stop = match &g.stop {
         StopReason::Eog(_) => "end of generation".to_string(),
@@ -114,7 +117,8 @@ fn report_timings(g: &Generation) {
     };
     let _ = writeln!(
         io::stderr(),
-        "[prompt: {} tokens ({} reused) in {:.2} s, {:.1} tok/s | generated: {} tokens in {:.2} s, {:.1} tok/s | stop: {}]",
+        "{}[prompt: {} tokens ({} reused) in {:.2} s, {:.1} tok/s | generated: {} tokens in {:.2} s, {:.1} tok/s | stop: {}]",
+        if open_line { "\n" } else { "" },
         t.prompt_evaluated,
         t.prompt_reused,
         t.prompt_time.as_secs_f64(),
@@ -171,7 +175,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         let mut out = stdout.lock();
         writeln!(out, "{obj}")?;
         out.flush()?;
-        report_timings(&g);
+        report_timings(&g, false);
         return Ok(());
     }
     let mut out = stdout.lock();
@@ -182,11 +186,12 @@ pub fn run(args: RunArgs) -> Result<()> {
         return Err(e.into());
     }
     view.finish(&mut out)?;
-    if io::stdout().is_terminal() {
+    let on_terminal = io::stdout().is_terminal();
+    if on_terminal {
         writeln!(out)?;
     }
     out.flush()?;
-    report_timings(&g);
+    report_timings(&g, !on_terminal && !g.text.is_empty() && !g.text.ends_with('\n'));
     Ok(())
 }
 
@@ -239,7 +244,7 @@ pub fn chat(args: ChatArgs) -> Result<()> {
         view.finish(&mut out)?;
         writeln!(out)?;
         out.flush()?;
-        report_timings(&g);
+        report_timings(&g, false);
         messages.push(chat::message("assistant", &g.text));
     }
     Ok(())

@@ -16,8 +16,8 @@ use clap::{Args, Parser, Subcommand};
 
 /// jikji (직지): run open-weight LLMs from GGUF files on your own CPU, the way llama.cpp does.
 ///
-/// `-m` takes a catalog name (pulled on first use) or a path to a .gguf file.
-/// Catalog: smollm2-135m, gemma3-270m, qwen2.5-0.5b.
+/// `-m` takes a catalog name (pulled on first use) or a path to a .gguf file; `run` and
+/// `chat` default to qwen2.5-0.5b. Catalog: smollm2-135m, gemma3-270m, qwen2.5-0.5b.
 #[derive(Parser, Debug)]
 #[command(name = "jikji", version)]
 struct Cli {
@@ -67,8 +67,8 @@ enum Cmd {
 /// Options shared by `run` and `chat`: the model and how to run it.
 #[derive(Args, Debug, Clone)]
 struct ModelArgs {
-    /// Catalog name or path to a .gguf file.
-    #[arg(short = 'm', long = "model")]
+    /// Catalog name or path to a .gguf file [default: the catalog's best Korean speaker].
+    #[arg(short = 'm', long = "model", default_value = jikji_catalog::DEFAULT_MODEL)]
     model: String,
     /// Context size in tokens [default: the model's training context, at most 4096].
     #[arg(long = "ctx", short = 'c')]

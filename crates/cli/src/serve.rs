@@ -2,7 +2,8 @@
 //! API until SIGTERM/SIGINT, then drain and exit 0.
 //!
 //! The served model id (what clients put in `model`) is the catalog name when `-m` is one,
-//! else the file stem; the file name and stem are accepted as aliases.
+//! else the file stem; the file name and stem are accepted as aliases. The web chat page is
+//! served at `/` unless `--no-ui`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -64,6 +65,9 @@ pub struct ServeArgs {
     /// without it.
     #[arg(long = "cors-origin")]
     cors_origin: Vec<String>,
+    /// Do not serve the web chat page at `/` (the API only).
+    #[arg(long = "no-ui")]
+    no_ui: bool,
 }
 
 fn model_id(arg: &str, path: &Path) -> String {
@@ -137,6 +141,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         limits: Limits { max_body_bytes: args.max_body_bytes, ..Limits::default() },
         cors_origins: args.cors_origin.clone(),
         model_aliases: aliases,
+        web_ui: !args.no_ui,
     };
     let n_keys = config.api_keys.len();
     let state = AppState::new(engine, config);
@@ -157,6 +162,9 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             args.parallel,
             if n_keys == 0 { "no API key".to_string() } else { format!("{n_keys} API key(s)") }
         );
+        if !args.no_ui {
+            eprintln!("jikji serve: chat page at {scheme}://{addr}/");
+        }
     }))?;
     if report.drained {
         eprintln!("jikji serve: shut down after finishing all requests");

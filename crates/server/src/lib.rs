@@ -8,7 +8,8 @@
 //!   [`GenRequest`](jikji_engine::serve::GenRequest) per choice, and turns the engine's
 //!   events into OpenAI JSON or SSE chunks ([`api`]).
 //! - Secure by default: the CLI binds 127.0.0.1; with keys configured every route but
-//!   `/health` needs one ([`auth`], constant-time comparison); bodies are capped
+//!   `/health` and the web page's static files ([`ui`]) needs one ([`auth`],
+//!   constant-time comparison); bodies are capped
 //!   (8 MiB default → 413), and each request's `n`, stop strings, logit bias and token
 //!   budget are bounded ([`request::Limits`]); CORS is off unless origins are given; a
 //!   panic in a handler becomes a 500, never a dead connection task; a client must send
@@ -30,6 +31,7 @@ pub mod error;
 pub mod metrics;
 pub mod request;
 pub mod sse;
+pub mod ui;
 pub mod wire;
 
 use std::future::Future;
@@ -63,6 +65,8 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// Other names accepted in a request's `model` besides the engine's model id.
     pub model_aliases: Vec<String>,
+    /// Serve the web chat page at `/` ([`ui`]); `jikji serve` turns it on unless `--no-ui`.
+    pub web_ui: bool,
 }
 
 /// Shutdown bookkeeping shared by the handlers and [`serve`].
@@ -137,7 +141,8 @@ async fn count_status(State(st): State<AppState>, req: Request, next: Next) -> R
 }
 
 async fn require_key(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    if req.uri().path() == "/health" || req.method() == Method::OPTIONS {
+    let path = req.uri().path();
+    if path == "/health" || req.method() == Method::OPTIONS || (st.config.web_ui && ui::is_public(path)) {
         return next.run(req).await;
     }
     match st.config.api_keys.check(req.headers()) {
@@ -183,6 +188,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(api::metrics))
         .route("/tokenize", post(api::tokenize))
         .route("/detokenize", post(api::detokenize))
+        .route("/props", get(ui::props));
+    let r = if state.config.web_ui { r.merge(ui::routes()) } else { r };
+    let r = r
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

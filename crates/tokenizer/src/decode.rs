@@ -114,7 +114,9 @@ pub(crate) fn clean_up_spaces(text: &mut Vec<u8>) {
 ///
 /// `push` returns the newly completed characters; the bytes of an unfinished character wait
 /// for the next token. Bytes that can never become valid UTF-8 come out as U+FFFD at once.
-/// `finish` flushes what is left (lossily). Unlike whole-sequence [`Tokenizer::decode`], no
+/// `finish` drops what is left: only the start of a character can be held back, and when
+/// generation ends there (a token limit cutting a three-byte Hangul syllable after its
+/// first token) a replacement character would be printed as garbage. Unlike whole-sequence [`Tokenizer::decode`], no
 /// leading space is stripped and no space clean-up is done: each token's text is streamed
 /// as is, as llama.cpp's servers stream `token_to_piece`.
 #[derive(Clone, Debug)]
@@ -140,9 +142,12 @@ impl IncrementalDecoder {
         Ok(self.take_complete())
     }
 
-    /// Flushes held-back bytes (an unfinished character becomes U+FFFD) and resets.
+    /// Ends the stream and resets. Returns what is still held back and complete — always
+    /// empty, since `push` hands out every complete character — and drops the bytes of an
+    /// unfinished character, which the end of generation cut off: the text ends at the last
+    /// whole character instead of in U+FFFD.
     pub fn finish(&mut self) -> String {
-        let s = String::from_utf8_lossy(&self.pending).into_owned();
+        let s = self.take_complete();
         self.pending.clear();
         s
     }

@@ -232,10 +232,16 @@ fn incremental_decoder_holds_back_partial_characters() {
     assert_eq!(dec.push(id(&tok, "<0x9C>")).unwrap(), "한");
     // A byte that can never start a character is reported at once, not held back.
     assert_eq!(dec.push(id(&tok, "<0xFF>")).unwrap(), "\u{FFFD}");
-    // An unfinished character at the end is flushed lossily.
+    // An unfinished character at the end (generation cut inside it) is dropped, never
+    // printed as U+FFFD.
     assert_eq!(dec.push(id(&tok, "<0xEA>")).unwrap(), "");
-    assert_eq!(dec.finish(), "\u{FFFD}");
+    assert_eq!(dec.push(id(&tok, "<0xB0>")).unwrap(), "");
+    assert_eq!(dec.finish(), "");
     assert!(dec.pending_bytes().is_empty());
+    // After finish the decoder starts afresh.
+    assert_eq!(dec.push(id(&tok, "<0xED>")).unwrap(), "");
+    assert_eq!(dec.push(id(&tok, "<0x95>")).unwrap(), "");
+    assert_eq!(dec.push(id(&tok, "<0x9C>")).unwrap(), "한");
 }
 
 #[test]
