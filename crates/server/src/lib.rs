@@ -30,6 +30,7 @@ pub mod error;
 pub mod metrics;
 pub mod request;
 pub mod sse;
+pub mod structured;
 pub mod wire;
 
 use std::future::Future;
