@@ -114,6 +114,7 @@ fn report_timings(g: &Generation, open_line: bool) {
         StopReason::StopString(s) => format!("stop string {s:?}"),
         StopReason::ContextFull => "context full".to_string(),
         StopReason::Cancelled => "cancelled".to_string(),
+        StopReason::GrammarComplete => "grammar complete".to_string(),
     };
     let _ = writeln!(
         io::stderr(),

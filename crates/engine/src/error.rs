@@ -5,6 +5,7 @@ use jikji_models::ModelError;
 use jikji_tokenizer::chat::ChatTemplateError;
 use jikji_tokenizer::TokenizerError;
 
+use crate::grammar::GrammarError;
 use crate::sampler::SamplerError;
 
 /// Errors from the engine. Wraps the lower crates' errors and adds request-level ones.
@@ -18,6 +19,8 @@ pub enum EngineError {
     Tokenizer(#[from] TokenizerError),
     #[error(transparent)]
     Template(#[from] ChatTemplateError),
+    #[error(transparent)]
+    Grammar(#[from] GrammarError),
     #[error("sampler: {0}")]
     Sampler(#[from] SamplerError),
     #[error("the prompt is empty (no tokens to evaluate)")]

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use jikji_models::{KvCache, Model};
 use jikji_tokenizer::Tokenizer;
 
+use crate::grammar::Constraint;
 use crate::sampler::Sampler;
 use crate::EngineError;
 
@@ -51,6 +52,8 @@ pub enum StopReason {
     ContextFull,
     /// The callback asked to stop.
     Cancelled,
+    /// The grammar of a constrained generation is complete.
+    GrammarComplete,
 }
 
 /// Counts and durations of one generation.
@@ -137,6 +140,19 @@ impl<'m> Generator<'m> {
         prompt: &[u32],
         params: &GenerateParams,
         sampler: &mut Sampler,
+        on_text: impl FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Generation, EngineError> {
+        self.generate_constrained(prompt, params, sampler, None, on_text)
+    }
+
+    /// As [`Generator::generate`], every token kept inside `grammar` (a fresh compiled
+    /// [`Constraint`]); stops with [`StopReason::GrammarComplete`] when it is complete.
+    pub fn generate_constrained(
+        &mut self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        sampler: &mut Sampler,
+        mut grammar: Option<&mut Constraint>,
         mut on_text: impl FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Generation, EngineError> {
         if prompt.is_empty() {
@@ -178,12 +194,20 @@ impl<'m> Generator<'m> {
             if ids.len() >= params.max_tokens {
                 break StopReason::MaxTokens;
             }
+            if let Some(g) = grammar.as_deref_mut() {
+                g.apply(&mut logits)?;
+            }
             let id = sampler.sample(&logits)?;
             if self.tokenizer.is_eog(id) {
                 break StopReason::Eog(id);
             }
             ids.push(id);
             sampler.accept(id);
+            let mut grammar_done = false;
+            if let Some(g) = grammar.as_deref_mut() {
+                g.commit(id)?;
+                grammar_done = g.is_finished();
+            }
             let piece = decoder.push(id)?;
             match stream.push(&piece) {
                 Pushed::Emit(out) => {
@@ -197,6 +221,9 @@ impl<'m> Generator<'m> {
                     }
                     break StopReason::StopString(stop);
                 }
+            }
+            if grammar_done {
+                break StopReason::GrammarComplete;
             }
             if ids.len() >= params.max_tokens {
                 break StopReason::MaxTokens;

@@ -8,6 +8,8 @@
 //! - [`generate`]: a one-sequence [`Generator`] that prefills the prompt in one batch,
 //!   reuses the KV cache across calls for the common prefix, streams UTF-8-safe text and
 //!   stops at EOG tokens, stop strings, the token limit or a full context.
+//! - [`grammar`]: constrained decoding (JSON Schema, regex, Lark, choices) with
+//!   llguidance: one vocabulary trie per model, a mask per sequence and token.
 //! - [`reasoning`]: a streaming splitter of `<think>` reasoning from the answer, for the
 //!   CLI's thinking display and the server's `reasoning_content`.
 //!
@@ -22,6 +24,7 @@
 pub mod chat;
 mod error;
 pub mod generate;
+pub mod grammar;
 pub mod open;
 pub mod reasoning;
 pub mod sampler;

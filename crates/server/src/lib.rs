@@ -31,6 +31,7 @@ pub mod error;
 pub mod metrics;
 pub mod request;
 pub mod sse;
+pub mod structured;
 pub mod ui;
 pub mod wire;
 

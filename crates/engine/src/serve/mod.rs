@@ -34,7 +34,7 @@ mod worker;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use jikji_models::{Model, DEFAULT_KV_BLOCK};
@@ -42,6 +42,7 @@ use jikji_tokenizer::Tokenizer;
 use tokio::sync::mpsc;
 
 use crate::chat::{tokenize_chat_prompt, ChatFormatter};
+use crate::grammar::{Constraint, GrammarCompiler, GrammarError, GrammarLimits};
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::EngineError;
 
@@ -101,6 +102,10 @@ pub struct GenRequest {
     pub logprobs: Option<usize>,
     /// Keep generating past end-of-generation tokens (they are never sampled).
     pub ignore_eos: bool,
+    /// Constrained decoding: every sampled token must keep the output inside this
+    /// grammar (compiled with [`EngineHandle::grammar_compiler`]); the generation ends
+    /// with `Stop` when the grammar is complete.
+    pub grammar: Option<Constraint>,
 }
 
 impl GenRequest {
@@ -114,6 +119,7 @@ impl GenRequest {
             stop: Vec::new(),
             logprobs: None,
             ignore_eos: false,
+            grammar: None,
         }
     }
 }
@@ -222,6 +228,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: metrics::Metrics,
     pub(crate) blocks_used: AtomicUsize,
     pub(crate) loop_alive: AtomicBool,
+    /// Built on first use (the vocabulary trie once per model), or why it cannot be.
+    pub(crate) grammar: OnceLock<Result<Arc<GrammarCompiler>, GrammarError>>,
 }
 
 impl Shared {
@@ -288,6 +296,7 @@ impl Engine {
             metrics: metrics::Metrics::new(),
             blocks_used: AtomicUsize::new(0),
             loop_alive: AtomicBool::new(true),
+            grammar: OnceLock::new(),
         });
         let worker_shared = shared.clone();
         std::thread::Builder::new()
@@ -338,6 +347,18 @@ impl EngineHandle {
         tokenize_chat_prompt(&self.shared.tokenizer, &text)
     }
 
+    /// The model's grammar compiler (its vocabulary trie is built on the first call and
+    /// shared by every request after). Compiling is CPU work bounded by
+    /// [`GrammarLimits`]: call it off async threads.
+    pub fn grammar_compiler(&self) -> Result<Arc<GrammarCompiler>, GrammarError> {
+        let sh = &self.shared;
+        sh.grammar
+            .get_or_init(|| {
+                GrammarCompiler::new(sh.tokenizer.clone(), sh.n_vocab, GrammarLimits::default()).map(Arc::new)
+            })
+            .clone()
+    }
+
     /// Tokens of a plain completion prompt (BOS per the model's `add_bos`, special tokens
     /// written in the text recognised, as llama.cpp's server does).
     pub fn completion_prompt(&self, text: &str) -> Result<Vec<u32>, EngineError> {
@@ -377,6 +398,11 @@ impl EngineHandle {
         }
         if let Some((id, b)) = req.logit_bias.iter().find(|(id, b)| *id as usize >= sh.n_vocab || b.is_nan()) {
             return Err(SubmitError::Invalid(format!("logit_bias entry {id}: {b} is not a valid token id and bias")));
+        }
+        if let Some(g) = &req.grammar {
+            if g.n_rows() != sh.n_vocab {
+                return Err(SubmitError::Invalid("the grammar was compiled for another vocabulary".into()));
+            }
         }
         let sampler = Sampler::new(req.sampling.clone()).map_err(|e| SubmitError::Invalid(e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use super::blocks::{block_hash, BlockTable, ROOT};
 use super::{FinishReason, GenEvent, Pending, Shared, TokenLogprob, Usage};
 use crate::generate::{Pushed, StopStream};
+use crate::grammar::Constraint;
 use crate::sampler::Sampler;
 
 /// One admitted request.
@@ -30,6 +31,8 @@ struct Seq {
     logit_bias: Vec<(u32, f32)>,
     logprobs: Option<usize>,
     ignore_eos: bool,
+    /// Constrained decoding state (its next mask is computed during the forward pass).
+    grammar: Option<Constraint>,
     /// Prompt then generated tokens; positions `0..computed` have their KV in the pool.
     tokens: Vec<u32>,
     n_prompt: usize,
@@ -213,6 +216,7 @@ impl Worker {
             logit_bias: req.logit_bias,
             logprobs: req.logprobs,
             ignore_eos: req.ignore_eos,
+            grammar: req.grammar,
             n_prompt: req.prompt.len(),
             tokens: req.prompt,
             computed: cached,
@@ -271,6 +275,19 @@ impl Worker {
         let mut outcomes: Vec<(usize, Outcome)> = failed.into_iter().map(|(i, e)| (i, Outcome::Failed(e))).collect();
 
         if !feeds.is_empty() {
+            // The grammar states of the sequences sampling this step leave their sequences
+            // for the forward pass: a helper thread computes their masks meanwhile.
+            let mut side: Vec<Constraint> = Vec::new();
+            let mut side_of: Vec<usize> = Vec::new();
+            for &(i, _, end) in &feeds {
+                let s = &self.running[i];
+                if end == s.tokens.len() && s.grammar.is_some() {
+                    side_of.push(i);
+                }
+            }
+            for &i in &side_of {
+                side.extend(self.running[i].grammar.take());
+            }
             let batch: Vec<BatchSeq> = feeds
                 .iter()
                 .map(|&(i, start, end)| {
@@ -280,12 +297,48 @@ impl Worker {
                 .collect();
             let (model, kv) = (&self.model, &mut self.kv);
             let t_fwd = Instant::now();
-            let result = catch_unwind(AssertUnwindSafe(|| model.forward_batch(&batch, kv)));
+            let (result, side, mask_time) = std::thread::scope(|sc| {
+                let helper = (!side.is_empty()).then(|| {
+                    sc.spawn(move || {
+                        let t = Instant::now();
+                        for g in side.iter_mut() {
+                            // An error stays in the matcher and fails the sequence when applied.
+                            let _ = g.prepare();
+                        }
+                        (side, t.elapsed())
+                    })
+                });
+                let result = catch_unwind(AssertUnwindSafe(|| model.forward_batch(&batch, kv)));
+                match helper.map(|h| h.join()) {
+                    None => (result, Some(Vec::new()), std::time::Duration::ZERO),
+                    Some(Ok((side, t))) => (result, Some(side), t),
+                    Some(Err(_)) => (result, None, std::time::Duration::ZERO),
+                }
+            });
             let fwd = t_fwd.elapsed();
             drop(batch);
+            match side {
+                Some(side) => {
+                    for (i, g) in side_of.iter().zip(side) {
+                        self.running[*i].grammar = Some(g);
+                    }
+                }
+                None => {
+                    for &i in &side_of {
+                        outcomes.push((i, Outcome::Failed("internal error: the grammar mask computation panicked".into())));
+                    }
+                    feeds.retain(|(i, _, _)| !side_of.contains(i));
+                }
+            }
             if self.trace {
                 let rows: usize = feeds.iter().map(|&(_, a, b)| b - a).sum();
-                eprintln!("[serve] step: {} seqs, {rows} rows, forward {:.1} ms", feeds.len(), fwd.as_secs_f64() * 1e3);
+                eprintln!(
+                    "[serve] step: {} seqs, {rows} rows, forward {:.1} ms, {} masks {:.2} ms (beside it)",
+                    feeds.len(),
+                    fwd.as_secs_f64() * 1e3,
+                    side_of.len(),
+                    mask_time.as_secs_f64() * 1e3
+                );
             }
             let n_vocab = self.sh.n_vocab;
             match result {
@@ -350,6 +403,11 @@ impl Worker {
         let s = &mut self.running[i];
         // A copy of the row (vocabulary-sized) only when it is to be changed.
         let mut l = std::borrow::Cow::Borrowed(raw);
+        if let Some(g) = &mut s.grammar {
+            if let Err(e) = g.apply(l.to_mut()) {
+                return Outcome::Failed(e.to_string());
+            }
+        }
         if !s.logit_bias.is_empty() || s.ignore_eos {
             let l = l.to_mut();
             for &(id, b) in &s.logit_bias {
@@ -388,6 +446,13 @@ impl Worker {
         }
         s.generated += 1;
         self.sh.metrics.update(|c| c.generated_tokens += 1);
+        let mut grammar_done = false;
+        if let Some(g) = &mut s.grammar {
+            if let Err(e) = g.commit(id) {
+                return Outcome::Failed(e.to_string());
+            }
+            grammar_done = g.is_finished();
+        }
         s.sampler.accept(id);
         s.tokens.push(id);
         let piece = match s.decoder.push(id) {
@@ -395,10 +460,12 @@ impl Worker {
             Err(e) => return Outcome::Failed(format!("detokenizing failed: {e}")),
         };
         let (mut text, finish) = match s.stops.push(&piece) {
+            // A complete grammar allows nothing but end of generation: stop without it.
+            Pushed::Emit(t) if grammar_done => (t, Some(FinishReason::Stop)),
             Pushed::Emit(t) => (t, (s.generated >= s.max_tokens).then_some(FinishReason::Length)),
             Pushed::Stopped { emit, .. } => (emit, Some(FinishReason::Stop)),
         };
-        if finish == Some(FinishReason::Length) {
+        if finish == Some(FinishReason::Length) || grammar_done {
             let rest = s.decoder.finish();
             text.push_str(&s.stops.finish(&rest));
         }

@@ -17,6 +17,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use jikji_engine::grammar::Constraint;
 use jikji_engine::reasoning::ReasoningSplitter;
 use jikji_engine::serve::{GenRequest, GenStream, SubmitError};
 use serde_json::Value;
@@ -24,6 +25,7 @@ use serde_json::Value;
 use super::reply::{collect, sse_response, Choice, Kind, Reply};
 use crate::error::ApiError;
 use crate::request::{self, Fields, GenOptions, PromptInput};
+use crate::structured;
 use crate::wire::{
     DetokenizeResponse, HealthStatus, ModelList, ModelObject, Piece, TokenList, TokenPiece, TokenizeResponse,
 };
@@ -120,10 +122,18 @@ fn submit_all(st: &AppState, reqs: Vec<GenRequest>, prompt_param: &str) -> Resul
     Ok(out)
 }
 
-fn gen_request(opts: &GenOptions, prompt: Vec<u32>, max_tokens: usize, seed: u64, logprobs: Option<usize>) -> GenRequest {
+fn gen_request(
+    opts: &GenOptions,
+    prompt: Vec<u32>,
+    max_tokens: usize,
+    seed: u64,
+    logprobs: Option<usize>,
+    grammar: Option<&Constraint>,
+) -> GenRequest {
     let mut sampling = opts.sampling.clone();
     sampling.seed = seed;
     GenRequest {
+        grammar: grammar.cloned(),
         prompt,
         max_tokens,
         sampling,
@@ -146,12 +156,17 @@ pub async fn chat_completions(State(st): State<AppState>, body: Result<Bytes, By
     let logprobs = request::chat_logprobs(&f)?;
     let split = request::reasoning_split(&f)?;
     let add_generation_prompt = f.bool("add_generation_prompt")?.unwrap_or(true);
+    let wanted = structured::requested(&f)?;
 
     let prompt = st
         .engine
         .chat_prompt(&messages, add_generation_prompt)
         .map_err(|e| ApiError::invalid("messages", format!("cannot apply the chat template: {e}")))?;
     let max_tokens = token_budget(&st, &opts, prompt.len(), "messages")?;
+    let grammar = match wanted {
+        Some(w) => Some(structured::compile(&st.engine, w).await?),
+        None => None,
+    };
 
     let splitter = if split {
         // Start inside a thought when the rendered prompt ends with `<think>`.
@@ -163,7 +178,7 @@ pub async fn chat_completions(State(st): State<AppState>, body: Result<Bytes, By
     };
     let seed = opts.seed.unwrap_or_else(random_u64);
     let reqs: Vec<GenRequest> = (0..opts.n)
-        .map(|j| gen_request(&opts, prompt.clone(), max_tokens, seed.wrapping_add(j as u64), logprobs))
+        .map(|j| gen_request(&opts, prompt.clone(), max_tokens, seed.wrapping_add(j as u64), logprobs, grammar.as_ref()))
         .collect();
     let guard = st.shutdown.guard();
     let streams = submit_all(&st, reqs, "messages")?;
@@ -203,6 +218,7 @@ pub async fn completions(State(st): State<AppState>, body: Result<Bytes, BytesRe
         return Err(ApiError::invalid("suffix", "`suffix` is not supported"));
     }
 
+    let wanted = structured::requested(&f)?;
     let mut prompts = Vec::with_capacity(inputs.len());
     for p in inputs {
         let ids = match p {
@@ -215,12 +231,16 @@ pub async fn completions(State(st): State<AppState>, body: Result<Bytes, BytesRe
         let budget = token_budget(&st, &opts, ids.len(), "prompt")?;
         prompts.push((ids, budget));
     }
+    let grammar = match wanted {
+        Some(w) => Some(structured::compile(&st.engine, w).await?),
+        None => None,
+    };
     let seed = opts.seed.unwrap_or_else(random_u64);
     let mut reqs = Vec::new();
     let (mut prompt_lens, mut prompt_of) = (Vec::new(), Vec::new());
     for (pi, (ids, budget)) in prompts.iter().enumerate() {
         for j in 0..opts.n {
-            reqs.push(gen_request(&opts, ids.clone(), *budget, seed.wrapping_add(j as u64), logprobs));
+            reqs.push(gen_request(&opts, ids.clone(), *budget, seed.wrapping_add(j as u64), logprobs, grammar.as_ref()));
             prompt_lens.push(ids.len());
             prompt_of.push(pi);
         }
