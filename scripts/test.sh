@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p jikji-cli
+# NVRTC (a host library) for the CUDA kernels' compile test; no GPU is needed.
+python3 -m pip install -q --disable-pip-version-check nvidia-cuda-nvrtc-cu12 2>/dev/null \
+  || python3 -m pip install -q --disable-pip-version-check --break-system-packages nvidia-cuda-nvrtc-cu12
 for m in smollm2-135m gemma3-270m qwen2.5-0.5b; do
   ./target/release/jikji pull "$m"
 done

@@ -16,4 +16,8 @@ pub enum BackendError {
     /// A cache handed to a step does not match the model (layers, widths, backend).
     #[error("{0}")]
     CacheMismatch(String),
+    /// A device backend's own failure (no device, a driver or compiler error, an operation
+    /// or type the backend does not implement).
+    #[error("{0}")]
+    Device(String),
 }
