@@ -1,6 +1,14 @@
-//! Evaluation and measurement: throughput and cost reports (what `jikji bench` prints),
-//! later perplexity and multiple-choice benchmarks (KMMLU, HAE-RAE, MMLU).
+//! Evaluation and measurement: what `jikji eval` and `jikji bench` compute and print.
 //!
+//! Quality, computed the way llama.cpp's `llama-perplexity` computes it so the numbers
+//! compare line for line:
+//! - [`perplexity`] / [`ppl_run`]: chunked perplexity (second half of each chunk scored),
+//!   and the KL-divergence passes; [`logits_file`]: llama.cpp's base-logits file format;
+//!   [`kld`]: KL divergence, Δp and same-top statistics with llama.cpp's printed blocks;
+//! - [`logprob`]: log-softmax in llama.cpp's three precisions; [`forward`]: the model run
+//!   in llama.cpp's micro-batches over a contiguous cache; [`parallel`]: row-parallel maps.
+//!
+//! Measurement (what `jikji bench` prints):
 //! - [`stats`]: mean, median and standard deviation of repeated measurements.
 //! - [`memory`]: this process's resident set (current and peak) and the memory the
 //!   machine has available, from Linux's `/proc`.
@@ -11,13 +19,23 @@
 //!   bandwidth a generation speed amounts to.
 //!
 //! Nothing here panics on what it measures or reads: a missing `/proc` or `/sys` file is
-//! `None`, a buffer that cannot be allocated is an error.
+//! `None`, a malformed data file is an [`EvalError`].
 #![forbid(unsafe_code)]
 
 pub mod bandwidth;
 pub mod cost;
+pub mod energy;
+mod error;
+pub mod forward;
+pub mod kld;
+pub mod logits_file;
+pub mod logprob;
 pub mod memory;
+pub mod parallel;
+pub mod perplexity;
+pub mod ppl_run;
 pub mod stats;
 
 pub use bandwidth::{Bandwidth, BandwidthConfig, BandwidthError};
+pub use error::EvalError;
 pub use stats::Summary;
