@@ -24,6 +24,29 @@ pub enum EvalCmd {
     /// Perplexity over a text file (llama-perplexity's method and lines), or KL divergence
     /// against a base-logits file.
     Perplexity(PerplexityArgs),
+    /// HellaSwag: 6-line tasks (context, gold index, 4 endings), llama-perplexity's selection.
+    Hellaswag(TaskArgs),
+    /// Winogrande: CSV `index,sentence,option1,option2,answer` with `_` in the sentence.
+    Winogrande(TaskArgs),
+    /// Multiple choice in llama-perplexity's binary format (`-bf` there).
+    MultipleChoice(TaskArgs),
+}
+
+/// Options of the multiple-choice modes.
+#[derive(clap::Args, Debug)]
+pub struct TaskArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Task file.
+    #[arg(short = 'f', long = "file", visible_alias = "bf")]
+    file: PathBuf,
+    /// Tasks to draw (HellaSwag: 400 by default; the others: all).
+    #[arg(long)]
+    tasks: Option<usize>,
+    /// Context per sequence; a task must fit in 4 × this (llama-perplexity's -c with its
+    /// four parallel sequences).
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 512)]
+    ctx: usize,
 }
 
 /// Options every eval mode shares.
@@ -73,6 +96,9 @@ pub struct PerplexityArgs {
 pub fn eval(cmd: EvalCmd) -> Result<()> {
     match cmd {
         EvalCmd::Perplexity(a) => perplexity(a),
+        EvalCmd::Hellaswag(a) => tasks(a, Mode::Hellaswag),
+        EvalCmd::Winogrande(a) => tasks(a, Mode::Winogrande),
+        EvalCmd::MultipleChoice(a) => tasks(a, Mode::MultipleChoice),
     }
 }
 
@@ -164,4 +190,59 @@ pub fn report_speed(err: &mut dyn Write, processed: usize, scored: usize, second
     if let Some(k) = cost.kwh_per_m {
         let _ = writeln!(err, "energy: {k:.4} kWh per 1M processed tokens ({:.1} J)", cost.joules.unwrap_or(0.0));
     }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Hellaswag,
+    Winogrande,
+    MultipleChoice,
+}
+
+fn tasks(a: TaskArgs, mode: Mode) -> Result<()> {
+    let n_ctx = a.ctx.checked_mul(4).filter(|&n| n > 0).context("--ctx-size must be at least 1")?;
+    let opened = open(&a.common, n_ctx)?;
+    let ub = ubatch(&a.common)?;
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let (model, tok) = (&opened.model, &opened.tokenizer);
+    let what = || format!("{} of {}", match mode { Mode::Hellaswag => "HellaSwag", Mode::Winogrande => "Winogrande", Mode::MultipleChoice => "multiple choice" }, a.file.display());
+    let rapl0 = energy::rapl_read();
+    let t0 = Instant::now();
+    let res = match mode {
+        Mode::Hellaswag => {
+            let text = read_text(&a.file)?;
+            let tasks = jikji_eval::hellaswag::select(&text, a.tasks.unwrap_or(400)).with_context(what)?;
+            eprintln!("hellaswag: {} tasks selected", tasks.len());
+            jikji_eval::hellaswag::run(model, tok, &tasks, n_ctx, ub, &mut out).with_context(what)?
+        }
+        Mode::Winogrande => {
+            let text = read_text(&a.file)?;
+            let (data, notes) = jikji_eval::winogrande::load(&text);
+            for n in &notes {
+                eprintln!("winogrande: skipped: {n}");
+            }
+            if data.is_empty() {
+                bail!("{}: no tasks", what());
+            }
+            let tasks = jikji_eval::winogrande::select(data, a.tasks.unwrap_or(0));
+            jikji_eval::winogrande::run(model, tok, &tasks, n_ctx, ub, &mut out).with_context(what)?
+        }
+        Mode::MultipleChoice => {
+            let bytes = std::fs::read(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
+            let n = a.tasks.unwrap_or(0);
+            let tasks = jikji_eval::multiple_choice::load(&bytes, n).with_context(what)?;
+            let n_file = u32::from_le_bytes(bytes[..4].try_into().unwrap_or([0; 4])) as usize;
+            let all = n == 0 || n >= n_file;
+            jikji_eval::multiple_choice::run(model, tok, &tasks, all, n_ctx, ub, &mut out).with_context(what)?
+        }
+    };
+    let wall = t0.elapsed().as_secs_f64();
+    let joules = match (rapl0, energy::rapl_read()) {
+        (Some(b), Some(a)) => energy::rapl_joules(&b, &a),
+        _ => None,
+    };
+    eprintln!("score: {}/{} = {:.4} %", res.n_correct, res.n_done, res.accuracy);
+    report_speed(&mut io::stderr(), res.tokens_processed, res.tokens_scored, res.seconds, wall, &a.common, joules);
+    Ok(())
 }

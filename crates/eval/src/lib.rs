@@ -5,6 +5,9 @@
 //! - [`perplexity`] / [`ppl_run`]: chunked perplexity (second half of each chunk scored),
 //!   and the KL-divergence passes; [`logits_file`]: llama.cpp's base-logits file format;
 //!   [`kld`]: KL divergence, Δp and same-top statistics with llama.cpp's printed blocks;
+//! - [`hellaswag`], [`winogrande`], [`multiple_choice`]: llama-perplexity's scoring modes
+//!   and file formats over [`choice`] (shared-prefix continuations), with its task
+//!   selection ([`mt19937`]) and printed lines;
 //! - [`logprob`]: log-softmax in llama.cpp's three precisions; [`forward`]: the model run
 //!   in llama.cpp's micro-batches over a contiguous cache; [`parallel`]: row-parallel maps.
 //!
@@ -23,18 +26,24 @@
 #![forbid(unsafe_code)]
 
 pub mod bandwidth;
+pub mod choice;
 pub mod cost;
 pub mod energy;
 mod error;
 pub mod forward;
+pub mod hellaswag;
 pub mod kld;
 pub mod logits_file;
 pub mod logprob;
 pub mod memory;
+pub mod mt19937;
+pub mod multiple_choice;
 pub mod parallel;
 pub mod perplexity;
 pub mod ppl_run;
 pub mod stats;
+pub mod tasks;
+pub mod winogrande;
 
 pub use bandwidth::{Bandwidth, BandwidthConfig, BandwidthError};
 pub use error::EvalError;
