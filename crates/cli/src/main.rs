@@ -6,6 +6,7 @@
 mod bench;
 mod commands;
 mod eval;
+mod eval_suite;
 mod inspect;
 mod serve;
 mod thinking;

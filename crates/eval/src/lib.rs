@@ -42,6 +42,7 @@ pub mod parallel;
 pub mod perplexity;
 pub mod ppl_run;
 pub mod stats;
+pub mod suite;
 pub mod tasks;
 pub mod winogrande;
 
