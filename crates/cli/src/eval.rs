@@ -94,6 +94,9 @@ pub struct PerplexityArgs {
     /// Compare against the base named by --kl-divergence-base (its tokens and -c are used).
     #[arg(long = "kl-divergence", requires = "kl_divergence_base")]
     kl_divergence: bool,
+    /// Write results.json and ppl-per-chunk.svg here.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 pub fn eval(cmd: EvalCmd) -> Result<()> {
@@ -175,6 +178,24 @@ fn perplexity(a: PerplexityArgs) -> Result<()> {
     };
     report_speed(&mut io::stderr(), result.tokens_processed, result.tokens_scored, result.seconds, wall, &a.common, joules);
     out.flush().ok();
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let cost = energy::cost_per_million(result.tokens_processed, result.seconds, a.common.price_per_hour, a.common.watts, joules);
+        let kld = result.kld.map(|k| {
+            serde_json::json!({"mean_kld": k.mean_kld, "mean_kld_unc": k.mean_kld_unc, "ppl_base": k.ppl_base, "same_top": k.same_top, "rms_p_diff": k.rms_p_diff})
+        });
+        let doc = serde_json::json!({
+            "model": a.common.model, "n_ctx": result.n_ctx, "n_chunk": result.n_chunk, "ppl": result.ppl, "ppl_unc": result.ppl_unc,
+            "per_chunk": result.per_chunk, "tokens_processed": result.tokens_processed, "tokens_scored": result.tokens_scored,
+            "seconds": result.seconds, "price_per_1m_tokens": cost.price_per_m, "kwh_per_1m_tokens": cost.kwh_per_m, "kl_divergence": kld,
+        });
+        let jp = dir.join("results.json");
+        std::fs::write(&jp, serde_json::to_string_pretty(&doc)? + "\n").with_context(|| format!("cannot write {}", jp.display()))?;
+        let sp = dir.join("ppl-per-chunk.svg");
+        let title = format!("running perplexity, -c {}", result.n_ctx);
+        std::fs::write(&sp, jikji_eval::plot::line_svg(&title, "PPL", &result.per_chunk)).with_context(|| format!("cannot write {}", sp.display()))?;
+        eprintln!("wrote {} and {}", jp.display(), sp.display());
+    }
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use jikji_engine::{chat, tokenize_chat_prompt, ChatFormatter};
 use jikji_eval::energy;
-use jikji_eval::suite::score::{Prompting, Style};
+use jikji_eval::suite::score::Style;
 use jikji_eval::suite::{self, Items};
 
 use crate::eval::{open, report_speed, ubatch, CommonArgs};
@@ -78,16 +78,6 @@ impl Progress {
     }
 }
 
-fn prompting(name: &str, style: Style, shots: usize) -> Prompting {
-    let korean = name == "kmmlu-hard";
-    Prompting {
-        style,
-        shots,
-        header: if name == "mmlu" { "The following are multiple choice questions (with answers) about {subject}.\n\n".into() } else { String::new() },
-        answer_word: if korean { "정답".into() } else { "Answer".into() },
-    }
-}
-
 pub fn suite(a: SuiteArgs) -> Result<()> {
     let style = match a.style.as_str() {
         "letter" => Style::Letter,
@@ -99,16 +89,10 @@ pub fn suite(a: SuiteArgs) -> Result<()> {
     if items.is_empty() {
         bail!("suite {} has no items", a.name);
     }
-    let p = prompting(&a.name, style, a.shots);
+    let p = suite::prompting_for(&a.name, style, a.shots);
     if let Some(path) = &a.export_mc {
         let Items::Choice(v) = &items else { bail!("--export-mc needs a choice suite") };
-        let tasks: Vec<_> = (0..v.len())
-            .map(|i| {
-                let q = suite::score::prompt(v, i, &Prompting { style: Style::Answer, ..p.clone() }).0;
-                let labels = (0..v[i].choices.len()).map(|k| i32::from(k == v[i].answer)).collect();
-                jikji_eval::multiple_choice::Task { question: q, answers: v[i].choices.iter().map(|c| c.trim().to_string()).collect(), labels, ..Default::default() }
-            })
-            .collect();
+        let tasks = suite::to_multiple_choice(v, &p);
         std::fs::write(path, jikji_eval::multiple_choice::write(&tasks)?).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("wrote {} tasks to {}", tasks.len(), path.display());
         return Ok(());
@@ -145,7 +129,8 @@ pub fn suite(a: SuiteArgs) -> Result<()> {
                 let text = fmt.render(&arr, true).map_err(|e| e.to_string())?;
                 tokenize_chat_prompt(tok, &text).map_err(|e| e.to_string())
             };
-            let r = suite::generate::run(&opened.model, tok, v, &render, a.ctx, a.max_tokens, ub, |d, t| progress.tick(d, t))?;
+            let o = suite::generate::GenOptions { n_ctx: a.ctx, max_tokens: a.max_tokens, ubatch: ub };
+            let r = suite::generate::run(&opened.model, tok, v, &render, o, |d, t| progress.tick(d, t))?;
             let mut out = io::stdout().lock();
             writeln!(out, "subject\tn\texact\tmatch\tincludes")?;
             let pct = |k: usize, n: usize| 100.0 * k as f64 / n.max(1) as f64;
@@ -199,6 +184,18 @@ pub fn suite(a: SuiteArgs) -> Result<()> {
                 let (k1, k2, k3) = if t.get("acc").is_some() { ("acc", "acc_norm", "acc_mean") } else { ("exact", "match", "includes") };
                 csv.push_str(&format!("{},{},{},{},{:.2},{:.2},{:.2}\n", a.name, name, s.replace(',', " "), t["n"], f(k1), f(k2), f(k3)));
             }
+        }
+        if let Some(m) = per.as_object() {
+            let bars: Vec<(String, f64)> = m
+                .iter()
+                .map(|(s, t)| {
+                    let k = if t.get("acc").is_some() { "acc" } else { "match" };
+                    (s.clone(), t[k].as_u64().unwrap_or(0) as f64 * 100.0 / t["n"].as_u64().unwrap_or(1).max(1) as f64)
+                })
+                .collect();
+            let sp = dir.join("accuracy-per-subject.svg");
+            let title = format!("{} on {name}: accuracy per subject (%)", a.name);
+            std::fs::write(&sp, jikji_eval::plot::bars_svg(&title, &bars, 100.0)).with_context(|| format!("cannot write {}", sp.display()))?;
         }
         let cp = dir.join("results.csv");
         std::fs::write(&cp, csv).with_context(|| format!("cannot write {}", cp.display()))?;

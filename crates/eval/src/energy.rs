@@ -54,7 +54,7 @@ pub struct Cost {
 /// The cost of `tokens` tokens processed in `seconds`, from a price per hour, a power in
 /// watts, or joules measured (RAPL) — measured joules win over watts.
 pub fn cost_per_million(tokens: usize, seconds: f64, price_per_hour: Option<f64>, watts: Option<f64>, measured_joules: Option<f64>) -> Cost {
-    if tokens == 0 || !(seconds > 0.0) {
+    if tokens == 0 || seconds.is_nan() || seconds <= 0.0 {
         return Cost::default();
     }
     let per_m = 1e6 / tokens as f64;

@@ -19,7 +19,7 @@ use crate::choice::{common_prefix, required_tokens, score_rows};
 use crate::error::EvalError;
 use crate::logprob::{logprob_f32, softmax_prob};
 use crate::mt19937::Mt19937;
-use crate::tasks::{best, check_fits, emit, ScoreResult};
+use crate::tasks::{best, check_fits, emit, margin, ScoreResult};
 
 /// One task.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,7 +37,7 @@ pub(crate) fn getlines(text: &str) -> Vec<&str> {
 /// Reads the file and draws `n_tasks` tasks in llama.cpp's order.
 pub fn select(text: &str, n_tasks: usize) -> Result<Vec<Task>, EvalError> {
     let mut lines = getlines(text);
-    if lines.len() % 6 != 0 {
+    if !lines.len().is_multiple_of(6) {
         return Err(EvalError::Format(format!("number of lines in the HellaSwag file ({}) is not a multiple of 6", lines.len())));
     }
     let count = (lines.len() / 6).min(n_tasks);
@@ -95,7 +95,7 @@ pub fn run(model: &Model, tok: &Tokenizer, tasks: &[Task], n_ctx: usize, ubatch:
             scores[s] = lp / count as f64;
         }
         let pick = best(&scores);
-        res.record(pick, pick == t.gold);
+        res.record(pick, pick == t.gold, margin(&scores));
         let freq = res.n_correct as f64 / res.n_done as f64;
         let (a, b) = wilson(freq, res.n_done);
         emit(out, &format!("{}\t{:3.8}%\t[{:3.4}%, {:3.4}%]\n", i + 1, freq * 100.0, a * 100.0, b * 100.0))?;

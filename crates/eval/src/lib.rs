@@ -40,6 +40,7 @@ pub mod mt19937;
 pub mod multiple_choice;
 pub mod parallel;
 pub mod perplexity;
+pub mod plot;
 pub mod ppl_run;
 pub mod stats;
 pub mod suite;

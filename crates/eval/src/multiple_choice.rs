@@ -22,7 +22,7 @@ use crate::choice::{common_prefix, required_tokens, score_rows};
 use crate::error::EvalError;
 use crate::logprob::{logprob_f32, softmax_prob};
 use crate::mt19937::Mt19937;
-use crate::tasks::{best, check_fits, emit, ScoreResult};
+use crate::tasks::{best, check_fits, emit, margin, ScoreResult};
 
 const MAX_ANSWERS: u32 = 100;
 
@@ -172,7 +172,7 @@ pub fn run(model: &Model, tok: &Tokenizer, tasks: &[Task], all_selected: bool, n
         }
         let pick = best(&scores);
         n_answers += scores.len();
-        res.record(pick, t.labels.get(pick) == Some(&1));
+        res.record(pick, t.labels.get(pick) == Some(&1), margin(&scores.iter().map(|&x| f64::from(x)).collect::<Vec<_>>()));
         emit(out, &format!("{}\t{:.8}\n", res.n_done, res.accuracy))?;
     }
     res.seconds = t0.elapsed().as_secs_f64();

@@ -4,7 +4,7 @@
 /// `f(i, row)` for every `n_vocab`-wide row of `logits`, on up to `threads` threads, in
 /// row order.
 pub fn map_rows<T: Send>(logits: &[f32], n_vocab: usize, threads: usize, f: impl Fn(usize, &[f32]) -> T + Sync) -> Vec<T> {
-    let n_rows = if n_vocab == 0 { 0 } else { logits.len() / n_vocab };
+    let n_rows = logits.len().checked_div(n_vocab).unwrap_or(0);
     let threads = threads.clamp(1, n_rows.max(1));
     if threads == 1 {
         return (0..n_rows).map(|i| f(i, &logits[i * n_vocab..(i + 1) * n_vocab])).collect();

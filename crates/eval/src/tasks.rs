@@ -14,6 +14,9 @@ pub struct ScoreResult {
     pub accuracy: f64,
     /// Per task: the chosen continuation and whether it was right.
     pub picks: Vec<(usize, bool)>,
+    /// Per task: how far the pick's score is ahead of the runner-up (0 for a tie); picks
+    /// this close can flip with the rounding of another engine's attention order.
+    pub margins: Vec<f64>,
     /// Tokens run through the model (shared prefixes once) and tokens scored.
     pub tokens_processed: usize,
     pub tokens_scored: usize,
@@ -21,7 +24,8 @@ pub struct ScoreResult {
 }
 
 impl ScoreResult {
-    pub(crate) fn record(&mut self, pick: usize, correct: bool) {
+    pub(crate) fn record(&mut self, pick: usize, correct: bool, margin: f64) {
+        self.margins.push(margin);
         self.n_done += 1;
         self.n_correct += usize::from(correct);
         self.accuracy = 100.0 * self.n_correct as f64 / self.n_done as f64;
@@ -49,4 +53,10 @@ pub(crate) fn best<T: PartialOrd + Copy>(scores: &[T]) -> usize {
         }
     }
     at
+}
+
+/// Gap between the best and the second-best score.
+pub(crate) fn margin(scores: &[f64]) -> f64 {
+    let at = best(scores);
+    scores.iter().enumerate().filter(|&(i, _)| i != at).map(|(_, &s)| scores[at] - s).fold(f64::INFINITY, f64::min)
 }

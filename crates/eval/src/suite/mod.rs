@@ -56,3 +56,28 @@ pub fn load(name: &str, cache: &Path) -> Result<Items, EvalError> {
         other => Err(EvalError::Format(format!("unknown suite {other:?}: use one of {} or a path to a JSONL/CSV file", NAMES.join(", ")))),
     }
 }
+
+/// The prompt wording of suite `name`: MMLU's subject header, KMMLU's `정답`.
+pub fn prompting_for(name: &str, style: score::Style, shots: usize) -> score::Prompting {
+    score::Prompting {
+        style,
+        shots,
+        header: if name == "mmlu" { "The following are multiple choice questions (with answers) about {subject}.\n\n".into() } else { String::new() },
+        answer_word: if name == "kmmlu-hard" { "정답".into() } else { "Answer".into() },
+    }
+}
+
+/// Choice items as llama.cpp multiple-choice tasks: the answer-style context (with its
+/// header and shots) as the question, the choices' texts as the answers — what both
+/// engines then score by mean log-probability per token.
+pub fn to_multiple_choice(items: &[ChoiceItem], p: &score::Prompting) -> Vec<crate::multiple_choice::Task> {
+    let p = score::Prompting { style: score::Style::Answer, ..p.clone() };
+    (0..items.len())
+        .map(|i| crate::multiple_choice::Task {
+            question: score::prompt(items, i, &p).0,
+            answers: items[i].choices.iter().map(|c| c.trim().to_string()).collect(),
+            labels: (0..items[i].choices.len()).map(|k| i32::from(k == items[i].answer)).collect(),
+            ..Default::default()
+        })
+        .collect()
+}

@@ -164,12 +164,16 @@ fn csv_fields(line: &str) -> Vec<String> {
         match c {
             '"' if quoted && chars.peek() == Some(&'"') => {
                 chars.next();
-                out.last_mut().map(|s| s.push('"'));
+                if let Some(s) = out.last_mut() {
+                    s.push('"');
+                }
             }
             '"' => quoted = !quoted,
             ',' if !quoted => out.push(String::new()),
             c => {
-                out.last_mut().map(|s| s.push(c));
+                if let Some(s) = out.last_mut() {
+                    s.push(c);
+                }
             }
         }
     }
@@ -218,7 +222,7 @@ mod tests {
     #[test]
     fn kmmlu_answers_come_from_the_worked_target() {
         let p = tmp("kmmlu.yaml", "dataset_name: math\nfewshot_config:\n  samples:\n  - A: '1'\n    B: '2'\n    C: '3'\n    D: '4'\n    question: 1+1?\n    target: 생각해봅시다. 따라서, 정답은 (B) 입니다.\n");
-        let Items::Choice(v) = kmmlu_hard(&[p.clone()]).unwrap() else { panic!() };
+        let Items::Choice(v) = kmmlu_hard(std::slice::from_ref(&p)).unwrap() else { panic!() };
         assert_eq!((v[0].subject.as_str(), v[0].answer, v[0].choices[1].as_str()), ("math", 1, "2"));
         std::fs::remove_file(p).ok();
     }
