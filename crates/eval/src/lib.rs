@@ -8,6 +8,10 @@
 //! - [`hellaswag`], [`winogrande`], [`multiple_choice`]: llama-perplexity's scoring modes
 //!   and file formats over [`choice`] (shared-prefix continuations), with its task
 //!   selection ([`mt19937`]) and printed lines;
+//! - [`suite`]: benchmark suites (MMLU, KMMLU-Hard, ko-evals, user files) with data that pip
+//!   fetches into the model cache, scored by log-likelihood or greedy generation;
+//! - [`energy`]: price and energy per 1M tokens (`--price-per-hour`, `--watts`, RAPL);
+//!   [`plot`]: SVG charts for `--out DIR`;
 //! - [`logprob`]: log-softmax in llama.cpp's three precisions; [`forward`]: the model run
 //!   in llama.cpp's micro-batches over a contiguous cache; [`parallel`]: row-parallel maps.
 //!
@@ -20,6 +24,13 @@
 //!   last-level cache, best of several timed passes).
 //! - [`cost`]: bytes of weights one decoded token reads, and the share of the memory
 //!   bandwidth a generation speed amounts to.
+//!
+//! Design choices: every evaluation runs the model through the contiguous cache in
+//! llama.cpp's micro-batches ([`forward`]), the path whose logits match llama.cpp's, so a
+//! difference from llama-perplexity is a method difference or a near-tie, never numerics of
+//! our own; multiple-choice prompts keep their shared prefix in the KV cache (computed once
+//! per task, and once per subject for few-shot suites). The batching engine is not used
+//! here yet: its batch-invariant kernels round differently from llama.cpp's.
 //!
 //! Nothing here panics on what it measures or reads: a missing `/proc` or `/sys` file is
 //! `None`, a malformed data file is an [`EvalError`].
