@@ -5,6 +5,8 @@
 
 mod bench;
 mod commands;
+mod eval;
+mod eval_suite;
 mod inspect;
 mod serve;
 mod thinking;
@@ -55,6 +57,9 @@ enum Cmd {
     },
     /// Measure prompt-processing and generation speed (tokens/s), like llama-bench.
     Bench(bench::BenchArgs),
+    /// Evaluate a model: perplexity, KL divergence, multiple-choice benchmarks, cost.
+    #[command(subcommand)]
+    Eval(eval::EvalCmd),
     /// Serve the OpenAI-compatible API (chat/completions, streaming, batching) over HTTP(S).
     Serve(serve::ServeArgs),
     /// Show a model file's metadata and tensor table.
@@ -169,6 +174,7 @@ fn main() -> ExitCode {
         Cmd::Inspect { model } => inspect::inspect(&model),
         Cmd::Bench(args) => bench::bench(args),
         Cmd::Serve(args) => serve::serve(args),
+        Cmd::Eval(cmd) => eval::eval(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

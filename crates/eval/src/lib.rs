@@ -1,6 +1,21 @@
-//! Evaluation and measurement: throughput and cost reports (what `jikji bench` prints),
-//! later perplexity and multiple-choice benchmarks (KMMLU, HAE-RAE, MMLU).
+//! Evaluation and measurement: what `jikji eval` and `jikji bench` compute and print.
 //!
+//! Quality, computed the way llama.cpp's `llama-perplexity` computes it so the numbers
+//! compare line for line:
+//! - [`perplexity`] / [`ppl_run`]: chunked perplexity (second half of each chunk scored),
+//!   and the KL-divergence passes; [`logits_file`]: llama.cpp's base-logits file format;
+//!   [`kld`]: KL divergence, Δp and same-top statistics with llama.cpp's printed blocks;
+//! - [`hellaswag`], [`winogrande`], [`multiple_choice`]: llama-perplexity's scoring modes
+//!   and file formats over [`choice`] (shared-prefix continuations), with its task
+//!   selection ([`mt19937`]) and printed lines;
+//! - [`suite`]: benchmark suites (MMLU, KMMLU-Hard, ko-evals, user files) with data that pip
+//!   fetches into the model cache, scored by log-likelihood or greedy generation;
+//! - [`energy`]: price and energy per 1M tokens (`--price-per-hour`, `--watts`, RAPL);
+//!   [`plot`]: SVG charts for `--out DIR`;
+//! - [`logprob`]: log-softmax in llama.cpp's three precisions; [`forward`]: the model run
+//!   in llama.cpp's micro-batches over a contiguous cache; [`parallel`]: row-parallel maps.
+//!
+//! Measurement (what `jikji bench` prints):
 //! - [`stats`]: mean, median and standard deviation of repeated measurements.
 //! - [`memory`]: this process's resident set (current and peak) and the memory the
 //!   machine has available, from Linux's `/proc`.
@@ -10,14 +25,39 @@
 //! - [`cost`]: bytes of weights one decoded token reads, and the share of the memory
 //!   bandwidth a generation speed amounts to.
 //!
+//! Design choices: every evaluation runs the model through the contiguous cache in
+//! llama.cpp's micro-batches ([`forward`]), the path whose logits match llama.cpp's, so a
+//! difference from llama-perplexity is a method difference or a near-tie, never numerics of
+//! our own; multiple-choice prompts keep their shared prefix in the KV cache (computed once
+//! per task, and once per subject for few-shot suites). The batching engine is not used
+//! here yet: its batch-invariant kernels round differently from llama.cpp's.
+//!
 //! Nothing here panics on what it measures or reads: a missing `/proc` or `/sys` file is
-//! `None`, a buffer that cannot be allocated is an error.
+//! `None`, a malformed data file is an [`EvalError`].
 #![forbid(unsafe_code)]
 
 pub mod bandwidth;
+pub mod choice;
 pub mod cost;
+pub mod energy;
+mod error;
+pub mod forward;
+pub mod hellaswag;
+pub mod kld;
+pub mod logits_file;
+pub mod logprob;
 pub mod memory;
+pub mod mt19937;
+pub mod multiple_choice;
+pub mod parallel;
+pub mod perplexity;
+pub mod plot;
+pub mod ppl_run;
 pub mod stats;
+pub mod suite;
+pub mod tasks;
+pub mod winogrande;
 
 pub use bandwidth::{Bandwidth, BandwidthConfig, BandwidthError};
+pub use error::EvalError;
 pub use stats::Summary;

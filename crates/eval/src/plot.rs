@@ -1,0 +1,74 @@
+//! SVG charts for `--out DIR`: accuracy per subject (horizontal bars) and perplexity per
+//! chunk (a line). Plain SVG text written here — no plotting or font stack — so the
+//! files open in any browser and diff cleanly; labels are escaped XML text.
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Horizontal bars of `(label, value)` on a 0..`max` scale.
+pub fn bars_svg(title: &str, bars: &[(String, f64)], max: f64) -> String {
+    let (left, width, row) = (260.0, 420.0, 18.0);
+    let h = 50.0 + row * bars.len() as f64 + 20.0;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"24\" font-size=\"16\">{}</text>\n",
+        left + width + 70.0,
+        esc(title)
+    );
+    let max = if max > 0.0 { max } else { 1.0 };
+    for (i, (label, v)) in bars.iter().enumerate() {
+        let y = 40.0 + row * i as f64;
+        let w = (v / max).clamp(0.0, 1.0) * width;
+        s.push_str(&format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text><rect x=\"{left}\" y=\"{y}\" width=\"{w:.1}\" height=\"{}\" fill=\"#3b6ea5\"/><text x=\"{}\" y=\"{}\">{v:.1}</text>\n",
+            left - 6.0,
+            y + 12.0,
+            esc(label),
+            row - 4.0,
+            left + w + 4.0,
+            y + 12.0
+        ));
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// A line through `values` (x = 1, 2, …).
+pub fn line_svg(title: &str, y_label: &str, values: &[f64]) -> String {
+    let (w, h, l, b) = (640.0, 360.0, 60.0, 40.0);
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = if lo.is_finite() && hi > lo { (lo, hi) } else { (lo.min(0.0), lo.max(0.0) + 1.0) };
+    let n = values.len().max(2) - 1;
+    let pts: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("{:.1},{:.1}", l + (w - l - 20.0) * i as f64 / n as f64, 30.0 + (h - 30.0 - b) * (1.0 - (v - lo) / (hi - lo))))
+        .collect();
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"20\" font-size=\"16\">{}</text>\n<polyline fill=\"none\" stroke=\"#3b6ea5\" stroke-width=\"2\" points=\"{}\"/>\n<text x=\"4\" y=\"34\">{hi:.2}</text><text x=\"4\" y=\"{}\">{lo:.2}</text><text x=\"{}\" y=\"{}\">chunk ({} values)</text><text x=\"4\" y=\"{}\">{}</text>\n</svg>\n",
+        esc(title),
+        pts.join(" "),
+        h - b,
+        w / 2.0 - 40.0,
+        h - 10.0,
+        values.len(),
+        h / 2.0,
+        esc(y_label)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charts_are_svg_with_escaped_labels_and_one_bar_each() {
+        let s = bars_svg("acc <mmlu>", &[("a&b".into(), 50.0), ("c".into(), 100.0)], 100.0);
+        assert!(s.starts_with("<svg") && s.contains("acc &lt;mmlu&gt;") && s.contains("a&amp;b"));
+        assert_eq!(s.matches("fill=\"#3b6ea5\"").count(), 2);
+        let l = line_svg("ppl", "PPL", &[3.0, 2.0, 1.5]);
+        assert!(l.contains("<polyline") && l.contains("3.00") && l.contains("1.50"));
+        assert!(line_svg("empty", "", &[]).starts_with("<svg"));
+    }
+}
