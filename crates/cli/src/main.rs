@@ -6,6 +6,7 @@
 mod bench;
 mod commands;
 mod inspect;
+mod keys;
 mod serve;
 mod thinking;
 
@@ -57,6 +58,9 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Serve the OpenAI-compatible API (chat/completions, streaming, batching) over HTTP(S).
     Serve(serve::ServeArgs),
+    /// Manage a --keys-file: `add NAME`, `list`, `remove NAME`.
+    #[command(subcommand)]
+    Keys(keys::KeysCmd),
     /// Show a model file's metadata and tensor table.
     Inspect {
         /// Catalog name or path.
@@ -169,6 +173,7 @@ fn main() -> ExitCode {
         Cmd::Inspect { model } => inspect::inspect(&model),
         Cmd::Bench(args) => bench::bench(args),
         Cmd::Serve(args) => serve::serve(args),
+        Cmd::Keys(cmd) => keys::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
