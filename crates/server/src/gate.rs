@@ -212,7 +212,10 @@ pub async fn gate(State(st): State<AppState>, req: Request, next: Next) -> Respo
     };
     let caller = match st.keys.authorize(req.headers(), access) {
         Ok(c) => c,
-        Err(e) => return refuse(pending, e, false),
+        Err(d) => {
+            pending.rec.key = d.key;
+            return refuse(pending, d.error, false);
+        }
     };
     if let Some(c) = &caller {
         pending.rec.key = Some(c.policy.name.clone());

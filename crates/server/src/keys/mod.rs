@@ -161,24 +161,28 @@ impl KeyRing {
     }
 
     /// The caller of a request to `path`: `Ok(None)` for an open server or a public route,
-    /// the valid key otherwise; 401 without a valid key, 403 without the route's scope.
-    pub fn authorize(&self, headers: &HeaderMap, access: Access) -> Result<Option<Caller>, ApiError> {
+    /// the valid key otherwise; 401 without a valid key, 403 without the route's scope
+    /// (with the key's name, for the audit log).
+    pub fn authorize(&self, headers: &HeaderMap, access: Access) -> Result<Option<Caller>, Denied> {
         if self.is_open() || access == Access::Public {
             return Ok(None);
         }
         let Some(presented) = presented_key(headers) else {
-            return Err(ApiError::unauthorized(
-                "You didn't provide an API key. Send it as `Authorization: Bearer KEY` or `x-api-key: KEY`.",
-            ));
+            return Err(Denied {
+                error: ApiError::unauthorized(
+                    "You didn't provide an API key. Send it as `Authorization: Bearer KEY` or `x-api-key: KEY`.",
+                ),
+                key: None,
+            });
         };
         let table = self.current();
         let Some(policy) = table.get(&store::digest_of(presented)).cloned() else {
-            return Err(ApiError::unauthorized("Incorrect API key provided."));
+            return Err(Denied { error: ApiError::unauthorized("Incorrect API key provided."), key: None });
         };
         if let Access::Scoped(needed) = access {
             if !policy.allows_any(needed) {
                 let names: Vec<&str> = needed.iter().map(|s| s.as_str()).collect();
-                return Err(ApiError {
+                let error = ApiError {
                     status: StatusCode::FORBIDDEN,
                     message: format!(
                         "The key `{}` may not use this route: it needs the scope {} (the key has {}).",
@@ -190,12 +194,20 @@ impl KeyRing {
                     param: None,
                     code: Some("insufficient_scope"),
                     retry_after_secs: None,
-                });
+                };
+                return Err(Denied { error, key: Some(policy.name.clone()) });
             }
         }
         let state = self.state(&policy.name);
         Ok(Some(Caller { policy, state }))
     }
+}
+
+/// A refused request: the error to send, and the key's name when the key was valid.
+#[derive(Debug)]
+pub struct Denied {
+    pub error: ApiError,
+    pub key: Option<String>,
 }
 
 /// The 429 for a key over one of its limits, in OpenAI's shape with `Retry-After`.
@@ -257,7 +269,7 @@ mod tests {
         assert!(c.policy.name.starts_with("api-key-") && !c.policy.name.contains("sk-plain"));
         assert!(ring.authorize(&headers("sk-plain"), route_scopes("/metrics")).is_ok());
         assert!(!c.policy.allows_any(&[Scope::Admin]));
-        assert_eq!(ring.authorize(&headers("nope"), route_scopes("/metrics")).expect_err("bad").status, 401);
+        assert_eq!(ring.authorize(&headers("nope"), route_scopes("/metrics")).expect_err("bad").error.status, 401);
         assert_eq!(ring.authorize(&HeaderMap::new(), route_scopes("/health")).expect("public").map(|c| c.policy), None);
     }
 
