@@ -106,7 +106,15 @@ def test_killed_and_drained_replicas_lose_no_request_to_a_survivor():
                     results.append(rec)
 
     try:
-        assert wait_until(lambda: all(s[0] == "UP" for s in stats(stats_port).values()) and len(stats(stats_port)) == 3, 30)
+        def all_up():
+            try:
+                st = stats(stats_port)
+            except httpx.HTTPError:
+                assert lb.poll() is None, lb.stderr.read().decode(errors="replace")
+                return False
+            return len(st) == 3 and all(v[0] == "UP" for v in st.values())
+
+        assert wait_until(all_up, 30), stats(stats_port)
         threads = [threading.Thread(target=client) for _ in range(6)]
         for t in threads:
             t.start()
