@@ -8,9 +8,10 @@
 //!   [`GenRequest`](jikji_engine::serve::GenRequest) per choice, and turns the engine's
 //!   events into OpenAI JSON or SSE chunks ([`api`]).
 //! - Secure by default: the CLI binds 127.0.0.1; with keys configured every route but
-//!   `/health` and the web page's static files ([`ui`]) needs one ([`auth`],
-//!   constant-time comparison); bodies are capped
-//!   (8 MiB default → 413), and each request's `n`, stop strings, logit bias and token
+//!   `/health`, `/ready` and the web page's static files ([`ui`]) needs one, holding the
+//!   route's scope, within the key's limits ([`keys`]; plain keys from [`auth`]); one
+//!   middleware ([`gate`]) checks keys and limits and writes the [`audit`] line; bodies
+//!   are capped (8 MiB default → 413, from `Content-Length` before reading), and each request's `n`, stop strings, logit bias and token
 //!   budget are bounded ([`request::Limits`]); CORS is off unless origins are given; a
 //!   panic in a handler becomes a 500, never a dead connection task; a client must send
 //!   its headers within [`HEADER_READ_TIMEOUT`] (TLS handshakes: 10 s), so stalled
