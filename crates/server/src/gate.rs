@@ -214,7 +214,7 @@ pub async fn gate(State(st): State<AppState>, req: Request, next: Next) -> Respo
         Ok(c) => c,
         Err(d) => {
             pending.rec.key = d.key;
-            return refuse(pending, d.error, false);
+            return refuse(pending, *d.error, false);
         }
     };
     if let Some(c) = &caller {

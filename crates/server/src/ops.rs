@@ -26,7 +26,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::keys::Reason;
+use crate::keys::{KeyState, Reason};
 use crate::wire::HealthStatus;
 use crate::AppState;
 
@@ -41,6 +41,9 @@ pub async fn ready(State(st): State<AppState>) -> Response {
 fn label(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
+
+/// A per-key series: name, type, help, and how to read it from a key's counts.
+type Series = (&'static str, &'static str, &'static str, fn(&KeyState) -> u64);
 
 /// The key and pool series appended to `/metrics`.
 pub fn render(st: &AppState) -> String {
@@ -58,7 +61,7 @@ pub fn render(st: &AppState) -> String {
         return o;
     }
     let states = ring.states();
-    let series: [(&str, &str, &str, fn(&crate::keys::KeyState) -> u64); 4] = [
+    let series: [Series; 4] = [
         ("jikji_key_requests_total", "counter", "Requests admitted, by key name.", |s| s.requests_total.load(Ordering::Relaxed)),
         ("jikji_key_prompt_tokens_total", "counter", "Prompt tokens charged, by key name.", |s| {
             s.prompt_tokens_total.load(Ordering::Relaxed)

@@ -169,15 +169,15 @@ impl KeyRing {
         }
         let Some(presented) = presented_key(headers) else {
             return Err(Denied {
-                error: ApiError::unauthorized(
+                error: Box::new(ApiError::unauthorized(
                     "You didn't provide an API key. Send it as `Authorization: Bearer KEY` or `x-api-key: KEY`.",
-                ),
+                )),
                 key: None,
             });
         };
         let table = self.current();
         let Some(policy) = table.get(&store::digest_of(presented)).cloned() else {
-            return Err(Denied { error: ApiError::unauthorized("Incorrect API key provided."), key: None });
+            return Err(Denied { error: Box::new(ApiError::unauthorized("Incorrect API key provided.")), key: None });
         };
         if let Access::Scoped(needed) = access {
             if !policy.allows_any(needed) {
@@ -195,7 +195,7 @@ impl KeyRing {
                     code: Some("insufficient_scope"),
                     retry_after_secs: None,
                 };
-                return Err(Denied { error, key: Some(policy.name.clone()) });
+                return Err(Denied { error: Box::new(error), key: Some(policy.name.clone()) });
             }
         }
         let state = self.state(&policy.name);
@@ -206,7 +206,7 @@ impl KeyRing {
 /// A refused request: the error to send, and the key's name when the key was valid.
 #[derive(Debug)]
 pub struct Denied {
-    pub error: ApiError,
+    pub error: Box<ApiError>,
     pub key: Option<String>,
 }
 
