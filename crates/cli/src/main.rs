@@ -8,6 +8,7 @@ mod commands;
 mod eval;
 mod eval_suite;
 mod inspect;
+mod keys;
 mod serve;
 mod thinking;
 
@@ -62,6 +63,9 @@ enum Cmd {
     Eval(eval::EvalCmd),
     /// Serve the OpenAI-compatible API (chat/completions, streaming, batching) over HTTP(S).
     Serve(serve::ServeArgs),
+    /// Manage a --keys-file: `add NAME`, `list`, `remove NAME`.
+    #[command(subcommand)]
+    Keys(keys::KeysCmd),
     /// Show a model file's metadata and tensor table.
     Inspect {
         /// Catalog name or path.
@@ -175,6 +179,7 @@ fn main() -> ExitCode {
         Cmd::Bench(args) => bench::bench(args),
         Cmd::Serve(args) => serve::serve(args),
         Cmd::Eval(cmd) => eval::eval(cmd),
+        Cmd::Keys(cmd) => keys::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

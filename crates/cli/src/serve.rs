@@ -14,6 +14,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use jikji_engine::serve::{Engine, ServeConfig};
 use jikji_engine::{ChatFormatter, Opened};
+use jikji_server::audit::{AuditLog, Rotation};
+use jikji_server::keys::KeyRing;
 use jikji_server::{ApiKeys, AppState, Limits, ServeOptions, ServerConfig, TlsFiles};
 
 /// Options of `jikji serve`.
@@ -68,6 +70,23 @@ pub struct ServeArgs {
     /// Do not serve the web chat page at `/` (the API only).
     #[arg(long = "no-ui")]
     no_ui: bool,
+    /// Keys with scopes and limits (TOML; `jikji keys add` writes it). Reloaded on SIGHUP
+    /// and when it changes; works beside --api-key-file / JIKJI_API_KEYS.
+    #[arg(long = "keys-file")]
+    keys_file: Option<PathBuf>,
+    /// Write one JSON line per request to this file (no prompt or output text unless
+    /// --audit-content).
+    #[arg(long = "audit-log")]
+    audit_log: Option<PathBuf>,
+    /// Also write prompts and outputs to the audit log.
+    #[arg(long = "audit-content", requires = "audit_log")]
+    audit_content: bool,
+    /// Rotate the audit log when it would exceed this many bytes.
+    #[arg(long = "audit-max-bytes", default_value_t = 100 * 1024 * 1024)]
+    audit_max_bytes: u64,
+    /// Rotated audit logs kept (PATH.1 … PATH.N).
+    #[arg(long = "audit-keep", default_value_t = 5)]
+    audit_keep: usize,
 }
 
 fn model_id(arg: &str, path: &Path) -> String {
@@ -97,6 +116,16 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     }
     crate::commands::set_threads(args.threads)?;
     let keys = api_keys(args.api_key_file.as_deref())?;
+    let ring = Arc::new(KeyRing::new(args.keys_file.as_deref(), &keys)?);
+    let audit = match &args.audit_log {
+        Some(p) => {
+            let rot = Rotation { max_bytes: args.audit_max_bytes.max(1), keep: args.audit_keep };
+            let log = AuditLog::open(p, rot, args.audit_content)
+                .with_context(|| format!("cannot open the audit log {}", p.display()))?;
+            Some(Arc::new(log))
+        }
+        None => None,
+    };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.clone(), key: key.clone() }),
         _ => None,
@@ -142,8 +171,10 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         cors_origins: args.cors_origin.clone(),
         model_aliases: aliases,
         web_ui: !args.no_ui,
+        keys: Some(ring.clone()),
+        audit: audit.clone(),
     };
-    let n_keys = config.api_keys.len();
+    let n_keys = ring.len();
     let state = AppState::new(engine, config);
     let opts = ServeOptions {
         addr: SocketAddr::new(args.host, args.port),
@@ -156,16 +187,24 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let report = runtime.block_on(jikji_server::serve(state, opts, jikji_server::shutdown_signal(), |addr| {
+    let report = runtime.block_on(async {
+        jikji_server::keys::reload::spawn(ring.clone());
+        jikji_server::serve(state, opts, jikji_server::shutdown_signal(), |addr| {
         eprintln!(
             "jikji serve: {id} on {scheme}://{addr} (ctx {n_ctx}, parallel {}, {})",
             args.parallel,
-            if n_keys == 0 { "no API key".to_string() } else { format!("{n_keys} API key(s)") }
+            if ring.is_open() { "no API key".to_string() } else { format!("{n_keys} API key(s)") }
         );
         if !args.no_ui {
             eprintln!("jikji serve: chat page at {scheme}://{addr}/");
         }
-    }))?;
+        })
+        .await
+    });
+    if let Some(a) = &audit {
+        a.close();
+    }
+    let report = report?;
     if report.drained {
         eprintln!("jikji serve: shut down after finishing all requests");
     } else {

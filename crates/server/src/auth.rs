@@ -63,6 +63,11 @@ impl ApiKeys {
         self.digests.len()
     }
 
+    /// The keys' SHA-256 digests (the key ring builds its table from them).
+    pub fn digests(&self) -> &[[u8; 32]] {
+        &self.digests
+    }
+
     /// Adds keys from text: one per line (file) or separated by commas (environment);
     /// blank lines and `#` comments are skipped, surrounding whitespace trimmed.
     pub fn add_from_text(&mut self, text: &str, source_name: &str) -> Result<usize, KeyError> {
@@ -122,7 +127,7 @@ impl ApiKeys {
 }
 
 /// The key a request carries, if any: `Authorization: Bearer KEY`, else `x-api-key`.
-fn presented_key(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let v = v.trim();
         let (scheme, rest) = v.split_once(' ').unwrap_or((v, ""));

@@ -8,9 +8,10 @@
 //!   [`GenRequest`](jikji_engine::serve::GenRequest) per choice, and turns the engine's
 //!   events into OpenAI JSON or SSE chunks ([`api`]).
 //! - Secure by default: the CLI binds 127.0.0.1; with keys configured every route but
-//!   `/health` and the web page's static files ([`ui`]) needs one ([`auth`],
-//!   constant-time comparison); bodies are capped
-//!   (8 MiB default → 413), and each request's `n`, stop strings, logit bias and token
+//!   `/health`, `/ready` and the web page's static files ([`ui`]) needs one, holding the
+//!   route's scope, within the key's limits ([`keys`]; plain keys from [`auth`]); one
+//!   middleware ([`gate`]) checks keys and limits and writes the [`audit`] line; bodies
+//!   are capped (8 MiB default → 413, from `Content-Length` before reading), and each request's `n`, stop strings, logit bias and token
 //!   budget are bounded ([`request::Limits`]); CORS is off unless origins are given; a
 //!   panic in a handler becomes a 500, never a dead connection task; a client must send
 //!   its headers within [`HEADER_READ_TIMEOUT`] (TLS handshakes: 10 s), so stalled
@@ -26,9 +27,13 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod gate;
+pub mod keys;
 pub mod metrics;
+pub mod ops;
 pub mod request;
 pub mod sse;
 pub mod structured;
@@ -68,6 +73,11 @@ pub struct ServerConfig {
     pub model_aliases: Vec<String>,
     /// Serve the web chat page at `/` ([`ui`]); `jikji serve` turns it on unless `--no-ui`.
     pub web_ui: bool,
+    /// Keys with policies (`--keys-file` and the plain keys); `None` = the plain
+    /// `api_keys` only ([`keys`]).
+    pub keys: Option<Arc<keys::KeyRing>>,
+    /// The audit log (`--audit-log`, [`audit`]).
+    pub audit: Option<Arc<audit::AuditLog>>,
 }
 
 /// Shutdown bookkeeping shared by the handlers and [`serve`].
@@ -82,9 +92,11 @@ pub struct Shutdown {
 
 impl Shutdown {
     /// Marks one generation request as in flight until the guard is dropped.
+    /// The guard also carries the request's [`gate::Tally`], through which the reply
+    /// reports its tokens.
     pub fn guard(self: &Arc<Self>) -> ActiveGuard {
         self.active.fetch_add(1, Ordering::SeqCst);
-        ActiveGuard(self.clone())
+        ActiveGuard(self.clone(), gate::Tally::current())
     }
 
     pub fn active(&self) -> usize {
@@ -94,7 +106,14 @@ impl Shutdown {
 
 /// Counts a generation request as in flight while alive (moved into streaming bodies).
 #[derive(Debug)]
-pub struct ActiveGuard(Arc<Shutdown>);
+pub struct ActiveGuard(Arc<Shutdown>, Option<Arc<gate::Tally>>);
+
+impl ActiveGuard {
+    /// The request's token tally (absent outside the router, e.g. in unit tests).
+    pub fn tally(&self) -> Option<&gate::Tally> {
+        self.1.as_deref()
+    }
+}
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
@@ -110,6 +129,8 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     pub http_metrics: Arc<metrics::HttpMetrics>,
     pub shutdown: Arc<Shutdown>,
+    /// The keys in force (from `config.keys`, else built from `config.api_keys`).
+    pub keys: Arc<keys::KeyRing>,
     /// Unix time the server started (the model's `created`).
     pub started: u64,
 }
@@ -120,8 +141,13 @@ impl AppState {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        let keys = match &config.keys {
+            Some(k) => k.clone(),
+            None => Arc::new(keys::KeyRing::from_plain(&config.api_keys)),
+        };
         Self {
             engine,
+            keys,
             config: Arc::new(config),
             http_metrics: Arc::default(),
             shutdown: Arc::default(),
@@ -139,17 +165,6 @@ async fn count_status(State(st): State<AppState>, req: Request, next: Next) -> R
     let resp = next.run(req).await;
     st.http_metrics.record(resp.status().as_u16());
     resp
-}
-
-async fn require_key(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    if path == "/health" || req.method() == Method::OPTIONS || (st.config.web_ui && ui::is_public(path)) {
-        return next.run(req).await;
-    }
-    match st.config.api_keys.check(req.headers()) {
-        Ok(()) => next.run(req).await,
-        Err(e) => e.into_response(),
-    }
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -186,6 +201,7 @@ pub fn router(state: AppState) -> Router {
         .route("/models", get(api::list_models))
         .route("/v1/models/{model}", get(api::get_model))
         .route("/health", get(api::health))
+        .route("/ready", get(ops::ready))
         .route("/metrics", get(api::metrics))
         .route("/tokenize", post(api::tokenize))
         .route("/detokenize", post(api::detokenize))
@@ -195,7 +211,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn_with_state(state.clone(), require_key))
+        .layer(middleware::from_fn_with_state(state.clone(), gate::gate))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn_with_state(state.clone(), count_status))
         .with_state(state);

@@ -249,8 +249,11 @@ async fn draining_server_answers_503_to_new_work() {
     let (s, _, b) = call(&r, Method::POST, "/v1/chat/completions", Some(chat_body(json!({}))), &[]).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(json_of(&b)["error"]["code"], "shutting_down");
-    let (s, _, _) = call(&r, Method::GET, "/health", None, &[]).await;
-    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    // Alive while draining (a liveness probe must not kill it), but no longer ready.
+    let (s, _, b) = call(&r, Method::GET, "/health", None, &[]).await;
+    assert_eq!((s, json_of(&b)["status"].clone()), (StatusCode::OK, json!("shutting_down")));
+    let (s, _, b) = call(&r, Method::GET, "/ready", None, &[]).await;
+    assert_eq!((s, json_of(&b)["status"].clone()), (StatusCode::SERVICE_UNAVAILABLE, json!("draining")));
 }
 
 #[tokio::test]

@@ -279,17 +279,17 @@ pub async fn get_model(State(st): State<AppState>, Path(model): Path<String>) ->
     Ok(axum::Json(ModelObject::new(st.engine.model_id(), st.started)).into_response())
 }
 
-/// `GET /health`: 200 while serving, 503 while draining.
+/// `GET /health`: the process is alive: 200, `ok` while serving and `shutting_down` while
+/// draining (`/ready` is the probe that turns 503 then, see `crate::ops`).
 pub async fn health(State(st): State<AppState>) -> Response {
-    if st.shutdown.draining.load(Ordering::SeqCst) {
-        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(HealthStatus { status: "shutting_down" })).into_response();
-    }
-    axum::Json(HealthStatus { status: "ok" }).into_response()
+    let status = if st.shutdown.draining.load(Ordering::SeqCst) { "shutting_down" } else { "ok" };
+    axum::Json(HealthStatus { status }).into_response()
 }
 
 /// `GET /metrics`
 pub async fn metrics(State(st): State<AppState>) -> Response {
-    let text = crate::metrics::render(&st.http_metrics, &st.engine.metrics());
+    let mut text = crate::metrics::render(&st.http_metrics, &st.engine.metrics());
+    text.push_str(&crate::ops::render(&st));
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], text)
         .into_response()
 }

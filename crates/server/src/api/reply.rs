@@ -329,6 +329,26 @@ fn merge(streams: Vec<GenStream>) -> SelectAll<BoxStream<'static, (usize, GenEve
     stream::select_all(streams.into_iter().enumerate().map(|(i, gs)| gen_events(gs).map(move |ev| (i, ev)).boxed()))
 }
 
+// Token accounting for the key's limits and the audit log (`crate::gate::Tally`).
+fn begin_tally(guard: &ActiveGuard, reply: &Reply, choices: &[Choice]) {
+    if let Some(t) = guard.tally() {
+        t.begin(reply.total_usage(choices).prompt_tokens as u64, &reply.model);
+    }
+}
+
+fn count_token(guard: &ActiveGuard, ev: &GenEvent) {
+    if let (Some(t), GenEvent::Token { .. }) = (guard.tally(), ev) {
+        t.token();
+    }
+}
+
+fn finish_tally(guard: &ActiveGuard, reply: &Reply, choices: &[Choice]) {
+    if let Some(t) = guard.tally() {
+        let u = reply.total_usage(choices);
+        t.finish(u.prompt_tokens as u64, u.completion_tokens as u64, || choices.iter().map(|c| c.content.clone()).collect());
+    }
+}
+
 /// Runs the generations to the end and builds the one JSON reply.
 pub(super) async fn collect(
     reply: Reply,
@@ -336,8 +356,10 @@ pub(super) async fn collect(
     streams: Vec<GenStream>,
     _guard: ActiveGuard,
 ) -> Response {
+    begin_tally(&_guard, &reply, &choices);
     let mut merged = merge(streams);
     while let Some((i, ev)) = merged.next().await {
+        count_token(&_guard, &ev);
         if let Err(msg) = apply_event(&reply, &mut choices[i], ev) {
             return ApiError::internal(format!("generation failed: {msg}")).into_response();
         }
@@ -345,6 +367,7 @@ pub(super) async fn collect(
     if choices.iter().any(|c| c.finish.is_none()) {
         return ApiError::internal("the engine ended a generation without finishing it").into_response();
     }
+    finish_tally(&_guard, &reply, &choices);
     axum::Json(reply.final_body(&choices)).into_response()
 }
 
@@ -367,6 +390,7 @@ pub(super) fn sse_response(reply: Reply, choices: Vec<Choice>, streams: Vec<GenS
             pending.push_back(sse::event(&reply.role_chunk(c.index)));
         }
     }
+    begin_tally(&guard, &reply, &choices);
     let merged = merge(streams);
     let state = StreamState { reply, choices, merged, pending, done: false, _guard: guard };
     let body = stream::unfold(state, |mut s| async move {
@@ -378,16 +402,20 @@ pub(super) fn sse_response(reply: Reply, choices: Vec<Choice>, streams: Vec<GenS
                 return None;
             }
             match s.merged.next().await {
-                Some((i, ev)) => match apply_event(&s.reply, &mut s.choices[i], ev) {
-                    Ok(deltas) => s.pending.extend(deltas.iter().map(|d| sse::event(&s.reply.chunk(d)))),
-                    Err(msg) => {
-                        let e = ApiError::internal(format!("generation failed: {msg}"));
-                        s.pending.push_back(sse::event(&e.wire()));
-                        s.pending.push_back(sse::done());
-                        s.done = true;
+                Some((i, ev)) => {
+                    count_token(&s._guard, &ev);
+                    match apply_event(&s.reply, &mut s.choices[i], ev) {
+                        Ok(deltas) => s.pending.extend(deltas.iter().map(|d| sse::event(&s.reply.chunk(d)))),
+                        Err(msg) => {
+                            let e = ApiError::internal(format!("generation failed: {msg}"));
+                            s.pending.push_back(sse::event(&e.wire()));
+                            s.pending.push_back(sse::done());
+                            s.done = true;
+                        }
                     }
-                },
+                }
                 None => {
+                    finish_tally(&s._guard, &s.reply, &s.choices);
                     if s.reply.include_usage {
                         s.pending.push_back(sse::event(&s.reply.usage_chunk(&s.choices)));
                     }
