@@ -51,14 +51,18 @@ pub fn devices() -> Result<Vec<DeviceInfo>, String> {
     let mut out = Vec::new();
     for i in 0..n.max(0) as usize {
         let ctx = CudaContext::new(i).map_err(|e| format!("CUDA device {i}: {e:?}"))?;
-        out.push(DeviceInfo {
-            ordinal: i,
-            name: ctx.name().unwrap_or_default(),
-            total_bytes: ctx.total_mem().unwrap_or(0),
-            compute_capability: ctx.compute_capability().unwrap_or((0, 0)),
-        });
+        out.push(device_info(&ctx, i));
     }
     Ok(out)
+}
+
+fn device_info(ctx: &CudaContext, ordinal: usize) -> DeviceInfo {
+    DeviceInfo {
+        ordinal,
+        name: ctx.name().unwrap_or_default(),
+        total_bytes: ctx.total_mem().unwrap_or(0),
+        compute_capability: ctx.compute_capability().unwrap_or((0, 0)),
+    }
 }
 
 pub(crate) struct Kernels {
@@ -167,7 +171,7 @@ impl CudaBackend {
         }
         let ctx = CudaContext::new(ordinal).map_err(dev)?;
         let (major, minor) = ctx.compute_capability().map_err(dev)?;
-        let info = DeviceInfo { ordinal, name: ctx.name().unwrap_or_default(), total_bytes: ctx.total_mem().unwrap_or(0), compute_capability: (major, minor) };
+        let info = device_info(&ctx, ordinal);
         let ptx = module::ptx_for(module::arch_name(major, minor)).map_err(BackendError::Device)?;
         let m = ctx.load_module(ptx).map_err(dev)?;
         let f = |name: &str| m.load_function(name).map_err(dev);
