@@ -14,7 +14,7 @@ use jikji_eval::energy;
 use jikji_eval::suite::score::Style;
 use jikji_eval::suite::{self, Items};
 
-use crate::eval::{open, report_speed, ubatch, CommonArgs};
+use crate::eval::{chart, open, report_speed, speed_line, ubatch, CommonArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct SuiteArgs {
@@ -185,6 +185,7 @@ pub fn suite(a: SuiteArgs) -> Result<()> {
                 csv.push_str(&format!("{},{},{},{},{:.2},{:.2},{:.2}\n", a.name, name, s.replace(',', " "), t["n"], f(k1), f(k2), f(k3)));
             }
         }
+        let mut charts = Vec::new();
         if let Some(m) = per.as_object() {
             let bars: Vec<(String, f64)> = m
                 .iter()
@@ -193,13 +194,14 @@ pub fn suite(a: SuiteArgs) -> Result<()> {
                     (s.clone(), t[k].as_u64().unwrap_or(0) as f64 * 100.0 / t["n"].as_u64().unwrap_or(1).max(1) as f64)
                 })
                 .collect();
-            let sp = dir.join("accuracy-per-subject.svg");
             let title = format!("{} on {name}: accuracy per subject (%)", a.name);
-            std::fs::write(&sp, jikji_eval::plot::bars_svg(&title, &bars, 100.0)).with_context(|| format!("cannot write {}", sp.display()))?;
+            charts.push(chart(dir, "accuracy-per-subject", &title, &jikji_eval::plot::bars_svg(&title, &bars, 100.0), jikji_eval::plot_png::bars_png(&title, &bars, 100.0))?);
         }
         let cp = dir.join("results.csv");
         std::fs::write(&cp, csv).with_context(|| format!("cannot write {}", cp.display()))?;
-        eprintln!("wrote {} and {}", jp.display(), cp.display());
+        let body = format!("Model `{name}`, {} items.\n\n{summary}\n{}", items.len(), speed_line(processed, seconds, cost.price_per_m, cost.kwh_per_m));
+        jikji_eval::report::write_markdown(dir, &format!("{} on {name}", a.name), &body, &charts)?;
+        eprintln!("wrote {}, {}, the charts and report.md", jp.display(), cp.display());
     }
     Ok(())
 }

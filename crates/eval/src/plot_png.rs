@@ -23,6 +23,9 @@ pub const INK: RGBColor = RGBColor(0x3b, 0x6e, 0xa5);
 /// The second series' colour (deltas below zero, the scatter's labels).
 pub const ACCENT: RGBColor = RGBColor(0xc0, 0x50, 0x30);
 
+/// The fine grid's colour (light enough that the data stays in front).
+const LIGHT: RGBColor = RGBColor(0xee, 0xee, 0xee);
+
 /// An RGB image, rows top to bottom: `rgb.len() == width * height * 3`.
 pub struct Image {
     pub width: u32,
@@ -130,6 +133,7 @@ pub fn bars_png(title: &str, bars: &[(String, f64)], max: f64) -> Result<Image, 
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 18))
             .margin(12)
+            .margin_right(44)
             .x_label_area_size(28)
             .y_label_area_size(label_w)
             .build_cartesian_2d(0.0..max, (0..n).into_segmented())
@@ -139,7 +143,15 @@ pub fn bars_png(title: &str, bars: &[(String, f64)], max: f64) -> Result<Image, 
             SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => labels.get((n - 1 - i) as usize).cloned().unwrap_or_default(),
             SegmentValue::Last => String::new(),
         };
-        chart.configure_mesh().disable_y_mesh().y_labels(bars.len().max(1)).y_label_formatter(&at).label_style(("sans-serif", 12)).draw().map_err(&e)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .light_line_style(LIGHT)
+            .y_labels(bars.len().max(1))
+            .y_label_formatter(&at)
+            .label_style(("sans-serif", 12))
+            .draw()
+            .map_err(&e)?;
         chart
             .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
                 let row = n - 1 - i as i32;
@@ -172,7 +184,15 @@ pub fn line_png(title: &str, y_label: &str, values: &[f64]) -> Result<Image, Eva
             .y_label_area_size(60)
             .build_cartesian_2d(1.0..n, lo..hi)
             .map_err(&e)?;
-        chart.configure_mesh().x_desc("chunk").y_desc(y_label).label_style(("sans-serif", 12)).draw().map_err(&e)?;
+        chart
+            .configure_mesh()
+            .light_line_style(LIGHT)
+            .x_desc("chunk")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_desc(y_label)
+            .label_style(("sans-serif", 12))
+            .draw()
+            .map_err(&e)?;
         let pts: Vec<(f64, f64)> = values.iter().enumerate().map(|(i, v)| ((i + 1) as f64, *v)).collect();
         chart.draw_series(std::iter::once(PathElement::new(pts.clone(), INK.stroke_width(2)))).map_err(&e)?;
         if pts.len() <= 60 {
@@ -206,10 +226,13 @@ pub fn scatter_png(title: &str, x_label: &str, y_label: &str, points: &[(String,
             .y_label_area_size(64)
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(&e)?;
-        chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 12)).draw().map_err(&e)?;
+        chart.configure_mesh().light_line_style(LIGHT).x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 12)).draw().map_err(&e)?;
         chart.draw_series(points.iter().map(|(_, x, y)| Circle::new((*x, *y), 6, INK.filled()))).map_err(&e)?;
+        // Labels sit up and right of their point (pixel offsets), not on it.
         chart
-            .draw_series(points.iter().map(|(l, x, y)| Text::new(l.clone(), (*x, *y), ("sans-serif", 12).into_font().color(&ACCENT))))
+            .draw_series(points.iter().map(|(l, x, y)| {
+                EmptyElement::at((*x, *y)) + Text::new(format!("{l} ({y:.2})"), (9, -18), ("sans-serif", 13).into_font().color(&ACCENT))
+            }))
             .map_err(&e)?;
         Ok(())
     })
