@@ -32,8 +32,9 @@ pub struct SuiteArgs {
     /// choices' texts scored after `Question: …\nAnswer:`).
     #[arg(long, default_value = "letter")]
     style: String,
-    /// Chat-template the generation prompts (ko-evals always is; choice suites are scored
-    /// on plain text).
+    /// Put each prompt through the model's chat template (as one user message, shots
+    /// included); the answer is scored as the start of the assistant's turn. Generation
+    /// suites (ko-evals) are always chat-templated.
     #[arg(long)]
     chat: bool,
     /// Context size.
@@ -106,10 +107,16 @@ pub fn suite(a: SuiteArgs) -> Result<()> {
     eprintln!("suite {}: {} items on {name}", a.name, items.len());
     let (summary, processed, scored, seconds, json) = match &items {
         Items::Choice(v) => {
-            if a.chat {
-                bail!("--chat is for generation suites; choice suites are scored on plain text");
-            }
-            let r = suite::score::run(&opened.model, &opened.tokenizer, v, &p, a.ctx, ub, |d, t| progress.tick(d, t))?;
+            let fmt = if a.chat { Some(ChatFormatter::from_gguf(&opened.file).with_context(|| format!("--chat: the chat template of {name}"))?) } else { None };
+            let tok = &opened.tokenizer;
+            let render = |ctx: &str| -> Result<Vec<u32>, String> {
+                let fmt = fmt.as_ref().ok_or("no chat template")?;
+                let arr = serde_json::Value::Array(vec![chat::message("user", ctx)]);
+                let text = fmt.render(&arr, true).map_err(|e| e.to_string())?;
+                tokenize_chat_prompt(tok, &text).map_err(|e| e.to_string())
+            };
+            let chat_prompt: Option<&suite::score::ChatPrompt<'_>> = if a.chat { Some(&render) } else { None };
+            let r = suite::score::run(&opened.model, tok, v, &p, a.ctx, ub, chat_prompt, |d, t| progress.tick(d, t))?;
             let mut out = io::stdout().lock();
             writeln!(out, "subject\tn\tacc\tacc_norm\tacc_mean")?;
             for (s, t) in &r.per_subject {
@@ -118,7 +125,7 @@ pub fn suite(a: SuiteArgs) -> Result<()> {
             let o = r.overall;
             let line = format!("{}: acc {:.2} %, acc_norm {:.2} %, acc_mean {:.2} % over {} items", a.name, o.pct(o.acc), o.pct(o.acc_norm), o.pct(o.acc_mean), o.n);
             writeln!(out, "{line}")?;
-            let json = serde_json::json!({ "kind": "choice", "style": a.style, "shots": a.shots, "result": r });
+            let json = serde_json::json!({ "kind": "choice", "style": a.style, "shots": a.shots, "chat": a.chat, "result": r });
             (line, r.tokens_processed, r.tokens_scored, r.seconds, json)
         }
         Items::Gen(v) => {
