@@ -60,22 +60,25 @@ pub fn line_svg(title: &str, y_label: &str, values: &[f64]) -> String {
     )
 }
 
+/// The axis range of a scatter: the values' span padded by 15 % each side, a unit around a
+/// single value, 0..1 when there are none.
+pub(crate) fn padded_span(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
+    let lo = values.clone().fold(f64::INFINITY, f64::min);
+    let hi = values.fold(f64::NEG_INFINITY, f64::max);
+    if !lo.is_finite() {
+        (0.0, 1.0)
+    } else if hi > lo {
+        (lo - (hi - lo) * 0.15, hi + (hi - lo) * 0.15)
+    } else {
+        (lo - lo.abs().max(1.0) * 0.5, lo + lo.abs().max(1.0) * 0.5)
+    }
+}
+
 /// One labelled point per `(label, x, y)` (score against cost per 1M tokens).
 pub fn scatter_svg(title: &str, x_label: &str, y_label: &str, points: &[(String, f64, f64)]) -> String {
     let (w, h, l, b, t, r) = (640.0, 400.0, 70.0, 50.0, 40.0, 30.0);
-    let span = |f: fn(&(String, f64, f64)) -> f64| {
-        let lo = points.iter().map(f).fold(f64::INFINITY, f64::min);
-        let hi = points.iter().map(f).fold(f64::NEG_INFINITY, f64::max);
-        if !lo.is_finite() {
-            (0.0, 1.0)
-        } else if hi > lo {
-            (lo - (hi - lo) * 0.15, hi + (hi - lo) * 0.15)
-        } else {
-            (lo - lo.abs().max(1.0) * 0.5, lo + lo.abs().max(1.0) * 0.5)
-        }
-    };
-    let (x0, x1) = span(|p| p.1);
-    let (y0, y1) = span(|p| p.2);
+    let (x0, x1) = padded_span(points.iter().map(|p| p.1));
+    let (y0, y1) = padded_span(points.iter().map(|p| p.2));
     let px = |x: f64| l + (w - l - r) * (x - x0) / (x1 - x0);
     let py = |y: f64| t + (h - t - b) * (1.0 - (y - y0) / (y1 - y0));
     let mut s = format!(

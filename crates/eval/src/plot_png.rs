@@ -204,19 +204,8 @@ pub fn line_png(title: &str, y_label: &str, values: &[f64]) -> Result<Image, Eva
 
 /// One point per `(label, x, y)`, labelled (score against cost per 1M tokens).
 pub fn scatter_png(title: &str, x_label: &str, y_label: &str, points: &[(String, f64, f64)]) -> Result<Image, EvalError> {
-    let span = |f: fn(&(String, f64, f64)) -> f64| {
-        let lo = points.iter().map(f).fold(f64::INFINITY, f64::min);
-        let hi = points.iter().map(f).fold(f64::NEG_INFINITY, f64::max);
-        if !lo.is_finite() {
-            (0.0, 1.0)
-        } else if hi > lo {
-            (lo - (hi - lo) * 0.15, hi + (hi - lo) * 0.15)
-        } else {
-            (lo - lo.abs().max(1.0) * 0.5, lo + lo.abs().max(1.0) * 0.5)
-        }
-    };
-    let (x0, x1) = span(|p| p.1);
-    let (y0, y1) = span(|p| p.2);
+    let (x0, x1) = crate::plot::padded_span(points.iter().map(|p| p.1));
+    let (y0, y1) = crate::plot::padded_span(points.iter().map(|p| p.2));
     render(800, 500, title, |root| {
         let e = plot_err(title);
         let mut chart = ChartBuilder::on(&root)
