@@ -56,6 +56,11 @@ impl ApiError {
             .with_code("context_length_exceeded")
     }
 
+    /// 400: the request's grammar ran past its per-step limits during generation.
+    pub fn grammar_too_complex(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message).with_code("grammar_too_complex")
+    }
+
     /// 401: no key or a wrong key.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "authentication_error", message).with_code("invalid_api_key")
