@@ -18,7 +18,7 @@ use jikji_kernels::pool::for_rows_mut;
 /// Layer norm of every `w.len()`-wide row of `x` in place: `(x - mean) / sqrt(var + eps) · w + b`.
 pub(super) fn layer_norm(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) -> Result<(), BackendError> {
     let n = w.len();
-    if n == 0 || b.len() != n || x.len() % n != 0 {
+    if n == 0 || b.len() != n || !x.len().is_multiple_of(n) {
         return Err(BackendError::Shape(format!("layer_norm: {} values, weight {}, bias {}", x.len(), n, b.len())));
     }
     for_rows_mut(x, n, 4, &|_, rows| {
@@ -78,7 +78,7 @@ pub(super) fn attention(s: &AttnShape, q: &[f32], k: &[f32], v: &[f32], seq_lens
     let n: usize = seq_lens.iter().sum();
     let (dk, dv) = (s.head_dim_k, s.head_dim_v);
     let (qw, kw, vw) = (s.n_head * dk, s.n_head_kv * dk, s.n_head_kv * dv);
-    if s.n_head_kv == 0 || s.n_head % s.n_head_kv != 0 || q.len() != n * qw || k.len() != n * kw || v.len() != n * vw || n == 0 {
+    if s.n_head_kv == 0 || !s.n_head.is_multiple_of(s.n_head_kv) || q.len() != n * qw || k.len() != n * kw || v.len() != n * vw || n == 0 {
         return Err(BackendError::Shape(format!(
             "bidirectional attention: q/k/v of {}/{}/{} values for sequences of {seq_lens:?}",
             q.len(),

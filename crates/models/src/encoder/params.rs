@@ -64,7 +64,7 @@ impl EncoderParams {
         let n_embd = m.req_uint("embedding_length")?;
         let n_head = m.req_uint("attention.head_count")?;
         let n_head_kv = m.opt_uint("attention.head_count_kv")?.unwrap_or(n_head);
-        if n_head == 0 || n_embd % n_head != 0 || n_head_kv == 0 || n_head % n_head_kv != 0 {
+        if n_head == 0 || !n_embd.is_multiple_of(n_head) || n_head_kv == 0 || !n_head.is_multiple_of(n_head_kv) {
             return Err(ModelError::BadHparams(format!("{n_head} heads ({n_head_kv} kv) do not divide {n_embd}")));
         }
         if file.get_bool(&m.key("attention.causal"))? == Some(true) {
@@ -80,7 +80,7 @@ impl EncoderParams {
         let n_vocab = file.get_str_array("tokenizer.ggml.tokens")?.map(|t| t.len()).ok_or_else(|| ModelError::MissingKey("tokenizer.ggml.tokens".into()))?;
         let head_dim = n_embd / n_head;
         let n_rot = m.opt_uint("rope.dimension_count")?.unwrap_or(head_dim);
-        if n_rot > head_dim || n_rot % 2 == 1 {
+        if n_rot > head_dim || !n_rot.is_multiple_of(2) {
             return Err(ModelError::BadHparams(format!("{n_rot} rotated dims for heads of {head_dim}")));
         }
         let eps = m.f32("attention.layer_norm_epsilon")?.ok_or_else(|| ModelError::MissingKey(m.key("attention.layer_norm_epsilon")))?;
