@@ -138,7 +138,10 @@ pub fn pull(name: &str) -> Result<()> {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
+    // A bad grammar file is refused before the model loads.
+    args.constrain.spec()?;
     let loaded = load(&args.model)?;
+    let mut grammar = args.constrain.compile(&loaded)?;
     let n_ctx = loaded.n_ctx;
     let mut sampler = sampler(&args.sampling)?;
     let mut rendered_prompt = args.prompt.clone();
@@ -166,7 +169,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut generator = Generator::new(&loaded.model, &loaded.tokenizer, n_ctx)?;
     let stdout = io::stdout();
     if args.json {
-        let g = generator.generate(&prompt_ids, &params, &mut sampler, |_| ControlFlow::Continue(()))?;
+        let g = generator.generate_constrained(&prompt_ids, &params, &mut sampler, grammar.as_mut(), |_| ControlFlow::Continue(()))?;
         let mut obj = serde_json::json!({ "prompt_ids": g.prompt_ids, "ids": g.ids, "text": g.text });
         let (reasoning, content) = reasoning::split_all(&mut ReasoningSplitter::for_prompt(&rendered_prompt), &g.text);
         if !reasoning.is_empty() {
@@ -182,7 +185,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut out = stdout.lock();
     let mut write_err = None;
     let mut view = ThinkingView::new(&rendered_prompt, args.hide_thinking, io::stdout().is_terminal());
-    let g = generator.generate(&prompt_ids, &params, &mut sampler, |piece| show_piece(&mut view, &mut out, &mut write_err, piece))?;
+    let g = generator.generate_constrained(&prompt_ids, &params, &mut sampler, grammar.as_mut(), |piece| {
+        show_piece(&mut view, &mut out, &mut write_err, piece)
+    })?;
     if let Some(e) = write_err {
         return Err(e.into());
     }
@@ -197,7 +202,9 @@ pub fn run(args: RunArgs) -> Result<()> {
 }
 
 pub fn chat(args: ChatArgs) -> Result<()> {
+    args.constrain.spec()?;
     let loaded = load(&args.model)?;
+    let grammar = args.constrain.compile(&loaded)?;
     let n_ctx = loaded.n_ctx;
     let fmt = formatter(&loaded)?;
     let mut sampler = sampler(&args.sampling)?;
@@ -236,8 +243,12 @@ pub fn chat(args: ChatArgs) -> Result<()> {
         let mut out = stdout.lock();
         let mut write_err = None;
         let mut view = ThinkingView::new(&rendered, args.hide_thinking, io::stdout().is_terminal());
+        // Each reply walks a fresh copy of the grammar compiled once above.
+        let mut turn_grammar = grammar.clone();
         let g = generator
-            .generate(&ids, &params, &mut sampler, |piece| show_piece(&mut view, &mut out, &mut write_err, piece))
+            .generate_constrained(&ids, &params, &mut sampler, turn_grammar.as_mut(), |piece| {
+                show_piece(&mut view, &mut out, &mut write_err, piece)
+            })
             .context("generation failed (the conversation may no longer fit the context; try a larger --ctx)")?;
         if let Some(e) = write_err {
             return Err(e.into());

@@ -5,6 +5,7 @@
 
 mod bench;
 mod commands;
+mod constrain;
 mod embed;
 mod eval;
 mod eval_suite;
@@ -129,6 +130,8 @@ struct RunArgs {
     model: ModelArgs,
     #[command(flatten)]
     sampling: SamplingArgs,
+    #[command(flatten)]
+    constrain: constrain::ConstrainArgs,
     /// Tokenize the prompt as-is (BOS per metadata, special tokens parsed), no chat template.
     #[arg(long)]
     raw: bool,
@@ -158,6 +161,8 @@ struct ChatArgs {
     model: ModelArgs,
     #[command(flatten)]
     sampling: SamplingArgs,
+    #[command(flatten)]
+    constrain: constrain::ConstrainArgs,
     /// Maximum number of tokens per reply.
     #[arg(short = 'n', long = "n-predict", default_value_t = 1024)]
     n_predict: usize,

@@ -18,6 +18,15 @@
 //!   with 400 (llguidance's fuel limits end it soon after). Other requests are not slowed.
 //! - Every refusal is a 400 whose `param` is the field that carried the grammar and whose
 //!   message is the compiler's (an unsupported JSON Schema keyword is named there).
+//!
+//! Limits (docs/structured-output.md has the full table; the engine's `GrammarLimits`
+//! and llguidance's `ParserLimits` hold the numbers): a JSON schema of at most 256 KiB
+//! serialized and 64 levels of document nesting; a regex or Lark grammar of at most
+//! 64 KiB; at most 256 choices of 1 to 1024 bytes; lexer build fuel 1,000,000, grammar
+//! size 200,000 symbols; per-token masks bounded by 200,000 lexer fuel and 50,000 Earley
+//! items (the first mask is part of the compile). A compile past [`COMPILE_TIMEOUT`]
+//! (2 s) is a 400; a mask past its fuel mid-generation ends that sequence with
+//! `grammar_too_complex`.
 
 use std::time::Duration;
 
@@ -193,6 +202,14 @@ mod tests {
 
     fn req(v: Value) -> Result<Option<Requested>, ApiError> {
         requested(&Fields::new(&v).expect("object"))
+    }
+
+    #[test]
+    fn the_documented_compile_timeout_is_the_one_in_code() {
+        let doc = include_str!("../../../docs/structured-output.md");
+        let line = format!("`COMPILE_TIMEOUT` = {} s", COMPILE_TIMEOUT.as_secs());
+        assert!(doc.contains(&line), "docs/structured-output.md lacks {line:?}");
+        assert_eq!(COMPILE_TIMEOUT.subsec_nanos(), 0, "the docs write whole seconds");
     }
 
     #[test]

@@ -60,7 +60,8 @@ impl GrammarSpec {
     }
 }
 
-/// Caps on what one grammar may ask of the compiler (documented in the server's README).
+/// Caps on what one grammar may ask of the compiler (docs/structured-output.md lists them
+/// with llguidance's per-mask limits; keep the two in step).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GrammarLimits {
     /// Largest JSON schema, serialized, in bytes.
@@ -381,6 +382,42 @@ impl Constraint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `1234567` as docs/structured-output.md writes it: `1,234,567`.
+    fn thousands(n: u64) -> String {
+        let d = n.to_string();
+        let mut out = String::new();
+        for (i, c) in d.chars().enumerate() {
+            if i > 0 && (d.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    }
+
+    #[test]
+    fn the_documented_limits_are_the_limits_in_code() {
+        let doc = include_str!("../../../../docs/structured-output.md");
+        let l = GrammarLimits::default();
+        let p = ParserLimits::default();
+        for (name, n) in [
+            ("max_schema_bytes", l.max_schema_bytes as u64),
+            ("max_schema_depth", l.max_schema_depth as u64),
+            ("max_grammar_bytes", l.max_grammar_bytes as u64),
+            ("max_choices", l.max_choices as u64),
+            ("max_choice_bytes", l.max_choice_bytes as u64),
+            ("lexer_fuel", l.lexer_fuel),
+            ("max_grammar_size", l.max_grammar_size as u64),
+            ("step_lexer_fuel", p.step_lexer_fuel),
+            ("step_max_items", p.step_max_items as u64),
+            ("max_items_in_row", p.max_items_in_row as u64),
+            ("max_lexer_states", p.max_lexer_states as u64),
+        ] {
+            let line = format!("`{name}` = {}", thousands(n));
+            assert!(doc.contains(&line), "docs/structured-output.md lacks {line:?}");
+        }
+    }
 
     #[test]
     fn depth_check_refuses_deep_documents_without_recursion() {
