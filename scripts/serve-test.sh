@@ -12,7 +12,7 @@ pip_install() {
   python3 -m pip install -q --disable-pip-version-check "$@" 2>/dev/null \
     || python3 -m pip install -q --disable-pip-version-check --break-system-packages "$@"
 }
-pip_install openai pytest httpx cryptography playwright
+pip_install openai pytest httpx cryptography playwright jsonschema
 [ -x target/release/jikji ] || cargo build --release -p jikji-cli
 export JIKJI_BIN="${JIKJI_BIN:-$PWD/target/release/jikji}"
 python3 -m pytest -q tests/server "$@"
