@@ -179,11 +179,11 @@ fn bad_grammar_inputs_are_one_line_errors_with_a_non_zero_exit() {
     let o = jikji(&["run", "-m", &m, "--json-schema", &unsupported, "hi"], "");
     assert_one_line_error(&o, "an unsupported keyword", &["--json-schema", "if.json", "if"]);
     let mut deep = String::new();
-    for _ in 0..50 {
+    for _ in 0..100 {
         deep.push_str("{\"type\": \"array\", \"items\": ");
     }
     deep.push_str("{\"type\": \"string\"}");
-    deep.push_str(&"}".repeat(50));
+    deep.push_str(&"}".repeat(100));
     let deep = write(dir.path(), "deep.json", &deep);
     let o = jikji(&["run", "-m", &m, "--json-schema", &deep, "hi"], "");
     assert_one_line_error(&o, "a deep schema", &["--json-schema", "nests deeper than"]);
