@@ -23,7 +23,7 @@ pub(crate) struct Progress {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Fail(pub(crate) usize);
 
-pub(crate) trait Section {
+pub(crate) trait Section: Send {
     fn read(&mut self, buf: &str, eof: bool, em: &mut Emitter) -> Result<Progress, Fail>;
 }
 
