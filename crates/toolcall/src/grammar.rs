@@ -3,7 +3,7 @@
 //! - `required`: the reply is one call (or, with `parallel_tool_calls`, up to
 //!   [`MAX_PARALLEL`] calls) in the family's syntax, each call's arguments a `%json`
 //!   of that function's `parameters` schema, so the call parses and its arguments
-//!   validate. A named choice is the same with only that function.
+//!   validate. A named choice is exactly one call of that function.
 //! - `auto`: free text (which may not contain the family's opening) and, optionally, after
 //!   the opening, the constrained calls. The free part is a `[lazy]` rule whose text ends
 //!   at the first opening (llguidance ends a lazy lexeme at its shortest match), so the
@@ -98,8 +98,9 @@ pub fn call_grammar(
     } else {
         g.push_str("call: body\n");
     }
-    // Llama 3.x templates render exactly one call per message.
-    let many = parallel && family != Family::Llama3;
+    // Llama 3.x templates render exactly one call per message; a named choice is one
+    // call of that function (small models otherwise repeat it until `max_tokens`).
+    let many = parallel && family != Family::Llama3 && !matches!(choice, ToolChoice::Named(_));
     let more = |sep: &str| if many { format!(" ({sep} call){{0,{}}}", MAX_PARALLEL - 1) } else { String::new() };
     // The calls after the family's opening (`opening` + `after_open` = all the calls).
     let (opening, after_open) = match family {

@@ -158,7 +158,7 @@ fn required_grammars_refuse_broken_syntax_unknown_names_and_bad_arguments() {
 }
 
 #[test]
-fn named_choice_allows_only_that_function() {
+fn named_choice_allows_one_call_of_only_that_function() {
     let f = factory();
     for family in FAMILIES {
         let g = grammar(family, &ToolChoice::Named("get_time".into()), false);
