@@ -36,6 +36,11 @@ pub struct ServeArgs {
     /// paired by position: the n-th alias names the n-th `-m`.
     #[arg(long = "model-alias")]
     model_alias: Vec<String>,
+    /// A Jinja chat template file used instead of the model's own (a file without one, or
+    /// a family's template for a tiny test model); repeatable, paired by position with
+    /// `-m` like `--model-alias`. Tool calling picks its syntax from the template used.
+    #[arg(long = "chat-template")]
+    chat_template: Vec<PathBuf>,
     /// Address to bind. The default serves this machine only; use 0.0.0.0 to open it to
     /// the network (set API keys and TLS then).
     #[arg(long, default_value = "127.0.0.1")]
@@ -136,13 +141,20 @@ fn start_model(
     args: &ServeArgs,
     arg: &str,
     alias: Option<&str>,
+    template: Option<&Path>,
     ctx: Option<usize>,
     kv_tokens: Option<usize>,
     kv_memory_limit: usize,
 ) -> Result<(ServedModel, (String, usize))> {
     let opened = crate::commands::open_model(arg, ctx)?;
-    let chat = ChatFormatter::from_gguf(&opened.file)
-        .with_context(|| format!("cannot use the chat template of {}", opened.path.display()))?;
+    let chat = match template {
+        Some(t) => {
+            let src = read_template(t)?;
+            ChatFormatter::new(&src, &opened.tokenizer).with_context(|| format!("cannot use the chat template {}", t.display()))?
+        }
+        None => ChatFormatter::from_gguf(&opened.file)
+            .with_context(|| format!("cannot use the chat template of {}", opened.path.display()))?,
+    };
     let Opened { path, tokenizer, model, n_ctx, .. } = opened;
     let kv_tokens = match kv_tokens {
         Some(0) => bail!("--kv-tokens must be at least 1"),
@@ -170,6 +182,17 @@ fn start_model(
     let engine: EngineHandle = Engine::start(Arc::new(model), Arc::new(tokenizer), Some(chat), id.clone(), cfg)
         .with_context(|| format!("cannot start the serving engine of {id}"))?;
     Ok((ServedModel::generate(engine, aliases), (id, n_ctx)))
+}
+
+/// Largest chat template file read by `--chat-template`.
+const MAX_TEMPLATE_BYTES: u64 = 1 << 20;
+
+fn read_template(path: &Path) -> Result<String> {
+    let len = std::fs::metadata(path).with_context(|| format!("cannot read --chat-template {}", path.display()))?.len();
+    if len > MAX_TEMPLATE_BYTES {
+        bail!("--chat-template {} is {len} bytes; at most {MAX_TEMPLATE_BYTES} are allowed", path.display());
+    }
+    std::fs::read_to_string(path).with_context(|| format!("cannot read --chat-template {}", path.display()))
 }
 
 pub fn serve(args: ServeArgs) -> Result<()> {
@@ -201,6 +224,9 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     }
 
     let n_models = args.model.len();
+    if args.chat_template.len() > n_models {
+        bail!("{} --chat-template values for {n_models} model(s): the n-th names the n-th -m's template", args.chat_template.len());
+    }
     if args.model_alias.len() > n_models {
         bail!("{} --model-alias values for {n_models} model(s): the n-th alias names the n-th -m", args.model_alias.len());
     }
@@ -215,7 +241,8 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     let mut banners = Vec::with_capacity(n_models);
     for (i, arg) in args.model.iter().enumerate() {
         let alias = args.model_alias.get(i).map(String::as_str);
-        let (m, banner) = start_model(&args, arg, alias, ctx[i], kv[i], kv_memory_limit)?;
+        let template = args.chat_template.get(i).map(PathBuf::as_path);
+        let (m, banner) = start_model(&args, arg, alias, template, ctx[i], kv[i], kv_memory_limit)?;
         served.push(m);
         banners.push(banner);
     }

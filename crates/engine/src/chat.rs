@@ -59,6 +59,21 @@ impl ChatFormatter {
     pub fn render(&self, messages: &Value, add_generation_prompt: bool) -> Result<String, EngineError> {
         Ok(self.template.render(messages, add_generation_prompt, None)?)
     }
+
+    /// Renders with further template variables (`tools`, `enable_thinking`, …).
+    pub fn render_with(
+        &self,
+        messages: &Value,
+        add_generation_prompt: bool,
+        extra: Option<&serde_json::Map<String, Value>>,
+    ) -> Result<String, EngineError> {
+        Ok(self.template.render(messages, add_generation_prompt, extra)?)
+    }
+
+    /// The template's source text.
+    pub fn template_source(&self) -> &str {
+        self.template.source()
+    }
 }
 
 /// `{"role": role, "content": content}`

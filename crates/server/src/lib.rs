@@ -38,6 +38,7 @@ pub mod ops;
 pub mod request;
 pub mod sse;
 pub mod structured;
+pub mod tools;
 pub mod ui;
 pub mod wire;
 

@@ -364,6 +364,17 @@ pub fn chat_messages(f: &Fields<'_>, limits: &Limits) -> Result<Value, ApiError>
         let mut norm = obj.clone();
         norm.insert("role".into(), Value::String(role.into()));
         norm.insert("content".into(), Value::String(content));
+        if let Some(Value::Array(calls)) = norm.get_mut("tool_calls") {
+            // OpenAI sends `arguments` as JSON text; templates index and `tojson` them as
+            // objects (transformers users pass dicts), so the text is parsed back.
+            for c in calls.iter_mut() {
+                if let Some(args) = c.get_mut("function").and_then(|f| f.get_mut("arguments")) {
+                    if let Some(v @ Value::Object(_)) = args.as_str().and_then(|s| serde_json::from_str::<Value>(s).ok()) {
+                        *args = v;
+                    }
+                }
+            }
+        }
         out.push(Value::Object(norm));
     }
     Ok(Value::Array(out))

@@ -102,7 +102,7 @@ pub struct ChatChoice<'a> {
     pub message: ChatMessage<'a>,
     /// `null` unless the request asked for `logprobs`.
     pub logprobs: Option<ChatLogprobs<'a>>,
-    /// `stop` or `length`.
+    /// `stop`, `length` or `tool_calls`.
     pub finish_reason: Option<&'static str>,
 }
 
@@ -111,10 +111,51 @@ pub struct ChatChoice<'a> {
 pub struct ChatMessage<'a> {
     /// Always `assistant`.
     pub role: &'static str,
-    pub content: &'a str,
+    /// `null` when the reply is only tool calls.
+    pub content: Option<&'a str>,
     /// The `<think>` text, when the reasoning split found any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_content: Option<&'a str>,
+    /// The calls, when the request offered tools and the model called some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall<'a>>>,
+}
+
+/// One entry of `message.tool_calls`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ToolCall<'a> {
+    pub id: &'a str,
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: FunctionCall<'a>,
+}
+
+/// The `function` of a [`ToolCall`]: `arguments` is JSON text, as OpenAI sends it.
+#[derive(Clone, Debug, Serialize)]
+pub struct FunctionCall<'a> {
+    pub name: &'a str,
+    pub arguments: &'a str,
+}
+
+/// One entry of a chunk's `delta.tool_calls`: the first of a call carries `id`, `type`
+/// and `function.name`, later ones only `function.arguments` pieces.
+#[derive(Clone, Debug, Serialize)]
+pub struct ToolCallChunk<'a> {
+    pub index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    pub function: FunctionChunk<'a>,
+}
+
+/// The `function` of a [`ToolCallChunk`].
+#[derive(Clone, Debug, Serialize)]
+pub struct FunctionChunk<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    pub arguments: &'a str,
 }
 
 /// One choice of a `chat.completion.chunk`.
@@ -137,6 +178,8 @@ pub struct ChatDelta<'a> {
     pub reasoning_content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallChunk<'a>>>,
 }
 
 /// `logprobs` of a chat choice or chunk.

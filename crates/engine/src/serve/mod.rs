@@ -106,6 +106,11 @@ pub struct GenRequest {
     /// grammar (compiled with [`EngineHandle::grammar_compiler`]); the generation ends
     /// with `Stop` when the grammar is complete.
     pub grammar: Option<Constraint>,
+    /// Write special (control) tokens into the text, as their token text. Tool-call
+    /// parsers need this where a family's markers are control tokens (Mistral's
+    /// `[TOOL_CALLS]`, Llama's `<|python_tag|>`); end-of-generation tokens still end the
+    /// generation without text.
+    pub special_text: bool,
 }
 
 impl GenRequest {
@@ -120,6 +125,7 @@ impl GenRequest {
             logprobs: None,
             ignore_eos: false,
             grammar: None,
+            special_text: false,
         }
     }
 }
@@ -219,6 +225,8 @@ pub(crate) struct Shared {
     pub(crate) cfg: ServeConfig,
     pub(crate) tokenizer: Arc<Tokenizer>,
     pub(crate) chat: Option<ChatFormatter>,
+    /// `general.architecture` of the file.
+    pub(crate) architecture: String,
     pub(crate) n_vocab: usize,
     /// Blocks one sequence may hold at most, and the pool size.
     pub(crate) block_size: usize,
@@ -283,8 +291,10 @@ impl Engine {
         let kv_tokens = cfg.kv_tokens.min(by_memory).max(cfg.n_ctx);
         let n_blocks = kv_tokens.div_ceil(bs);
         let kv = model.new_paged_kv(n_blocks, bs)?;
+        let architecture = model.file().get_str("general.architecture").ok().flatten().unwrap_or("").to_string();
         let shared = Arc::new(Shared {
             model_id,
+            architecture,
             n_vocab: info.n_vocab,
             cfg,
             tokenizer,
@@ -345,6 +355,28 @@ impl EngineHandle {
         let chat = self.shared.chat.as_ref().ok_or(EngineError::NoChatTemplate)?;
         let text = chat.render(messages, add_generation_prompt)?;
         tokenize_chat_prompt(&self.shared.tokenizer, &text)
+    }
+
+    /// As [`EngineHandle::chat_prompt`], with further template variables (`tools`, …).
+    pub fn chat_prompt_with(
+        &self,
+        messages: &serde_json::Value,
+        add_generation_prompt: bool,
+        extra: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Vec<u32>, EngineError> {
+        let chat = self.shared.chat.as_ref().ok_or(EngineError::NoChatTemplate)?;
+        let text = chat.render_with(messages, add_generation_prompt, Some(extra))?;
+        tokenize_chat_prompt(&self.shared.tokenizer, &text)
+    }
+
+    /// The chat template's source text (tool-call parsers pick their family from it).
+    pub fn chat_template_source(&self) -> Option<&str> {
+        self.shared.chat.as_ref().map(ChatFormatter::template_source)
+    }
+
+    /// The model file's `general.architecture`.
+    pub fn architecture(&self) -> &str {
+        &self.shared.architecture
     }
 
     /// The model's grammar compiler (its vocabulary trie is built on the first call and

@@ -210,7 +210,7 @@ impl Worker {
         Seq {
             tx,
             sampler,
-            decoder: self.sh.tokenizer.incremental_decoder(),
+            decoder: self.sh.tokenizer.incremental_decoder_with(req.special_text),
             stops: StopStream::new(&req.stop),
             max_tokens: req.max_tokens,
             logit_bias: req.logit_bias,

@@ -26,6 +26,7 @@ use super::reply::{collect, sse_response, Choice, Kind, Reply};
 use crate::error::ApiError;
 use crate::request::{self, Fields, GenOptions, PromptInput};
 use crate::structured;
+use crate::tools;
 use crate::wire::{
     DetokenizeResponse, HealthStatus, ModelList, ModelObject, Piece, TokenList, TokenPiece, TokenizeResponse,
 };
@@ -127,6 +128,7 @@ fn gen_request(
     seed: u64,
     logprobs: Option<usize>,
     grammar: Option<&Constraint>,
+    special_text: bool,
 ) -> GenRequest {
     let mut sampling = opts.sampling.clone();
     sampling.seed = seed;
@@ -139,6 +141,7 @@ fn gen_request(
         stop: opts.stop.clone(),
         logprobs,
         ignore_eos: opts.ignore_eos,
+        special_text,
     }
 }
 
@@ -154,16 +157,31 @@ pub async fn chat_completions(State(st): State<AppState>, body: Result<Bytes, By
     let logprobs = request::chat_logprobs(&f)?;
     let split = request::reasoning_split(&f)?;
     let add_generation_prompt = f.bool("add_generation_prompt")?.unwrap_or(true);
-    let wanted = structured::requested(&f)?;
+    let mut wanted = structured::requested(&f)?;
+    let plan = tools::requested(&f, &eng)?;
+    if let Some(p) = &plan {
+        if let (Some(w), true) = (&wanted, p.forces_call()) {
+            return Err(ApiError::invalid(
+                w.param.clone(),
+                format!("`{}` cannot be combined with a `tool_choice` that forces a call", w.param),
+            ));
+        }
+        if wanted.is_none() {
+            wanted = p.grammar(eng.tokenizer()).map(|spec| structured::Requested { spec, param: "tools".into() });
+        }
+    }
 
-    let prompt = eng
-        .chat_prompt(&messages, add_generation_prompt)
-        .map_err(|e| ApiError::invalid("messages", format!("cannot apply the chat template: {e}")))?;
+    let prompt = match &plan {
+        Some(p) => p.prompt(&eng, &messages, add_generation_prompt),
+        None => eng.chat_prompt(&messages, add_generation_prompt),
+    }
+    .map_err(|e| ApiError::invalid("messages", format!("cannot apply the chat template: {e}")))?;
     let max_tokens = token_budget(&eng, &opts, prompt.len(), "messages")?;
     let grammar = match wanted {
         Some(w) => Some(structured::compile(&eng, w).await?),
         None => None,
     };
+    let special_text = plan.as_ref().is_some_and(|p| p.special_text);
 
     let splitter = if split {
         // Start inside a thought when the rendered prompt ends with `<think>`.
@@ -175,7 +193,10 @@ pub async fn chat_completions(State(st): State<AppState>, body: Result<Bytes, By
     };
     let seed = opts.seed.unwrap_or_else(random_u64);
     let reqs: Vec<GenRequest> = (0..opts.n)
-        .map(|j| gen_request(&opts, prompt.clone(), max_tokens, seed.wrapping_add(j as u64), logprobs, grammar.as_ref()))
+        .map(|j| {
+            let seed = seed.wrapping_add(j as u64);
+            gen_request(&opts, prompt.clone(), max_tokens, seed, logprobs, grammar.as_ref(), special_text)
+        })
         .collect();
     let guard = st.shutdown.guard();
     let streams = submit_all(&eng, reqs, "messages")?;
@@ -190,7 +211,16 @@ pub async fn chat_completions(State(st): State<AppState>, body: Result<Bytes, By
         prompt_of: vec![0; opts.n],
         eog_ids: eng.tokenizer().eog_ids(),
     };
-    let choices: Vec<Choice> = (0..opts.n).map(|i| Choice::new(i, splitter.clone())).collect();
+    let id_seed = random_u64();
+    let choices: Vec<Choice> = (0..opts.n)
+        .map(|i| {
+            let c = Choice::new(i, splitter.clone());
+            match &plan {
+                Some(p) => c.with_tools(p.parser(id_seed.wrapping_add(i as u64))),
+                None => c,
+            }
+        })
+        .collect();
     if opts.stream {
         Ok(sse_response(reply, choices, streams, guard))
     } else {
@@ -236,7 +266,7 @@ pub async fn completions(State(st): State<AppState>, body: Result<Bytes, BytesRe
     let (mut prompt_lens, mut prompt_of) = (Vec::new(), Vec::new());
     for (pi, (ids, budget)) in prompts.iter().enumerate() {
         for j in 0..opts.n {
-            reqs.push(gen_request(&opts, ids.clone(), *budget, seed.wrapping_add(j as u64), logprobs, grammar.as_ref()));
+            reqs.push(gen_request(&opts, ids.clone(), *budget, seed.wrapping_add(j as u64), logprobs, grammar.as_ref(), false));
             prompt_lens.push(ids.len());
             prompt_of.push(pi);
         }

@@ -17,13 +17,14 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, BoxStream, SelectAll, StreamExt};
 use jikji_engine::reasoning::{Part, ReasoningSplitter};
 use jikji_engine::serve::{FinishReason, GenEvent, GenStream, TokenLogprob, Usage};
+use jikji_toolcall::{Parsed, StreamParser, ToolCallDelta, ToolEvent};
 use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::wire::{
     ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatDelta, ChatLogprob, ChatLogprobs,
-    ChatMessage, CompletionUsage, Envelope, LegacyLogprobs, TextChoice, TextCompletion, TopLogprob, UsageField,
-    FINGERPRINT,
+    ChatMessage, CompletionUsage, Envelope, FunctionCall, FunctionChunk, LegacyLogprobs, TextChoice, TextCompletion,
+    ToolCall, ToolCallChunk, TopLogprob, UsageField, FINGERPRINT,
 };
 use crate::{sse, ActiveGuard};
 
@@ -31,6 +32,11 @@ use crate::{sse, ActiveGuard};
 pub(super) struct Choice {
     index: usize,
     splitter: Option<ReasoningSplitter>,
+    /// The tool-call parser, when the request offered tools: it takes the content (after
+    /// the reasoning split) and gives back content and call deltas.
+    tools: Option<StreamParser>,
+    /// The calls so far (with `content`, what the stream's deltas assemble to).
+    parsed: Parsed,
     content: String,
     reasoning: String,
     logprobs: Vec<TokenLogprob>,
@@ -45,6 +51,8 @@ impl Choice {
         Self {
             index,
             splitter,
+            tools: None,
+            parsed: Parsed::default(),
             content: String::new(),
             reasoning: String::new(),
             logprobs: Vec::new(),
@@ -54,8 +62,27 @@ impl Choice {
         }
     }
 
-    /// Feeds a piece of generated text; returns the (reasoning, content) deltas it makes.
-    fn push_text(&mut self, text: &str) -> (String, String) {
+    /// Parses tool calls out of the content with `parser`.
+    pub(super) fn with_tools(mut self, parser: StreamParser) -> Self {
+        self.tools = Some(parser);
+        self
+    }
+
+    fn has_calls(&self) -> bool {
+        !self.parsed.calls.is_empty()
+    }
+
+    /// `finish_reason`: `tool_calls` when a reply that stopped by itself holds calls.
+    fn finish_reason(&self, f: &FinishReason) -> &'static str {
+        match f {
+            FinishReason::Stop if self.has_calls() => "tool_calls",
+            f => finish_str(f),
+        }
+    }
+
+    /// Feeds a piece of generated text; returns the (reasoning, content, calls) deltas it
+    /// makes.
+    fn push_text(&mut self, text: &str) -> (String, String, Vec<ToolCallDelta>) {
         let parts = match &mut self.splitter {
             Some(s) => s.push(text),
             None => vec![Part::Content(text.to_string())],
@@ -63,25 +90,53 @@ impl Choice {
         self.absorb(parts)
     }
 
-    fn finish_text(&mut self) -> (String, String) {
+    fn finish_text(&mut self) -> (String, String, Vec<ToolCallDelta>) {
         let parts = match &mut self.splitter {
             Some(s) => s.finish(),
             None => Vec::new(),
         };
-        self.absorb(parts)
+        let (r, mut c, mut calls) = self.absorb(parts);
+        if let Some(p) = &mut self.tools {
+            let events = p.finish();
+            self.take_events(events, &mut c, &mut calls);
+        }
+        (r, c, calls)
     }
 
-    fn absorb(&mut self, parts: Vec<Part>) -> (String, String) {
-        let (mut r, mut c) = (String::new(), String::new());
+    fn absorb(&mut self, parts: Vec<Part>) -> (String, String, Vec<ToolCallDelta>) {
+        let (mut r, mut c, mut calls) = (String::new(), String::new(), Vec::new());
         for p in parts {
             match p {
-                Part::Reasoning(s) => r.push_str(&s),
-                Part::Content(s) => c.push_str(&s),
+                Part::Reasoning(s) => {
+                    r.push_str(&s);
+                    self.reasoning.push_str(&s);
+                }
+                Part::Content(s) => match &mut self.tools {
+                    Some(parser) => {
+                        let events = parser.push(&s);
+                        self.take_events(events, &mut c, &mut calls);
+                    }
+                    None => {
+                        c.push_str(&s);
+                        self.content.push_str(&s);
+                    }
+                },
             }
         }
-        self.reasoning.push_str(&r);
-        self.content.push_str(&c);
-        (r, c)
+        (r, c, calls)
+    }
+
+    fn take_events(&mut self, events: Vec<ToolEvent>, c: &mut String, calls: &mut Vec<ToolCallDelta>) {
+        self.parsed.absorb(&events);
+        for ev in events {
+            match ev {
+                ToolEvent::Content(s) => {
+                    c.push_str(&s);
+                    self.content.push_str(&s);
+                }
+                ToolEvent::Call(d) => calls.push(d),
+            }
+        }
     }
 }
 
@@ -90,11 +145,13 @@ pub(super) struct Delta {
     index: usize,
     reasoning: String,
     content: String,
+    calls: Vec<ToolCallDelta>,
     /// Set only when the request asked for logprobs.
     logprob: Option<TokenLogprob>,
     /// Byte offset of this delta in the choice's text (legacy `text_offset`).
     offset: usize,
-    finish: Option<FinishReason>,
+    /// The choice's `finish_reason`, on its last delta.
+    finish: Option<&'static str>,
 }
 
 fn finish_str(f: &FinishReason) -> &'static str {
@@ -220,13 +277,24 @@ impl Reply {
                         index: c.index,
                         message: ChatMessage {
                             role: "assistant",
-                            content: &c.content,
+                            content: (!(c.has_calls() && c.content.is_empty())).then_some(c.content.as_str()),
                             reasoning_content: (!c.reasoning.is_empty()).then_some(c.reasoning.as_str()),
+                            tool_calls: c.has_calls().then(|| {
+                                c.parsed
+                                    .calls
+                                    .iter()
+                                    .map(|t| ToolCall {
+                                        id: &t.id,
+                                        kind: "function",
+                                        function: FunctionCall { name: &t.name, arguments: &t.arguments },
+                                    })
+                                    .collect()
+                            }),
                         },
                         logprobs: self
                             .logprobs
                             .then(|| ChatLogprobs { content: c.logprobs.iter().map(chat_logprob).collect() }),
-                        finish_reason: c.finish.as_ref().map(finish_str),
+                        finish_reason: c.finish.as_ref().map(|f| c.finish_reason(f)),
                     })
                     .collect();
                 FinalBody::Chat(Envelope { usage, ..self.envelope(false, out) })
@@ -249,7 +317,7 @@ impl Reply {
     /// The stream chunk of one delta.
     pub(super) fn chunk<'a>(&'a self, d: &'a Delta) -> ChunkBody<'a> {
         let lp = if self.logprobs { d.logprob.as_ref() } else { None };
-        let finish_reason = d.finish.as_ref().map(finish_str);
+        let finish_reason = d.finish;
         match self.kind {
             Kind::Chat => {
                 let delta = ChatDelta {
@@ -257,6 +325,17 @@ impl Reply {
                     reasoning_content: (!d.reasoning.is_empty()).then_some(d.reasoning.as_str()),
                     content: (!d.content.is_empty() || (lp.is_some() && d.reasoning.is_empty()))
                         .then_some(d.content.as_str()),
+                    tool_calls: (!d.calls.is_empty()).then(|| {
+                        d.calls
+                            .iter()
+                            .map(|t| ToolCallChunk {
+                                index: t.index,
+                                id: t.id.as_deref(),
+                                kind: t.id.is_some().then_some("function"),
+                                function: FunctionChunk { name: t.name.as_deref(), arguments: &t.arguments },
+                            })
+                            .collect()
+                    }),
                 };
                 let logprobs = lp.map(|l| ChatLogprobs { content: vec![chat_logprob(l)] });
                 let choice = ChatChunkChoice { index: d.index, delta, logprobs, finish_reason };
@@ -272,7 +351,7 @@ impl Reply {
 
     /// A chat choice's first chunk: `{"role": "assistant", "content": ""}`.
     pub(super) fn role_chunk(&self, index: usize) -> ChunkBody<'_> {
-        let delta = ChatDelta { role: Some("assistant"), reasoning_content: None, content: Some("") };
+        let delta = ChatDelta { role: Some("assistant"), reasoning_content: None, content: Some(""), tool_calls: None };
         let choice = ChatChunkChoice { index, delta, logprobs: None, finish_reason: None };
         ChunkBody::Chat(self.envelope(true, vec![choice]))
     }
@@ -295,24 +374,25 @@ pub(super) fn apply_event(reply: &Reply, c: &mut Choice, ev: GenEvent) -> Result
         GenEvent::Token { id, text, logprob } => {
             let logprob = if reply.eog_ids.contains(&id) { None } else { logprob };
             let offset = c.content.len();
-            let (r, t) = c.push_text(&text);
+            let (r, t, calls) = c.push_text(&text);
             if let Some(lp) = &logprob {
                 c.offsets.push(offset);
                 c.logprobs.push(lp.clone());
             }
             let logprob = if reply.logprobs { logprob } else { None };
-            if !r.is_empty() || !t.is_empty() || logprob.is_some() {
-                deltas.push(Delta { index: c.index, reasoning: r, content: t, logprob, offset, finish: None });
+            if !r.is_empty() || !t.is_empty() || !calls.is_empty() || logprob.is_some() {
+                deltas.push(Delta { index: c.index, reasoning: r, content: t, calls, logprob, offset, finish: None });
             }
         }
         GenEvent::Done { finish, usage } => {
             let offset = c.content.len();
-            let (r, t) = c.finish_text();
-            if !r.is_empty() || !t.is_empty() {
-                deltas.push(Delta { index: c.index, reasoning: r, content: t, logprob: None, offset, finish: None });
+            let (r, t, calls) = c.finish_text();
+            if !r.is_empty() || !t.is_empty() || !calls.is_empty() {
+                deltas.push(Delta { index: c.index, reasoning: r, content: t, calls, logprob: None, offset, finish: None });
             }
             let (reasoning, content) = (String::new(), String::new());
-            deltas.push(Delta { index: c.index, reasoning, content, logprob: None, offset, finish: Some(finish) });
+            let reason = Some(c.finish_reason(&finish));
+            deltas.push(Delta { index: c.index, reasoning, content, calls: Vec::new(), logprob: None, offset, finish: reason });
             c.finish = Some(finish);
             c.usage = Some(usage);
         }
@@ -565,5 +645,31 @@ mod tests {
         assert_eq!(u["prompt_tokens"], 12);
         assert_eq!(u["completion_tokens"], 9);
         assert_eq!(u["total_tokens"], 21);
+    }
+
+    #[test]
+    fn tool_calls_stream_in_openai_deltas_and_assemble_to_the_reply() {
+        let rp = reply(Kind::Chat, false);
+        let parser = StreamParser::new(jikji_toolcall::Family::Hermes, vec!["get_time".into()], 9);
+        let mut c = Choice::new(0, Some(ReasoningSplitter::new())).with_tools(parser);
+        let pieces = ["<think>UTC it is</think>", "<tool_call>", "\n{\"name\": \"get_", "time\", \"arguments\": {\"tz", "\": \"UTC\"}}\n</tool_call>"];
+        let mut events: Vec<GenEvent> = pieces.iter().enumerate().map(|(i, p)| tok(10 + i as u32, p)).collect();
+        events.push(done());
+        let (r, t, chunks) = run(&rp, &mut c, events);
+        assert_eq!((r.as_str(), t.as_str()), ("UTC it is", ""));
+        let deltas: Vec<&Value> = chunks.iter().filter_map(|v| v["choices"][0]["delta"]["tool_calls"].as_array()).flatten().collect();
+        assert_eq!(deltas[0]["type"], "function");
+        assert_eq!(deltas[0]["function"]["name"], "get_time");
+        assert!(deltas[1..].iter().all(|d| d.get("id").is_none() && d["function"].get("name").is_none()));
+        let streamed: String = deltas.iter().filter_map(|d| d["function"]["arguments"].as_str()).collect();
+        assert_eq!(streamed, r#"{"tz": "UTC"}"#);
+        assert_eq!(chunks.last().expect("finish chunk")["choices"][0]["finish_reason"], "tool_calls");
+        let fin = rp.final_json(std::slice::from_ref(&c));
+        let msg = &fin["choices"][0]["message"];
+        assert_eq!(msg["content"], Value::Null);
+        assert_eq!(msg["reasoning_content"], "UTC it is");
+        assert_eq!(msg["tool_calls"][0]["id"], deltas[0]["id"]);
+        assert_eq!(msg["tool_calls"][0]["function"]["arguments"], streamed.as_str());
+        assert_eq!(fin["choices"][0]["finish_reason"], "tool_calls");
     }
 }
