@@ -703,7 +703,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data = b"model bytes".to_vec();
         let sha: &'static str = Box::leak(sha_hex(&data).into_boxed_str());
-        let entry = Entry { name: "t", file: "t.gguf", packages: &[], sha256: sha, bytes: data.len() as u64 };
+        let entry = Entry { name: "t", file: "t.gguf", packages: &[], zip_entry: None, sha256: sha, bytes: data.len() as u64 };
         let dest = dir.path().join("t.gguf");
         fs::write(&dest, &data).unwrap();
         assert!(is_present_and_verified(&entry, &dest).unwrap());

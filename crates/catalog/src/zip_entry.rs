@@ -148,12 +148,14 @@ mod tests {
         let stored = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
         w.start_file("first.bin", stored).unwrap();
         w.write_all(&[7u8; 1000]).unwrap();
-        let at = w.get_ref().position();
         let deflated = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
         w.start_file(format!("dir/{entry_name}"), deflated).unwrap();
         w.write_all(data).unwrap();
         w.finish().unwrap();
-        (cur.into_inner(), at)
+        let bytes = cur.into_inner();
+        // The second local header (the first is `first.bin`'s, at 0).
+        let at = bytes.windows(4).skip(1).position(|b| b == b"PK\x03\x04").unwrap() + 1;
+        (bytes, at as u64)
     }
 
     fn data() -> Vec<u8> {
