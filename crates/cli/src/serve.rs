@@ -20,11 +20,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use jikji_engine::embed::{EmbedQueue, Embedder};
 use jikji_engine::serve::{Engine, EngineHandle, ServeConfig};
 use jikji_engine::{ChatFormatter, Opened};
 use jikji_server::audit::{AuditLog, Rotation};
 use jikji_server::keys::KeyRing;
-use jikji_server::{ApiKeys, AppState, Limits, Models, ServeOptions, ServedModel, ServerConfig, TlsFiles};
+use jikji_server::{ApiKeys, AppState, EmbedModel, Limits, Models, ServeOptions, ServedModel, ServerConfig, TlsFiles};
 
 /// Options of `jikji serve`.
 #[derive(Args, Debug)]
@@ -63,6 +64,10 @@ pub struct ServeArgs {
     /// one per `-m` in order.
     #[arg(long = "kv-tokens")]
     kv_tokens: Vec<usize>,
+    /// Rows (tokens) of one encoder forward batch, for embedding models [default: 4096,
+    /// at least the model's context].
+    #[arg(long = "embed-batch-tokens")]
+    embed_batch_tokens: Option<usize>,
     /// Requests allowed to wait beyond the batch slots before 429s.
     #[arg(long = "max-queue", default_value_t = 256)]
     max_queue: usize,
@@ -146,6 +151,10 @@ fn start_model(
     kv_tokens: Option<usize>,
     kv_memory_limit: usize,
 ) -> Result<(ServedModel, (String, usize))> {
+    let file = jikji_catalog::resolve(arg)?;
+    if Embedder::is_encoder_file(&file) {
+        return start_encoder(args, arg, &file, alias);
+    }
     let opened = crate::commands::open_model(arg, ctx)?;
     let chat = match template {
         Some(t) => {
@@ -193,6 +202,28 @@ fn read_template(path: &Path) -> Result<String> {
         bail!("--chat-template {} is {len} bytes; at most {MAX_TEMPLATE_BYTES} are allowed", path.display());
     }
     std::fs::read_to_string(path).with_context(|| format!("cannot read --chat-template {}", path.display()))
+}
+
+/// Opens an encoder and starts its batching queue. Matryoshka truncation (`dimensions`)
+/// is offered for `nomic-bert` models (nomic-embed-text-v1.5 was trained for it).
+fn start_encoder(args: &ServeArgs, arg: &str, path: &Path, alias: Option<&str>) -> Result<(ServedModel, (String, usize))> {
+    let mut e = Embedder::open(path).with_context(|| format!("cannot open {} as an embedding model", path.display()))?;
+    if let Some(n) = args.embed_batch_tokens {
+        e.set_max_batch_tokens(n);
+    }
+    let natural = model_id(arg, path);
+    let id = alias.map(str::to_string).unwrap_or_else(|| natural.clone());
+    let mut aliases = vec![natural];
+    if let Some(stem) = path.file_stem() {
+        aliases.push(stem.to_string_lossy().into_owned());
+    }
+    if let Some(name) = path.file_name() {
+        aliases.push(name.to_string_lossy().into_owned());
+    }
+    let n_ctx = e.n_ctx();
+    let matryoshka = e.params().arch == "nomic-bert";
+    let queue = EmbedQueue::start(e).with_context(|| format!("cannot start the embedding worker of {id}"))?;
+    Ok((ServedModel::embed(id.clone(), EmbedModel { queue, matryoshka }, aliases), (id, n_ctx)))
 }
 
 pub fn serve(args: ServeArgs) -> Result<()> {

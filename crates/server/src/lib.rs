@@ -62,7 +62,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use auth::ApiKeys;
 pub use error::ApiError;
-pub use models::{ModelKind, Models, ModelsError, Served, ServedModel};
+pub use models::{EmbedModel, ModelKind, Models, ModelsError, Served, ServedModel};
 pub use request::Limits;
 
 /// What the server enforces besides the engine's own limits.
@@ -210,6 +210,8 @@ pub fn router(state: AppState) -> Router {
         .route("/chat/completions", post(api::chat_completions))
         .route("/v1/completions", post(api::completions))
         .route("/completions", post(api::completions))
+        .route("/v1/embeddings", post(api::embeddings))
+        .route("/embeddings", post(api::embeddings))
         .route("/v1/models", get(api::list_models))
         .route("/models", get(api::list_models))
         .route("/v1/models/{model}", get(api::get_model))

@@ -5,14 +5,16 @@
 //!   burst on one model never takes the other's slots or cache. Routing is a lookup by
 //!   name: the model's id or one of its aliases, exactly (no case folding, so two models
 //!   never collide by accident; [`Models::new`] refuses a name used twice).
-//! - A model has a [`ModelKind`] — what requests it answers. Only generating models exist
-//!   today ([`Served::Generate`]); an embedding model is one more variant of [`Served`],
-//!   and a handler asks [`Models::route`] for the kind it needs, so a chat request that
-//!   names an embedding model gets a 400 naming the model's kind, never a wrong answer.
+//! - A model has a [`ModelKind`] — what requests it answers: generating models
+//!   ([`Served::Generate`], chat and completions) and encoders ([`Served::Embed`],
+//!   `/v1/embeddings`). A handler asks [`Models::route`] for the kind it needs, so a chat
+//!   request that names an embedding model gets a 400 naming the model's kind, never a
+//!   wrong answer.
 //! - A request without `model` goes to the first model of the kind it needs (the order
 //!   of `-m` on the command line), which is also the model of `/props` and the web page.
 //! - An unknown name is a 404 `model_not_found` in OpenAI's shape, listing what is served.
 
+use jikji_engine::embed::EmbedQueue;
 use jikji_engine::serve::EngineHandle;
 
 use crate::error::ApiError;
@@ -36,17 +38,36 @@ impl ModelKind {
 }
 
 /// The engine behind one served model.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum Served {
     Generate(EngineHandle),
+    Embed(EmbedModel),
+}
+
+impl std::fmt::Debug for Served {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Served::Generate(e) => f.debug_tuple("Generate").field(e).finish(),
+            Served::Embed(e) => f.debug_tuple("Embed").field(&e.queue.embedder().path).finish(),
+        }
+    }
 }
 
 impl Served {
     pub fn kind(&self) -> ModelKind {
         match self {
             Served::Generate(_) => ModelKind::Generate,
+            Served::Embed(_) => ModelKind::Embed,
         }
     }
+}
+
+/// An encoder behind its batching queue, and whether it was trained for Matryoshka
+/// truncation (what makes the `dimensions` parameter meaningful).
+#[derive(Clone)]
+pub struct EmbedModel {
+    pub queue: EmbedQueue,
+    pub matryoshka: bool,
 }
 
 /// One served model: the id clients see, other accepted names, and its engine.
@@ -64,6 +85,11 @@ impl ServedModel {
         Self { id, aliases, served: Served::Generate(engine) }
     }
 
+    /// An embedding model.
+    pub fn embed(id: String, model: EmbedModel, aliases: Vec<String>) -> Self {
+        Self { id, aliases, served: Served::Embed(model) }
+    }
+
     pub fn kind(&self) -> ModelKind {
         self.served.kind()
     }
@@ -73,10 +99,12 @@ impl ServedModel {
         self.id == name || self.aliases.iter().any(|a| a == name)
     }
 
-    /// The model's tokenizer (every kind has one: `/tokenize` works for all).
-    pub fn tokenizer(&self) -> &jikji_tokenizer::Tokenizer {
+    /// The model's text tokenizer for `/tokenize` and `/detokenize` (generating models;
+    /// an encoder's WordPiece vocabulary is not served there: 400).
+    pub fn tokenizer(&self) -> Result<&jikji_tokenizer::Tokenizer, ApiError> {
         match &self.served {
-            Served::Generate(e) => e.tokenizer(),
+            Served::Generate(e) => Ok(e.tokenizer()),
+            Served::Embed(_) => Err(ApiError::wrong_model_kind(&self.id, ModelKind::Embed.as_str(), ModelKind::Generate.as_str())),
         }
     }
 
@@ -84,6 +112,15 @@ impl ServedModel {
     pub fn engine(&self) -> Option<&EngineHandle> {
         match &self.served {
             Served::Generate(e) => Some(e),
+            Served::Embed(_) => None,
+        }
+    }
+
+    /// The encoder, for embedding models.
+    pub fn embedder(&self) -> Option<&EmbedModel> {
+        match &self.served {
+            Served::Embed(e) => Some(e),
+            Served::Generate(_) => None,
         }
     }
 }

@@ -45,7 +45,7 @@ fn new_id(prefix: &str) -> String {
 }
 
 /// Parses a body (already limited in size) as a JSON value.
-fn parse_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Value, ApiError> {
+pub(crate) fn parse_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Value, ApiError> {
     let bytes = match body {
         Ok(b) => b,
         Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(ApiError::body_too_large(limit)),
@@ -63,7 +63,7 @@ fn generator(st: &AppState, f: &Fields<'_>) -> Result<EngineHandle, ApiError> {
     Ok(st.models.generator(f.string("model")?)?.clone())
 }
 
-fn check_not_draining(st: &AppState) -> Result<(), ApiError> {
+pub(crate) fn check_not_draining(st: &AppState) -> Result<(), ApiError> {
     if st.shutdown.draining.load(Ordering::SeqCst) {
         return Err(ApiError::shutting_down());
     }
@@ -332,7 +332,7 @@ pub async fn tokenize(State(st): State<AppState>, body: Result<Bytes, BytesRejec
     let add_special = f.bool("add_special")?.unwrap_or(false);
     let parse_special = f.bool("parse_special")?.unwrap_or(true);
     let with_pieces = f.bool("with_pieces")?.unwrap_or(false);
-    let tok = served.tokenizer();
+    let tok = served.tokenizer()?;
     let ids = tok
         .encode(content, add_special, parse_special)
         .map_err(|e| ApiError::invalid("content", format!("cannot tokenize: {e}")))?;
@@ -359,7 +359,7 @@ pub async fn tokenize(State(st): State<AppState>, body: Result<Bytes, BytesRejec
 pub async fn detokenize(State(st): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let v = parse_body(body, st.config.limits.max_body_bytes)?;
     let f = Fields::new(&v)?;
-    let tok = st.models.pick(f.string("model")?)?.tokenizer();
+    let tok = st.models.pick(f.string("model")?)?.tokenizer()?;
     let n_vocab = tok.n_vocab();
     let list = match f.get("tokens") {
         Some(Value::Array(a)) => a,

@@ -6,12 +6,14 @@
 //! same per-choice state, so the concatenated deltas of a stream equal the non-streamed
 //! text exactly.
 
+pub mod embeddings;
 pub mod handlers;
 mod reply;
 
 #[cfg(test)]
 mod pins;
 
+pub use embeddings::embeddings;
 pub use handlers::{
     chat_completions, completions, detokenize, get_model, health, list_models, method_not_allowed, metrics,
     not_found, tokenize,
