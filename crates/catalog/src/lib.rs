@@ -312,7 +312,8 @@ pub fn models_dir() -> Result<PathBuf, CatalogError> {
 /// an error listing the catalog names.
 pub fn resolve(arg: &str) -> Result<PathBuf, CatalogError> {
     let as_path = Path::new(arg);
-    if !arg.is_empty() && as_path.is_file() {
+    // A file, or a Hugging Face model directory (its `config.json` marks it).
+    if !arg.is_empty() && (as_path.is_file() || as_path.join("config.json").is_file()) {
         return Ok(as_path.to_path_buf());
     }
     match lookup(arg) {
