@@ -7,7 +7,11 @@ cargo build --release -p jikji-cli
 # NVRTC (a host library) for the CUDA kernels' compile test; no GPU is needed.
 python3 -m pip install -q --disable-pip-version-check nvidia-cuda-nvrtc-cu12 2>/dev/null \
   || python3 -m pip install -q --disable-pip-version-check --break-system-packages nvidia-cuda-nvrtc-cu12
-for m in smollm2-135m gemma3-270m qwen2.5-0.5b; do
+# Hugging Face directory tests (crates/hf/tests) rebuild transformers directories from the
+# tiny GGUF fixtures with scripts/hf-from-gguf.py.
+python3 -m pip install -q --disable-pip-version-check numpy safetensors gguf tokenizers 2>/dev/null \
+  || python3 -m pip install -q --disable-pip-version-check --break-system-packages numpy safetensors gguf tokenizers
+for m in smollm2-135m gemma3-270m qwen2.5-0.5b all-minilm-l6-v2; do
   ./target/release/jikji pull "$m"
 done
 # The embedding model (crates/engine/tests/embed_reference.rs): not yet in the catalog, so
