@@ -106,6 +106,32 @@ fn read_index(index: &Path) -> Result<(Vec<String>, HashMap<String, String>), Hf
     Ok((names, placed))
 }
 
+/// The first tensor whose byte range does not match its dtype and shape (for naming it
+/// in the error the `safetensors` crate reports without a name).
+fn wrong_size_tensor(file: &[u8]) -> Option<String> {
+    let n = u64::from_le_bytes(file.get(..8)?.try_into().ok()?) as usize;
+    let header: serde_json::Value = serde_json::from_slice(file.get(8..8usize.checked_add(n)?)?).ok()?;
+    for (name, t) in header.as_object()? {
+        if name == "__metadata__" {
+            continue;
+        }
+        let size = match t.get("dtype")?.as_str()? {
+            "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" | "F8_E8M0" | "F8_E4M3FNUZ" | "F8_E5M2FNUZ" => 1u128,
+            "I16" | "U16" | "F16" | "BF16" => 2,
+            "I32" | "U32" | "F32" => 4,
+            "I64" | "U64" | "F64" => 8,
+            _ => continue,
+        };
+        let elems = t.get("shape")?.as_array()?.iter().try_fold(1u128, |a, d| d.as_u64().map(|d| a.saturating_mul(d as u128)))?;
+        let off = t.get("data_offsets")?.as_array()?;
+        let (b, e) = (off.first()?.as_u64()? as u128, off.get(1)?.as_u64()? as u128);
+        if e < b || e - b != elems.saturating_mul(size) {
+            return Some(name.clone());
+        }
+    }
+    None
+}
+
 impl SafetensorsSet {
     /// Opens `model.safetensors`, or the shards of `model.safetensors.index.json`.
     pub fn open(dir: &Path) -> Result<Self, HfError> {
@@ -123,7 +149,13 @@ impl SafetensorsSet {
         for (fi, name) in names.iter().enumerate() {
             let path = dir.join(name);
             let m = map(&path)?;
-            let (n, meta) = SafeTensors::read_metadata(&m).map_err(|e| st_err(&path, format!("invalid safetensors header: {e}")))?;
+            let (n, meta) = SafeTensors::read_metadata(&m).map_err(|e| {
+                let which = match e {
+                    safetensors::SafeTensorError::TensorInvalidInfo => wrong_size_tensor(&m).map(|t| format!(" (tensor `{t}`)")),
+                    _ => None,
+                };
+                st_err(&path, format!("invalid safetensors header: {e}{}", which.unwrap_or_default()))
+            })?;
             let data_start = n + 8; // within the file: read_metadata checked n + 8 + data = len
             for (tname, info) in meta.tensors() {
                 let (s, e) = info.data_offsets;

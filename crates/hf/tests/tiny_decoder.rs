@@ -3,9 +3,12 @@
 //! llama.cpp's rotary permutation undone, the tokenizer as `tokenizer.json`) gives
 //! transformers' logits and greedy continuations, within the tolerance of the GGUF tests.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
+
+use common::hf_dir;
 
 use jikji_gguf::{GgmlType, GgufFile};
 use jikji_models::Model;
@@ -15,25 +18,6 @@ use jikji_tokenizer::Tokenizer;
 
 /// Max |Δ| against transformers (as `crates/models/tests/reference_tiny.rs`).
 const TOL: f32 = 1e-2;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Runs `scripts/hf-from-gguf.py` on fixture `name` into a fresh temp directory.
-fn hf_dir(name: &str, args: &[&str]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let gguf = jikji_testkit::fixtures_dir().join(format!("tiny/{name}.gguf"));
-    let out = Command::new("python3")
-        .arg(repo().join("scripts/hf-from-gguf.py"))
-        .arg(&gguf)
-        .arg(dir.path())
-        .args(args)
-        .output()
-        .expect("python3 runs (the script needs numpy, safetensors, gguf, tokenizers from pip)");
-    assert!(out.status.success(), "hf-from-gguf.py failed: {}", String::from_utf8_lossy(&out.stderr));
-    dir
-}
 
 fn argmax(row: &[f32]) -> u32 {
     (0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap_or(0) as u32
