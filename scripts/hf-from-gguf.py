@@ -3,8 +3,10 @@
 llama.cpp's converter turned it into GGUF (tests/fixtures/tiny/README.md):
 
   hf-from-gguf.py tests/fixtures/tiny/llama-1.gguf OUTDIR [--dtype f32|bf16|f16] [--shards N]
+  hf-from-gguf.py nomic-embed-text-v1.5.f16.gguf OUTDIR --dtype f16
 
-Writes OUTDIR/config.json (the `config` transformers reported, from ARCH-1.json),
+Matrices are written in --dtype, vectors (norms, biases) as F32.
+For llama/qwen2 fixtures: writes OUTDIR/config.json (the `config` transformers reported, from ARCH-1.json),
 OUTDIR/model.safetensors (or N shards and model.safetensors.index.json), and
 OUTDIR/tokenizer.json + tokenizer_config.json (a byte-level BPE tokenizer with GPT-2's
 pre-tokenizer rebuilt from the GGUF vocabulary and merges; its ids for the fixture's
@@ -14,13 +16,20 @@ GGUF → transformers names are the inverse of llama.cpp's tensor map for llama/
 llama's q/k rows get the inverse of the converter's rotary permutation: GGUF row
 h·d + 2j + i is transformers' row h·d + i·d/2 + j.
 
+For a nomic-bert GGUF (no transformers original at hand): the NomicBertModel directory
+llama.cpp's converter reads — its config keys (n_embd, n_head, n_inner, n_layer,
+n_positions, rotary_emb_base, …), its tensor names (embeddings.word_embeddings, emb_ln,
+encoder.layers.N.attn.Wqkv / out_proj, mlp.fc11 (up) / fc12 (gate) / fc2, norm1, norm2)
+and a BERT WordPiece tokenizer.json whose vocabulary is the GGUF's with llama.cpp's
+phantom-space spelling undone (`▁word` → `word`, `piece` → `##piece`).
+
 Needs numpy, safetensors, gguf and tokenizers (pip).
 """
 import argparse, json, os, sys
 import numpy as np
 from gguf import GGUFReader
 from safetensors.numpy import save_file
-from tokenizers import Tokenizer, models, pre_tokenizers, decoders, AddedToken
+from tokenizers import Tokenizer, models, pre_tokenizers, decoders, normalizers, processors, AddedToken
 
 ap = argparse.ArgumentParser()
 ap.add_argument("gguf")
@@ -29,12 +38,80 @@ ap.add_argument("--dtype", default="f32", choices=["f32", "bf16", "f16"])
 ap.add_argument("--shards", type=int, default=1)
 a = ap.parse_args()
 
+r = GGUFReader(a.gguf)
+meta = lambda k: r.fields[k].contents()
+
+def cast(w):
+    if w.ndim == 1 or a.dtype == "f32":
+        return w.astype(np.float32)
+    if a.dtype == "f16":
+        return w.astype(np.float16)
+    # bf16 as safetensors stores it: the high half of the f32 bits, rounded to nearest even
+    bits = w.astype(np.float32).view(np.uint32)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+
+def save_bf16(ts, path):
+    # safetensors.numpy has no bf16: the header is written here around the raw halves.
+    header, blobs, off = {}, [], 0
+    for n in sorted(ts):
+        b = cast(ts[n]).tobytes()
+        header[n] = {"dtype": "F32" if ts[n].ndim == 1 else "BF16", "shape": list(ts[n].shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b); off += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(len(h).to_bytes(8, "little")); f.write(h); [f.write(b) for b in blobs]
+
+if meta("general.architecture") == "nomic-bert":
+    os.makedirs(a.out, exist_ok=True)
+    k = lambda s: meta("nomic-bert." + s)
+    cfg = {"architectures": ["NomicBertModel"], "model_type": "nomic_bert", "n_embd": int(k("embedding_length")),
+           "n_head": int(k("attention.head_count")), "n_inner": int(k("feed_forward_length")),
+           "n_layer": int(k("block_count")), "n_positions": int(k("context_length")),
+           "layer_norm_epsilon": float(k("attention.layer_norm_epsilon")), "rotary_emb_base": float(k("rope.freq_base")),
+           "rotary_emb_fraction": 1.0, "rotary_emb_interleaved": False, "qkv_proj_bias": False, "mlp_fc1_bias": False,
+           "mlp_fc2_bias": False, "activation_function": "swiglu", "prenorm": False, "type_vocab_size": 2,
+           "vocab_size": len(meta("tokenizer.ggml.tokens"))}
+    LAYER = {"attn_qkv": "attn.Wqkv", "attn_output": "attn.out_proj", "attn_output_norm": "norm1",
+             "ffn_up": "mlp.fc11", "ffn_gate": "mlp.fc12", "ffn_down": "mlp.fc2", "layer_output_norm": "norm2"}
+    TOP = {"token_embd.weight": "embeddings.word_embeddings.weight", "token_types.weight": "embeddings.token_type_embeddings.weight",
+           "token_embd_norm.weight": "emb_ln.weight", "token_embd_norm.bias": "emb_ln.bias"}
+    ts = {}
+    for t in r.tensors:
+        w = np.array(t.data).astype(np.float32).reshape([int(d) for d in reversed(t.shape)])
+        if t.name in TOP:
+            ts[TOP[t.name]] = w
+        else:
+            _, il, rest = t.name.split(".", 2); base, kind = rest.rsplit(".", 1)
+            ts[f"encoder.layers.{il}.{LAYER[base]}.{kind}"] = w
+    if a.dtype == "bf16":
+        save_bf16(ts, os.path.join(a.out, "model.safetensors"))
+    else:
+        save_file({n: cast(w) for n, w in ts.items()}, os.path.join(a.out, "model.safetensors"))
+    json.dump(cfg, open(os.path.join(a.out, "config.json"), "w"), indent=1)
+    def unphantom(t):
+        if t.startswith("[") and t.endswith("]"):
+            return t
+        return t[1:] if t.startswith("\u2581") else "##" + t
+    toks, types = meta("tokenizer.ggml.tokens"), meta("tokenizer.ggml.token_type")
+    wp = Tokenizer(models.WordPiece(vocab={unphantom(t): i for i, t in enumerate(toks)}, unk_token="[UNK]", max_input_chars_per_word=100))
+    wp.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True)
+    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wp.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                                      special_tokens=[("[CLS]", toks.index("[CLS]")), ("[SEP]", toks.index("[SEP]"))])
+    wp.add_special_tokens([AddedToken(t, special=True) for t, ty in zip(toks, types) if ty == 3])
+    wp.save(os.path.join(a.out, "tokenizer.json"))
+    json.dump({"cls_token": "[CLS]", "sep_token": "[SEP]", "unk_token": "[UNK]", "pad_token": "[PAD]", "mask_token": "[MASK]",
+               "do_lower_case": True, "tokenizer_class": "BertTokenizer", "model_max_length": cfg["n_positions"]},
+              open(os.path.join(a.out, "tokenizer_config.json"), "w"))
+    print(a.out, len(ts), "tensors", a.dtype)
+    sys.exit(0)
+
 ref = json.load(open(a.gguf[: -len(".gguf")] + ".json"))
 cfg = ref["config"]
 arch = cfg["model_type"]
 if arch not in ("llama", "qwen2"):
     sys.exit(f"{arch}: only llama and qwen2 fixtures are mapped")
-r = GGUFReader(a.gguf)
 n_head, n_kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
 hd = cfg.get("head_dim") or cfg["hidden_size"] // n_head
 
@@ -63,30 +140,10 @@ for t in r.tensors:
             w = unpermute(w, n_head if rest.startswith("attn_q") else n_kv)
     tensors[name] = w
 
-def cast(w):
-    if a.dtype == "f32":
-        return w.astype(np.float32)
-    if a.dtype == "f16":
-        return w.astype(np.float16)
-    # bf16 as safetensors stores it: the high half of the f32 bits, rounded to nearest even
-    bits = w.astype(np.float32).view(np.uint32)
-    bits = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
-    return bits
-
 os.makedirs(a.out, exist_ok=True)
 names = sorted(tensors)
 if a.dtype == "bf16":
-    # safetensors.numpy has no bf16: write the header ourselves around the raw halves.
-    def save(ts, path):
-        header, blobs, off = {}, [], 0
-        for n in sorted(ts):
-            b = cast(ts[n]).tobytes()
-            header[n] = {"dtype": "BF16", "shape": list(ts[n].shape), "data_offsets": [off, off + len(b)]}
-            blobs.append(b); off += len(b)
-        h = json.dumps(header, separators=(",", ":")).encode()
-        h += b" " * ((8 - len(h) % 8) % 8)
-        with open(path, "wb") as f:
-            f.write(len(h).to_bytes(8, "little")); f.write(h); [f.write(b) for b in blobs]
+    save = save_bf16
 else:
     def save(ts, path):
         save_file({n: cast(w) for n, w in ts.items()}, path)

@@ -88,6 +88,12 @@ fn id_table(tj: &Json, n_rows: usize) -> Result<(Vec<Option<String>>, HashMap<us
     Ok((texts, added))
 }
 
+/// An added token that is not flagged special but is spelled like a control token
+/// (`<|…|>`, DeepSeek's `<｜…｜>`): llama.cpp's converter makes these CONTROL too.
+fn looks_special(t: &str) -> bool {
+    (t.starts_with("<|") && t.ends_with("|>")) || (t.starts_with("<\u{ff5c}") && t.ends_with("\u{ff5c}>"))
+}
+
 fn id_of(texts: &[Option<String>], t: &str) -> Option<u32> {
     texts.iter().position(|x| x.as_deref() == Some(t)).map(|i| i as u32)
 }
@@ -185,6 +191,7 @@ pub fn write_bpe(dir: &Path, n_rows: usize, cfg_bos: Option<u32>, cfg_eos: Optio
                 tokens.push(Value::String(t.clone()));
                 types.push(Value::I32(match added.get(&i) {
                     Some(true) => TT_CONTROL,
+                    Some(false) if looks_special(t) => TT_CONTROL,
                     Some(false) => TT_USER_DEFINED,
                     None => TT_NORMAL,
                 }));
@@ -252,7 +259,8 @@ pub fn write_wordpiece(dir: &Path, n_rows: usize, w: &mut GgufWriter) -> Result<
     for (i, t) in texts.iter().enumerate() {
         let (text, ty) = match t {
             None => (format!("[PAD{i}]"), TT_UNUSED),
-            Some(t) if added.get(&i) == Some(&true) || (t.starts_with('[') && t.ends_with(']')) => (t.clone(), TT_CONTROL),
+            Some(t) if added.get(&i) == Some(&true) => (t.clone(), TT_CONTROL),
+            Some(t) if t.starts_with('[') && t.ends_with(']') => (t.clone(), TT_NORMAL),
             Some(t) => match t.strip_prefix("##") {
                 Some(rest) if !rest.is_empty() => (rest.to_string(), TT_NORMAL),
                 _ => (format!("\u{2581}{t}"), TT_NORMAL),
