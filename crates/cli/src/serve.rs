@@ -113,7 +113,7 @@ pub struct ServeArgs {
 }
 
 fn model_id(arg: &str, path: &Path) -> String {
-    if jikji_catalog::lookup(arg).is_some() {
+    if jikji_catalog::lookup(arg).is_some() || jikji_catalog::lookup_dir(arg).is_some() {
         return arg.to_string();
     }
     path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| arg.to_string())

@@ -28,6 +28,8 @@ pub const DEFAULT_BATCH_TOKENS: usize = 4096;
 pub enum EmbedError {
     #[error("cannot read model file {}", path.display())]
     File { path: PathBuf, source: GgufError },
+    #[error("cannot read Hugging Face model directory {}", path.display())]
+    HfDir { path: PathBuf, source: jikji_hf::HfError },
     #[error("cannot build the tokenizer of {}", path.display())]
     Tokenizer { path: PathBuf, source: TokenizerError },
     #[error("{}: {source}", path.display())]
@@ -49,9 +51,13 @@ pub struct Embedder {
 }
 
 impl Embedder {
-    /// Opens an encoder file: the GGUF, its WordPiece vocabulary and its weights.
+    /// Opens an encoder file: the GGUF, its WordPiece vocabulary and its weights; or a
+    /// Hugging Face directory (`config.json`, `model.safetensors`, `tokenizer.json`).
     pub fn open(path: &Path) -> Result<Self, EmbedError> {
-        let file = GgufFile::open(path).map_err(|source| EmbedError::File { path: path.into(), source })?;
+        let file = match jikji_hf::is_hf_dir(path) {
+            true => jikji_hf::load_dir(path).map_err(|source| EmbedError::HfDir { path: path.into(), source })?,
+            false => GgufFile::open(path).map_err(|source| EmbedError::File { path: path.into(), source })?,
+        };
         let file = Arc::new(file);
         let tokenizer = WordPiece::from_gguf(&file).map_err(|source| EmbedError::Tokenizer { path: path.into(), source })?;
         let model = EmbeddingModel::load(file).map_err(|source| EmbedError::Load { path: path.into(), source })?;
@@ -61,8 +67,12 @@ impl Embedder {
         Ok(Embedder { path: path.into(), model, tokenizer, max_batch_tokens: DEFAULT_BATCH_TOKENS })
     }
 
-    /// Whether `path` is a GGUF of an encoder architecture (cheap: reads the header).
+    /// Whether `path` is a GGUF of an encoder architecture (cheap: reads the header), or a
+    /// Hugging Face directory of one (reads `config.json`).
     pub fn is_encoder_file(path: &Path) -> bool {
+        if jikji_hf::is_hf_dir(path) {
+            return matches!(jikji_hf::HfConfig::read(path), Ok(jikji_hf::HfConfig::Encoder(_)));
+        }
         GgufFile::open(path).map(|f| jikji_models::encoder::is_encoder(&f)).unwrap_or(false)
     }
 

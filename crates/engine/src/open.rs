@@ -10,6 +10,8 @@
 //!   address space but not the machine would otherwise be zeroed page by page until the
 //!   kernel kills the process.
 //! - [`open`]: all of it in one call; every error names the file and the step that failed.
+//!   A directory with a `config.json` is a Hugging Face checkpoint, read by `jikji-hf`
+//!   into the same in-memory GGUF image a converted file would give.
 //!
 //! The caller resolves catalog names to paths and measures the budget; nothing here reads
 //! `/proc` or prints.
@@ -56,6 +58,8 @@ pub struct Opened {
 pub enum OpenError {
     #[error("cannot read model file {}", path.display())]
     File { path: PathBuf, source: GgufError },
+    #[error("cannot read Hugging Face model directory {}", path.display())]
+    HfDir { path: PathBuf, source: jikji_hf::HfError },
     #[error("cannot build the tokenizer of {}", path.display())]
     Tokenizer { path: PathBuf, source: TokenizerError },
     #[error("cannot load model {}", path.display())]
@@ -139,9 +143,9 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Opened, OpenError> {
         return Err(OpenError::ZeroContext);
     }
     let path = path.to_path_buf();
-    let file = match GgufFile::open(&path) {
+    let file = match open_file(&path) {
         Ok(f) => Arc::new(f),
-        Err(source) => return Err(OpenError::File { path, source }),
+        Err(e) => return Err(e),
     };
     let tokenizer = match Tokenizer::from_gguf(&file) {
         Ok(t) => t,
@@ -154,6 +158,14 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Opened, OpenError> {
     let n_ctx = context_size(opts.ctx, model.info().n_ctx_train)?;
     let kv_bytes = check_cache_fits(&model, n_ctx, opts.memory_budget)?;
     Ok(Opened { path, file, tokenizer, model, n_ctx, kv_bytes })
+}
+
+/// The GGUF file at `path`, or the image of the Hugging Face directory at `path`.
+pub fn open_file(path: &Path) -> Result<GgufFile, OpenError> {
+    if jikji_hf::is_hf_dir(path) {
+        return jikji_hf::load_dir(path).map_err(|source| OpenError::HfDir { path: path.to_path_buf(), source });
+    }
+    GgufFile::open(path).map_err(|source| OpenError::File { path: path.to_path_buf(), source })
 }
 
 #[cfg(test)]

@@ -46,6 +46,7 @@ pub fn catalog_name(file_name: &str) -> &'static str {
         "SmolLM2-135M-Instruct.Q4_1.gguf" => "smollm2-135m",
         "gemma-3-270m-q4_k_m.gguf" => "gemma3-270m",
         "qwen2.5-coder-0.5b-instruct.gguf" => "qwen2.5-0.5b",
+        "all-MiniLM-L6-v2" => "all-minilm-l6-v2",
         _ => "<catalog name>",
     }
 }
@@ -64,6 +65,25 @@ pub fn real_model(file_name: &str) -> Option<PathBuf> {
              or JIKJI_SKIP_REAL_MODELS=1 to skip these tests)",
             path.display(),
             catalog_name(file_name)
+        );
+    }
+    Some(path)
+}
+
+/// Path of a real model that is a Hugging Face directory (`config.json` inside), as
+/// [`real_model`] for files.
+pub fn real_model_dir(dir_name: &str) -> Option<PathBuf> {
+    if skip_real_models() {
+        eprintln!("JIKJI_SKIP_REAL_MODELS=1: skipping the test on {dir_name}");
+        return None;
+    }
+    let path = models_dir().join(dir_name);
+    if !path.join("config.json").is_file() {
+        panic!(
+            "real model directory {} is missing; run `jikji pull {}` (or set JIKJI_MODELS, or \
+             JIKJI_SKIP_REAL_MODELS=1 to skip these tests)",
+            path.display(),
+            catalog_name(dir_name)
         );
     }
     Some(path)

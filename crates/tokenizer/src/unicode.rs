@@ -135,6 +135,16 @@ pub(crate) fn flags(cp: u32) -> CpFlags {
     }
 }
 
+/// Whether `c` is a nonspacing mark (`Mn`): the accents Hugging Face's BERT normaliser
+/// strips after NFD (spacing and enclosing marks stay).
+pub(crate) fn is_nonspacing_mark(c: char) -> bool {
+    static MN: OnceLock<Vec<(u32, u32)>> = OnceLock::new();
+    let ranges = MN.get_or_init(|| class_ranges(r"\p{Mn}"));
+    let cp = c as u32;
+    let i = ranges.partition_point(|r| r.0 <= cp);
+    i > 0 && ranges[i - 1].1 >= cp
+}
+
 /// Length of a UTF-8 sequence from its first byte, as llama.cpp computes it (by the high
 /// nibble; continuation bytes count as 1).
 pub(crate) fn utf8_len(first: u8) -> usize {
@@ -203,6 +213,9 @@ mod tests {
         assert_eq!(flags('\u{301}' as u32).category(), CpFlags::ACCENT_MARK);
         assert_eq!(flags(0x0378).category(), CpFlags::CONTROL); // unassigned
         assert!(!flags('\u{1C}' as u32).is_whitespace());
+        assert!(is_nonspacing_mark('\u{301}'));
+        assert!(!is_nonspacing_mark('\u{903}')); // Mc: a spacing mark
+        assert!(!is_nonspacing_mark('\u{1161}')); // a Hangul vowel jamo is a letter
     }
 
     #[test]

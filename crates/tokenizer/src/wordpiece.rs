@@ -18,6 +18,15 @@
 //!    tokens are added.
 //!
 //! Special-token texts inside the input (`[MASK]`) are not parsed: text is text.
+//!
+//! With `jikji.wordpiece.normalizer = "huggingface"` (written by `jikji-hf` for a
+//! `tokenizer.json`), steps 1–4 follow transformers' `BertNormalizer`,
+//! `BertPreTokenizer` and `WordPiece` instead, so ids equal what transformers feeds
+//! its model: accents are stripped by a full NFD and removing nonspacing marks (`Mn`)
+//! only (a Hangul syllable becomes all its jamo), lowercasing is the full mapping, and a
+//! word longer than `jikji.wordpiece.max_input_chars_per_word` characters (default 100)
+//! is one `[UNK]`. Whitespace, control characters, punctuation and CJK ideographs are
+//! treated as above in both.
 
 use crate::error::TokenizerError;
 use crate::unicode::flags;
@@ -26,6 +35,15 @@ use rustc_hash::FxHashMap;
 use unicode_normalization::UnicodeNormalization;
 
 /// A WordPiece tokenizer built from GGUF metadata.
+/// Whose normalisation the tokenizer reproduces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flavor {
+    /// llama.cpp's WPM (GGUF files).
+    LlamaCpp,
+    /// transformers' BERT normaliser (Hugging Face directories).
+    HuggingFace,
+}
+
 #[derive(Clone, Debug)]
 pub struct WordPiece {
     tokens: Vec<String>,
@@ -37,6 +55,9 @@ pub struct WordPiece {
     pad: Option<u32>,
     lowercase: bool,
     strip_accents: bool,
+    flavor: Flavor,
+    /// Longest word in characters before it becomes `[UNK]` (Hugging Face flavor).
+    max_word_chars: usize,
 }
 
 fn id_key(file: &GgufFile, key: &'static str, n: usize) -> Result<Option<u32>, TokenizerError> {
@@ -71,6 +92,12 @@ impl WordPiece {
         let need = |key: &'static str| -> Result<u32, TokenizerError> { id_key(file, key, n)?.ok_or(TokenizerError::MissingKey(key)) };
         let lowercase = file.get_bool("tokenizer.ggml.normalizer.lowercase")?.unwrap_or(true);
         let strip_accents = file.get_bool("tokenizer.ggml.normalizer.strip_accents")?.unwrap_or(lowercase);
+        let flavor = match file.get_str("jikji.wordpiece.normalizer")? {
+            None | Some("llama.cpp") => Flavor::LlamaCpp,
+            Some("huggingface") => Flavor::HuggingFace,
+            Some(other) => return Err(TokenizerError::BadValue { key: "jikji.wordpiece.normalizer", reason: format!("unknown normaliser `{other}`") }),
+        };
+        let max_word_chars = crate::vocab::int_key(file, "jikji.wordpiece.max_input_chars_per_word")?.unwrap_or(100).max(0) as usize;
         Ok(WordPiece {
             cls: need("tokenizer.ggml.bos_token_id")?,
             sep: need("tokenizer.ggml.seperator_token_id").or_else(|_| need("tokenizer.ggml.eos_token_id"))?,
@@ -81,6 +108,8 @@ impl WordPiece {
             max_len,
             lowercase,
             strip_accents,
+            flavor,
+            max_word_chars,
         })
     }
 
@@ -111,6 +140,9 @@ impl WordPiece {
 
     /// The words of `text` after normalisation (steps 1–3 of the module docs).
     pub fn words(&self, text: &str) -> Vec<String> {
+        if self.flavor == Flavor::HuggingFace {
+            return self.words_hf(text);
+        }
         let mut words = vec![String::new()];
         for c in text.chars() {
             let c = if self.strip_accents { c.nfd().next().unwrap_or(c) } else { c };
@@ -147,6 +179,44 @@ impl WordPiece {
         words
     }
 
+    /// transformers' `BertNormalizer` (clean text, CJK spacing, NFD accent stripping,
+    /// full lowercase) and `BertPreTokenizer` (split on whitespace, punctuation alone).
+    fn words_hf(&self, text: &str) -> Vec<String> {
+        let mut clean = String::with_capacity(text.len());
+        for c in text.chars() {
+            let cp = c as u32;
+            let f = flags(cp);
+            if matches!(c, '\t' | '\n' | '\r') || c.is_whitespace() {
+                clean.push(' ');
+            } else if cp == 0 || cp == 0xFFFD || f.category() == crate::unicode::CpFlags::CONTROL {
+                continue;
+            } else if is_cjk(cp) {
+                clean.push(' ');
+                clean.push(c);
+                clean.push(' ');
+            } else {
+                clean.push(c);
+            }
+        }
+        let clean: String = if self.strip_accents { clean.nfd().filter(|&c| !crate::unicode::is_nonspacing_mark(c)).collect() } else { clean };
+        let clean = if self.lowercase { clean.to_lowercase() } else { clean };
+        let mut words = vec![String::new()];
+        for c in clean.chars() {
+            if c.is_whitespace() {
+                if !words.last().is_some_and(String::is_empty) {
+                    words.push(String::new());
+                }
+            } else if c.is_ascii_punctuation() || flags(c as u32).category() == crate::unicode::CpFlags::PUNCTUATION {
+                words.push(c.to_string());
+                words.push(String::new());
+            } else if let Some(w) = words.last_mut() {
+                w.push(c);
+            }
+        }
+        words.retain(|w| !w.is_empty());
+        words
+    }
+
     /// Token ids of `text`, with `[CLS]` … `[SEP]` when `add_special`.
     pub fn encode(&self, text: &str, add_special: bool) -> Vec<u32> {
         let mut out = Vec::new();
@@ -154,6 +224,10 @@ impl WordPiece {
             out.push(self.cls);
         }
         for word in self.words(text) {
+            if self.flavor == Flavor::HuggingFace && word.chars().count() > self.max_word_chars {
+                out.push(self.unk);
+                continue;
+            }
             let w = format!("\u{2581}{word}");
             let start = out.len();
             let mut i = 0;
