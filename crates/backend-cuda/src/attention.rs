@@ -2,7 +2,8 @@
 //!
 //! The host knows every row's position and, for the paged pool, its sequence's block
 //! table; it turns them into per-row slot indices (for the store) and per-row position,
-//! first visible position and block-table offset (for attending), uploaded once per call.
+//! first visible position and block-table offset (for attending), uploaded when they change
+//! (once per step: the layers of a step share them; see `CudaBackend::to_dev_memo`).
 //! The attend kernel keeps one score row per (query row, head) in a scratch buffer; long
 //! steps are attended in chunks of rows so the scratch stays under [`SCRATCH_FLOATS`].
 
@@ -102,12 +103,12 @@ pub(crate) fn attention(be: &CudaBackend, step: &mut Step<CudaBackend>, il: usiz
         return Err(BackendError::CacheMismatch(format!("layer {il} of a cache of {layers} layers with widths {}/{}, the model writes {kd}/{vd}", widths.0, widths.1)));
     }
     let map = row_map(step, s, capacity)?;
-    let slot = be.to_dev(&map.slot)?;
-    let pos = be.to_dev(&map.pos)?;
-    let lo = be.to_dev(&map.lo)?;
+    let slot = be.to_dev_memo("attn.slot", &map.slot)?;
+    let pos = be.to_dev_memo("attn.pos", &map.pos)?;
+    let lo = be.to_dev_memo("attn.lo", &map.lo)?;
     let paged = !map.tbl.is_empty();
-    let tbl = be.to_dev(&map.tbl)?;
-    let tbl_off = be.to_dev(&map.tbl_off)?;
+    let tbl = be.to_dev_memo("attn.tbl", &map.tbl)?;
+    let tbl_off = be.to_dev_memo("attn.tbl_off", &map.tbl_off)?;
     let span = map.pos.iter().zip(&map.lo).map(|(p, l)| (p - l + 1) as usize).max().unwrap_or(1);
     let (kc, vc, f16) = match &mut step.kv {
         Kv::Contiguous { cache, .. } => {
@@ -134,9 +135,9 @@ pub(crate) fn attention(be: &CudaBackend, step: &mut Step<CudaBackend>, il: usiz
         let r0i = r0 as i32;
         let cfg = LaunchConfig { grid_dim: (rows as u32, s.n_head as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: (s.head_dim_k * 4) as u32 };
         let mut b = be.stream().launch_builder(&be.k().attend);
-        b.arg(&q.data).arg(&*kc).arg(&*vc).arg(&fi).arg(&pos).arg(&lo);
+        b.arg(&q.data).arg(&*kc).arg(&*vc).arg(&fi).arg(&*pos).arg(&*lo);
         if paged {
-            b.arg(&tbl).arg(&tbl_off);
+            b.arg(&*tbl).arg(&*tbl_off);
         } else {
             b.arg(&null).arg(&null);
         }

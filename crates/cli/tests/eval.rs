@@ -70,3 +70,56 @@ fn bad_eval_input_is_refused_with_a_message() {
     let out = jikji(&["eval", "suite", "no-such-suite", "-m", &model]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown suite"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn chat_templated_choice_suites_and_compare_write_deltas_reports_and_png_charts() {
+    let Some(model) = jikji_testkit::real_model(SMOLLM) else { return };
+    let model = model.to_string_lossy().into_owned();
+    let dir = tempfile::tempdir().unwrap();
+    // Our multiple-choice fixture's questions as a user file (question, choices, answer).
+    let mut jsonl = String::new();
+    for line in std::fs::read_to_string(fixture("mc.jsonl")).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        jsonl.push_str(&serde_json::json!({"question": v["question"], "choices": v["answers"], "answer": v["correct"]}).to_string());
+        jsonl.push('\n');
+    }
+    let data = dir.path().join("mc.jsonl").to_string_lossy().into_owned();
+    std::fs::write(&data, jsonl).unwrap();
+    let run = |extra: &[&str], out: &str| {
+        let out_dir = dir.path().join(out).to_string_lossy().into_owned();
+        let mut args = vec!["eval", "suite", data.as_str(), "-m", model.as_str(), "-t", "2", "--limit", "4", "--out", out_dir.as_str()];
+        args.extend_from_slice(extra);
+        let o = jikji(&args);
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join(out).join("results.json")).unwrap()).unwrap();
+        for f in ["accuracy-per-subject.svg", "accuracy-per-subject.png", "report.md"] {
+            assert!(dir.path().join(out).join(f).is_file(), "{out}/{f} missing");
+        }
+        doc
+    };
+    let plain = run(&[], "plain");
+    let chat = run(&["--chat"], "chat");
+    assert_eq!((plain["details"]["chat"].as_bool(), chat["details"]["chat"].as_bool()), (Some(false), Some(true)));
+    // The template wraps every question in the system and role markers: far more tokens.
+    let (tp, tc) = (plain["tokens_processed"].as_u64().unwrap(), chat["tokens_processed"].as_u64().unwrap());
+    assert!(tc > tp + 4 * 10, "chat {tc} tokens, plain {tp}");
+
+    let cmp = dir.path().join("cmp").to_string_lossy().into_owned();
+    let (p, c) = (dir.path().join("plain").to_string_lossy().into_owned(), dir.path().join("chat").to_string_lossy().into_owned());
+    let o = jikji(&["eval", "compare", &p, &c, "--out", &cmp]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let pct = |d: &serde_json::Value| 100.0 * d["details"]["result"]["overall"]["acc"].as_f64().unwrap() / 4.0;
+    let want = format!("| chat | {SMOLLM} | {data} | 4 | {:.4} | {:+.4} |", pct(&chat), pct(&chat) - pct(&plain));
+    assert!(stdout.contains(&want), "want {want} in\n{stdout}");
+    let report = std::fs::read_to_string(dir.path().join("cmp/report.md")).unwrap();
+    assert!(report.contains("![acc % per run](score-per-run.png)"), "{report}");
+    let png = std::fs::read(dir.path().join("cmp/score-per-run.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+
+    // Perplexity and suites share no scale.
+    let ppl = dir.path().join("p.json");
+    std::fs::write(&ppl, r#"{"model": "m", "ppl": 10.0, "n_chunk": 1}"#).unwrap();
+    let o = jikji(&["eval", "compare", &p, &ppl.to_string_lossy()]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("compare perplexity with perplexity"));
+}

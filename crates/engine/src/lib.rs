@@ -18,10 +18,14 @@
 //! - [`serve`]: the multi-user serving engine (continuous batching over a paged,
 //!   prefix-shared KV cache, streamed events per request) behind the HTTP server.
 //!
+//! - [`embed`]: encoder (embedding) models — [`embed::Embedder`] and the batching
+//!   [`embed::EmbedQueue`] the server's `/v1/embeddings` submits to.
+//!
 //! Everything returns [`EngineError`]; nothing here panics on model or user input.
 #![forbid(unsafe_code)]
 
 pub mod chat;
+pub mod embed;
 mod error;
 pub mod generate;
 pub mod grammar;

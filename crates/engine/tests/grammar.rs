@@ -218,5 +218,15 @@ fn hostile_grammars_are_refused_quickly_with_typed_errors() {
     let _ = timed(GrammarSpec::Lark("start: e\ne: e \"+\" e | e \"*\" e | NUMBER\nNUMBER: /[0-9]+/".into()));
     let _ = timed(GrammarSpec::Lark("start: a\na: a \"x\" | \"x\"".into()));
     assert!(timed(GrammarSpec::Lark("start: nope".into())).is_err(), "an undefined rule is an error");
+    // Left recursion without a base case matches nothing: refused at compile (first mask).
+    let e = timed(GrammarSpec::Lark("start: a\na: a \"x\"".into())).expect_err("an empty language");
+    assert!(e.to_string().contains("matches no output"), "{e}");
+    // A grammar whose first mask runs past llguidance's Earley item budget.
+    let wide = format!(
+        "start: {}\n{}",
+        (0..3000).map(|i| format!("r{i}")).collect::<Vec<_>>().join(" "),
+        (0..3000).map(|i| format!("r{i}: \"a\"?")).collect::<Vec<_>>().join("\n")
+    );
+    assert!(matches!(timed(GrammarSpec::Lark(wide)), Err(GrammarError::Compile { .. })));
     assert!(timed(GrammarSpec::Choice(vec![])).is_err());
 }

@@ -18,6 +18,10 @@ pub enum EvalError {
     TooShort { need: usize, have: usize, n_ctx: usize },
     #[error("{0}")]
     Mismatch(String),
+    #[error("no TrueType font found for the PNG charts' labels (looked in {looked}); set JIKJI_FONT to a .ttf file")]
+    NoFont { looked: String },
+    #[error("drawing {what}: {reason}")]
+    Plot { what: String, reason: String },
 }
 
 impl EvalError {

@@ -11,7 +11,8 @@
 //! - [`suite`]: benchmark suites (MMLU, KMMLU-Hard, ko-evals, user files) with data that pip
 //!   fetches into the model cache, scored by log-likelihood or greedy generation;
 //! - [`energy`]: price and energy per 1M tokens (`--price-per-hour`, `--watts`, RAPL);
-//!   [`plot`]: SVG charts for `--out DIR`;
+//!   [`plot`] and [`plot_png`]: SVG and PNG charts for `--out DIR`, [`report`]: the
+//!   Markdown page embedding them; [`compare`]: several results side by side with deltas;
 //! - [`logprob`]: log-softmax in llama.cpp's three precisions; [`forward`]: the model run
 //!   in llama.cpp's micro-batches over a contiguous cache; [`parallel`]: row-parallel maps.
 //!
@@ -38,6 +39,7 @@
 
 pub mod bandwidth;
 pub mod choice;
+pub mod compare;
 pub mod cost;
 pub mod energy;
 mod error;
@@ -52,7 +54,9 @@ pub mod multiple_choice;
 pub mod parallel;
 pub mod perplexity;
 pub mod plot;
+pub mod plot_png;
 pub mod ppl_run;
+pub mod report;
 pub mod stats;
 pub mod suite;
 pub mod tasks;

@@ -1,6 +1,8 @@
-//! SVG charts for `--out DIR`: accuracy per subject (horizontal bars) and perplexity per
-//! chunk (a line). Plain SVG text written here — no plotting or font stack — so the
-//! files open in any browser and diff cleanly; labels are escaped XML text.
+//! SVG charts for `--out DIR`: accuracy per subject (horizontal bars), perplexity per
+//! chunk (a line) and score against cost (a scatter, `jikji eval compare`). Plain SVG
+//! text written here — no plotting or font stack — so the files open in any browser and
+//! diff cleanly; labels are escaped XML text. [`crate::plot_png`] draws the same charts
+//! as PNG.
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -58,6 +60,67 @@ pub fn line_svg(title: &str, y_label: &str, values: &[f64]) -> String {
     )
 }
 
+/// The axis range of a scatter: the values' span padded by 15 % each side, a unit around a
+/// single value, 0..1 when there are none.
+pub(crate) fn padded_span(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
+    let lo = values.clone().fold(f64::INFINITY, f64::min);
+    let hi = values.fold(f64::NEG_INFINITY, f64::max);
+    if !lo.is_finite() {
+        (0.0, 1.0)
+    } else if hi > lo {
+        (lo - (hi - lo) * 0.15, hi + (hi - lo) * 0.15)
+    } else {
+        (lo - lo.abs().max(1.0) * 0.5, lo + lo.abs().max(1.0) * 0.5)
+    }
+}
+
+/// One labelled point per `(label, x, y)` (score against cost per 1M tokens).
+pub fn scatter_svg(title: &str, x_label: &str, y_label: &str, points: &[(String, f64, f64)]) -> String {
+    let (w, h, l, b, t, r) = (640.0, 400.0, 70.0, 50.0, 40.0, 30.0);
+    let (x0, x1) = padded_span(points.iter().map(|p| p.1));
+    let (y0, y1) = padded_span(points.iter().map(|p| p.2));
+    let px = |x: f64| l + (w - l - r) * (x - x0) / (x1 - x0);
+    let py = |y: f64| t + (h - t - b) * (1.0 - (y - y0) / (y1 - y0));
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"22\" font-size=\"16\">{}</text>\n<polyline fill=\"none\" stroke=\"black\" points=\"{l},{t} {l},{} {},{}\"/>\n",
+        esc(title),
+        h - b,
+        w - r,
+        h - b
+    );
+    s.push_str(&format!(
+        "<text x=\"{l}\" y=\"{}\">{x0:.3}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{x1:.3}</text><text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
+        h - b + 16.0,
+        w - r,
+        h - b + 16.0,
+        (l + w - r) / 2.0,
+        h - 8.0,
+        esc(x_label)
+    ));
+    s.push_str(&format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{y1:.2}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{y0:.2}</text><text x=\"14\" y=\"{}\" transform=\"rotate(-90 14 {})\" text-anchor=\"middle\">{}</text>\n",
+        l - 4.0,
+        t + 10.0,
+        l - 4.0,
+        h - b,
+        (t + h - b) / 2.0,
+        (t + h - b) / 2.0,
+        esc(y_label)
+    ));
+    for (label, x, y) in points {
+        s.push_str(&format!(
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"5\" fill=\"#3b6ea5\"/><text x=\"{:.1}\" y=\"{:.1}\" fill=\"#c05030\">{} ({y:.2})</text>\n",
+            px(*x),
+            py(*y),
+            px(*x) + 8.0,
+            py(*y) - 6.0,
+            esc(label)
+        ));
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +133,14 @@ mod tests {
         let l = line_svg("ppl", "PPL", &[3.0, 2.0, 1.5]);
         assert!(l.contains("<polyline") && l.contains("3.00") && l.contains("1.50"));
         assert!(line_svg("empty", "", &[]).starts_with("<svg"));
+    }
+
+    #[test]
+    fn scatter_puts_one_labelled_point_per_run_higher_score_higher() {
+        let s = scatter_svg("cmp", "price", "acc", &[("q8".into(), 2.0, 60.0), ("q4 <x>".into(), 1.0, 40.0)]);
+        assert_eq!(s.matches("<circle").count(), 2);
+        assert!(s.contains("q4 &lt;x&gt; (40.00)"));
+        let cy: Vec<f64> = s.split("cy=\"").skip(1).map(|p| p.split('"').next().unwrap().parse().unwrap()).collect();
+        assert!(cy[0] < cy[1], "60 must sit above 40: {cy:?}");
     }
 }

@@ -34,6 +34,8 @@
 //! - The cache layout belongs to the architecture (`cache_widths`): plain attention stores
 //!   `n_head_kv` key and value heads per token, MLA (`deepseek2`) one latent row
 //!   (`kv_lora_rank + n_rot`) and no values.
+//! - Encoders (embedding models: `bert`, `nomic-bert`) are their own type,
+//!   [`encoder::EmbeddingModel`]: no cache, bidirectional attention, pooled output.
 //! - `trace(name, layer, &x)` marks named intermediates; set `JIKJI_TRACE` to print them.
 #![forbid(unsafe_code)]
 
@@ -41,6 +43,7 @@ pub mod arch;
 pub mod blocks;
 mod cache;
 pub mod decoder;
+pub mod encoder;
 mod error;
 pub mod hparams;
 pub mod registry;
@@ -52,6 +55,7 @@ use std::sync::Arc;
 
 use cache::{CacheDims, PoolLayout, Storage};
 pub use cache::{KvCache, KvType, PagedKv, DEFAULT_KV_BLOCK};
+pub use encoder::{EmbeddingModel, EncoderParams, Pooling};
 pub use error::ModelError;
 pub use hparams::{HParams, RopeMode, YarnParams};
 pub use jikji_backend::trace;

@@ -56,6 +56,11 @@ impl ApiError {
             .with_code("context_length_exceeded")
     }
 
+    /// 400: the request's grammar ran past its per-step limits during generation.
+    pub fn grammar_too_complex(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message).with_code("grammar_too_complex")
+    }
+
     /// 401: no key or a wrong key.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "authentication_error", message).with_code("invalid_api_key")
@@ -68,14 +73,38 @@ impl ApiError {
     }
 
     /// 404: `model` names a model this server does not serve.
+    /// `served` lists the served ids, already quoted (`` `a`, `b` ``).
     pub fn unknown_model(requested: &str, served: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
-            format!("The model `{requested}` does not exist; this server serves `{served}`"),
+            format!("The model `{requested}` does not exist; this server serves {served}"),
         )
         .with_param("model")
         .with_code("model_not_found")
+    }
+
+    /// 400: the named model is served but answers another kind of request (e.g. a chat
+    /// request naming an embedding model).
+    pub fn wrong_model_kind(model: &str, is: &str, wanted: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            format!("The model `{model}` is a `{is}` model; this endpoint needs a `{wanted}` model"),
+        )
+        .with_param("model")
+        .with_code("model_not_supported")
+    }
+
+    /// 400: a request without `model` needs a kind of model this server does not serve.
+    pub fn no_model_of_kind(wanted: &str, served: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            format!("This server serves no `{wanted}` model (it serves {served}); name one in `model`"),
+        )
+        .with_param("model")
+        .with_code("model_not_supported")
     }
 
     /// 405: a known route with the wrong method.

@@ -33,6 +33,7 @@ pub mod error;
 pub mod gate;
 pub mod keys;
 pub mod metrics;
+pub mod models;
 pub mod ops;
 pub mod request;
 pub mod sse;
@@ -60,6 +61,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use auth::ApiKeys;
 pub use error::ApiError;
+pub use models::{ModelKind, Models, ModelsError, Served, ServedModel};
 pub use request::Limits;
 
 /// What the server enforces besides the engine's own limits.
@@ -69,7 +71,9 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Origins allowed by CORS; empty = CORS off (no headers sent), `"*"` = any origin.
     pub cors_origins: Vec<String>,
-    /// Other names accepted in a request's `model` besides the engine's model id.
+    /// Other names accepted in a request's `model` besides the engine's model id, for
+    /// the one model of [`AppState::new`] (with several models each [`ServedModel`]
+    /// carries its own).
     pub model_aliases: Vec<String>,
     /// Serve the web chat page at `/` ([`ui`]); `jikji serve` turns it on unless `--no-ui`.
     pub web_ui: bool,
@@ -125,7 +129,8 @@ impl Drop for ActiveGuard {
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub engine: EngineHandle,
+    /// The served models; requests are routed among them by `model` ([`models`]).
+    pub models: Arc<Models>,
     pub config: Arc<ServerConfig>,
     pub http_metrics: Arc<metrics::HttpMetrics>,
     pub shutdown: Arc<Shutdown>,
@@ -136,7 +141,14 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// One generating model, answering to its id and `config.model_aliases`.
     pub fn new(engine: EngineHandle, config: ServerConfig) -> Self {
+        let one = ServedModel::generate(engine, config.model_aliases.clone());
+        Self::with_models(Models::one(one), config)
+    }
+
+    /// Several models (see [`models`]); `config.model_aliases` is not used.
+    pub fn with_models(models: Models, config: ServerConfig) -> Self {
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -146,7 +158,7 @@ impl AppState {
             None => Arc::new(keys::KeyRing::from_plain(&config.api_keys)),
         };
         Self {
-            engine,
+            models: Arc::new(models),
             keys,
             config: Arc::new(config),
             http_metrics: Arc::default(),
@@ -155,9 +167,9 @@ impl AppState {
         }
     }
 
-    /// True when `model` names the served model (its id or an alias).
+    /// True when `model` names a served model (an id or an alias).
     pub fn serves(&self, model: &str) -> bool {
-        model == self.engine.model_id() || self.config.model_aliases.iter().any(|a| a == model)
+        self.models.find(model).is_some()
     }
 }
 
@@ -347,10 +359,13 @@ pub async fn serve(
 
     // Drain: refuse new work, wait for in-flight requests.
     state.shutdown.draining.store(true, Ordering::SeqCst);
-    state.engine.begin_shutdown();
+    for e in state.models.engines() {
+        e.begin_shutdown();
+    }
     let deadline = Instant::now() + opts.shutdown_timeout;
     let report = loop {
-        let busy = state.shutdown.active().max(state.engine.in_flight());
+        let in_engines: usize = state.models.engines().map(EngineHandle::in_flight).sum();
+        let busy = state.shutdown.active().max(in_engines);
         if busy == 0 {
             break ShutdownReport { drained: true, abandoned: 0 };
         }

@@ -6,6 +6,9 @@
 //!   404s and 429s are counted too) and writes both out on each scrape. No metrics crate:
 //!   the format is a few lines of text per series.
 //! - Names follow Prometheus conventions: `_total` counters, base units (seconds, ratio).
+//! - With several models the unlabelled series are the sums over all of them (so
+//!   dashboards and the single-model page stay as they were), and each model's own
+//!   counters and gauges follow as `jikji_model_*{model="id"}` series.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -94,11 +97,83 @@ fn fmt_f64(x: f64) -> String {
     }
 }
 
-/// The whole `/metrics` page.
-pub fn render(http: &HttpMetrics, m: &MetricsSnapshot) -> String {
+/// Adds `b`'s counts into `a` (same bucket bounds: every engine uses the same ones; a
+/// histogram with other bounds only adds its sum and count).
+fn add_histogram(a: &mut Histogram, b: &Histogram) {
+    let same = a.buckets.len() == b.buckets.len() && a.buckets.iter().zip(&b.buckets).all(|(x, y)| x.0 == y.0);
+    if same {
+        for (x, y) in a.buckets.iter_mut().zip(&b.buckets) {
+            x.1 += y.1;
+        }
+    }
+    a.sum += b.sum;
+    a.count += b.count;
+}
+
+/// The sum of several engines' snapshots (`None` for none).
+pub fn total(snaps: &[MetricsSnapshot]) -> Option<MetricsSnapshot> {
+    let (first, rest) = snaps.split_first()?;
+    let mut t = first.clone();
+    for m in rest {
+        t.queue_depth += m.queue_depth;
+        t.running += m.running;
+        t.kv_blocks_used += m.kv_blocks_used;
+        t.kv_blocks_total += m.kv_blocks_total;
+        t.prompt_tokens_total += m.prompt_tokens_total;
+        t.generated_tokens_total += m.generated_tokens_total;
+        t.prefix_cache_hit_tokens_total += m.prefix_cache_hit_tokens_total;
+        t.requests_cancelled_total += m.requests_cancelled_total;
+        add_histogram(&mut t.ttft_seconds, &m.ttft_seconds);
+        add_histogram(&mut t.inter_token_seconds, &m.inter_token_seconds);
+    }
+    Some(t)
+}
+
+fn per_model(w: &mut PromWriter, rows: &[(String, MetricsSnapshot)]) {
+    type Get = fn(&MetricsSnapshot) -> f64;
+    let series: [(&str, &str, &str, Get); 6] = [
+        ("jikji_model_prompt_tokens_total", "counter", "Prompt tokens of admitted requests, by model.", |m| {
+            m.prompt_tokens_total as f64
+        }),
+        ("jikji_model_generated_tokens_total", "counter", "Tokens generated, by model.", |m| m.generated_tokens_total as f64),
+        ("jikji_model_queue_depth", "gauge", "Requests waiting for a batch slot, by model.", |m| m.queue_depth as f64),
+        ("jikji_model_running_sequences", "gauge", "Sequences in the running batch, by model.", |m| m.running as f64),
+        ("jikji_model_kv_cache_blocks_total", "gauge", "KV-cache blocks in all, by model.", |m| m.kv_blocks_total as f64),
+        ("jikji_model_kv_cache_usage_ratio", "gauge", "Fraction of the model's KV-cache blocks in use.", |m| {
+            if m.kv_blocks_total > 0 {
+                m.kv_blocks_used as f64 / m.kv_blocks_total as f64
+            } else {
+                0.0
+            }
+        }),
+    ];
+    for (name, kind, help, get) in series {
+        w.header(name, help, kind);
+        for (id, m) in rows {
+            let _ = writeln!(w.out, "{name}{{model=\"{}\"}} {}", escape_label(id), fmt_f64(get(m)));
+        }
+    }
+}
+
+/// The whole `/metrics` page: HTTP counts, then the engines' series (summed), then one
+/// labelled set per model when there are several.
+pub fn render(http: &HttpMetrics, models: &crate::Models) -> String {
+    let rows: Vec<(String, MetricsSnapshot)> =
+        models.iter().filter_map(|m| Some((m.id.clone(), m.engine()?.metrics()))).collect();
+    let snaps: Vec<MetricsSnapshot> = rows.iter().map(|r| r.1.clone()).collect();
     let mut w = PromWriter::default();
     let statuses: Vec<(String, u64)> = http.by_status().into_iter().map(|(s, n)| (s.to_string(), n)).collect();
     w.labelled_counter("jikji_requests_total", "HTTP requests answered, by status code.", "status", &statuses);
+    if let Some(m) = total(&snaps) {
+        engine_series(&mut w, &m);
+    }
+    if rows.len() > 1 {
+        per_model(&mut w, &rows);
+    }
+    w.finish()
+}
+
+fn engine_series(w: &mut PromWriter, m: &MetricsSnapshot) {
     w.counter("jikji_prompt_tokens_total", "Prompt tokens of admitted requests.", m.prompt_tokens_total);
     w.counter("jikji_generated_tokens_total", "Tokens generated.", m.generated_tokens_total);
     w.counter(
@@ -123,7 +198,6 @@ pub fn render(http: &HttpMetrics, m: &MetricsSnapshot) -> String {
         &m.ttft_seconds,
     );
     w.histogram("jikji_inter_token_seconds", "Time between consecutive generated tokens.", &m.inter_token_seconds);
-    w.finish()
 }
 
 #[cfg(test)]

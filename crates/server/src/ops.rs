@@ -48,10 +48,16 @@ type Series = (&'static str, &'static str, &'static str, fn(&KeyState) -> u64);
 /// The key and pool series appended to `/metrics`.
 pub fn render(st: &AppState) -> String {
     let mut o = String::new();
-    let (n_blocks, block_size) = st.engine.kv_geometry();
     let _ = writeln!(o, "# HELP jikji_cache_config_info KV pool geometry (the value is always 1).");
     let _ = writeln!(o, "# TYPE jikji_cache_config_info gauge");
-    let _ = writeln!(o, "jikji_cache_config_info{{block_size=\"{block_size}\",num_gpu_blocks=\"{n_blocks}\"}} 1");
+    // One line per model's pool; the model label only when there are several.
+    let several = st.models.len() > 1;
+    for m in st.models.iter() {
+        let Some(e) = m.engine() else { continue };
+        let (n_blocks, block_size) = e.kv_geometry();
+        let model = if several { format!(",model=\"{}\"", label(&m.id)) } else { String::new() };
+        let _ = writeln!(o, "jikji_cache_config_info{{block_size=\"{block_size}\",num_gpu_blocks=\"{n_blocks}\"{model}}} 1");
+    }
     let ready = !st.shutdown.draining.load(Ordering::SeqCst);
     let _ = writeln!(o, "# HELP jikji_ready 1 while the server takes new requests (what /ready says).");
     let _ = writeln!(o, "# TYPE jikji_ready gauge");

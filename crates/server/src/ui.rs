@@ -107,7 +107,10 @@ async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
 /// The body of `GET /props`.
 #[derive(Debug, Serialize)]
 pub struct Props {
+    /// The first chat model (the page talks to it).
     pub model: String,
+    /// Every served model's id, in command-line order.
+    pub models: Vec<String>,
     /// Context per sequence (prompt + generated tokens).
     pub n_ctx: usize,
     /// Sequences decoded together.
@@ -117,10 +120,15 @@ pub struct Props {
 
 /// `GET /props`: what the server serves (always on; the page needs it, so may others).
 pub async fn props(State(st): State<AppState>) -> Response {
+    let models = st.models.iter().map(|m| m.id.clone()).collect();
+    let Some(eng) = st.models.first_of(crate::ModelKind::Generate).and_then(|m| m.engine()) else {
+        return crate::ApiError::no_model_of_kind("generate", &st.models.ids()).into_response();
+    };
     axum::Json(Props {
-        model: st.engine.model_id().to_string(),
-        n_ctx: st.engine.n_ctx(),
-        total_slots: st.engine.config().parallel,
+        model: eng.model_id().to_string(),
+        models,
+        n_ctx: eng.n_ctx(),
+        total_slots: eng.config().parallel,
         version: env!("CARGO_PKG_VERSION"),
     })
     .into_response()

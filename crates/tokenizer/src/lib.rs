@@ -12,6 +12,8 @@
 //!   alphabet, then rank-ordered merges with a heap (`bpe`).
 //! - SentencePiece (`llama`, as Gemma uses): score-ordered bigram merges with byte fallback
 //!   (`spm`), `▁` for spaces, and the space prefix the metadata asks for.
+//! - WordPiece (`bert`, encoder models): [`WordPiece`], llama.cpp's WPM normalisation and
+//!   greedy longest match over a `▁`-prefixed vocabulary.
 //! - Special tokens written in the text are split out first, longest first, as llama.cpp's
 //!   `tokenizer_st_partition` does; CONTROL tokens only when `parse_special` is on.
 //! - Decoding works on bytes; [`IncrementalDecoder`] holds back partial UTF-8 characters so
@@ -29,6 +31,7 @@ mod spm;
 mod tokenizer;
 mod unicode;
 mod vocab;
+mod wordpiece;
 
 /// Chat templates (owned by the chat-template helper: `chat/` and `tests/chat_*.rs`).
 pub mod chat;
@@ -37,3 +40,4 @@ pub use decode::IncrementalDecoder;
 pub use error::TokenizerError;
 pub use tokenizer::{Tokenizer, TokenizerKind};
 pub use vocab::{token_type, TokenAttr, Vocab};
+pub use wordpiece::WordPiece;

@@ -92,7 +92,7 @@ pub struct Vocab {
     pub add_space_prefix: Option<bool>,
 }
 
-fn int_key(file: &GgufFile, key: &'static str) -> Result<Option<i64>, TokenizerError> {
+pub(crate) fn int_key(file: &GgufFile, key: &'static str) -> Result<Option<i64>, TokenizerError> {
     let Some(v) = file.get(key) else {
         return Ok(None);
     };

@@ -914,8 +914,28 @@ fn text_part_arrays_are_flattened_into_one_string() {
     ]);
     assert_eq!(
         render(source, "", "", &messages, None),
-        "[first\nsecond][None][]"
+        "[first\nsecond][][]"
     );
+}
+
+#[test]
+fn null_content_is_none_only_for_templates_that_test_for_none() {
+    let messages = json!([{"role": "assistant", "content": null}]);
+    let tests_none = "{% for m in messages %}{{ m.content is none }}{% endfor %}";
+    assert_eq!(render(tests_none, "", "", &messages, None), "True");
+    let concatenates = "{% for m in messages %}[{{ 'x' + m.content }}]{% endfor %}";
+    assert_eq!(render(concatenates, "", "", &messages, None), "[x]");
+}
+
+#[test]
+fn string_arguments_become_objects_only_for_templates_that_print_them_as_json() {
+    let messages = json!([{"role": "assistant", "content": null, "tool_calls": [
+        {"type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}}
+    ]}]);
+    let as_json = "{% for c in messages[0].tool_calls %}{{ c.function.arguments | tojson }}{% endfor %}";
+    assert_eq!(render(as_json, "", "", &messages, None), "{\"a\": 1}");
+    let as_text = "{% for c in messages[0].tool_calls %}{{ 'args=' + c.function.arguments }}{% endfor %}";
+    assert_eq!(render(as_text, "", "", &messages, None), "args={\"a\":1}");
 }
 
 #[test]

@@ -14,9 +14,11 @@
 //!
 //! Files: `linear` (matrix products and activation quantizing), `attention` (contiguous
 //! and paged), `mla` (latent attention), `moe` (routed experts), `rope`, `peer` (llama.cpp's
-//! elementwise orders), `kv` (cache storage).
+//! elementwise orders), `kv` (cache storage), `encoder` (layer norm, GELU, bidirectional
+//! attention for embedding models).
 
 mod attention;
+mod encoder;
 mod kv;
 mod linear;
 mod mla;
@@ -237,6 +239,23 @@ impl Backend for CpuBackend {
             return Err(BackendError::Shape(format!("moe: router of {} columns and {} experts for input {} wide", e.gate_inp.cols, e.experts.len(), x.width)));
         }
         Ok(act(moe::moe(&x.data, x.rows(), e, step.serving())?, x.width))
+    }
+
+    fn layer_norm_inplace(&self, x: &mut Act, w: &Vec<f32>, b: &Vec<f32>, eps: f32) -> Result<(), BackendError> {
+        if w.len() != x.width {
+            return Err(BackendError::Shape(format!("layer_norm: weight of {} for rows of {}", w.len(), x.width)));
+        }
+        encoder::layer_norm(&mut x.data, w, b, eps)
+    }
+
+    fn gelu_inplace(&self, x: &mut Act) -> Result<(), BackendError> {
+        encoder::gelu_inplace(&mut x.data);
+        Ok(())
+    }
+
+    fn attention_bidirectional(&self, s: &AttnShape, q: &Act, k: &Act, v: &Act, seq_lens: &[usize]) -> Result<Act, BackendError> {
+        let out = encoder::attention(s, &q.data, &k.data, &v.data, seq_lens)?;
+        Ok(act(out, s.n_head * s.head_dim_v))
     }
 
     fn new_cache(&self, n_layer: usize, n_ctx: usize, k_width: usize, v_width: usize, ty: KvType) -> Result<CpuCache, BackendError> {

@@ -105,7 +105,7 @@ pub enum GrammarError {
     Compile { kind: &'static str, message: String },
     #[error("constrained decoding is unavailable for this model: {0}")]
     Unavailable(String),
-    #[error("grammar: {0}")]
+    #[error("grammar: {0}")] // STEP_PREFIX
     Step(String),
 }
 
@@ -158,7 +158,16 @@ impl GrammarCompiler {
         if let Some(e) = matcher.get_error() {
             return Err(GrammarError::Compile { kind: spec.kind(), message: e });
         }
-        Ok(Constraint { matcher, mask: None, compile_time: t0.elapsed(), n_rows: self.n_rows() })
+        let mut c = Constraint { matcher, mask: None, compile_time: Duration::ZERO, n_rows: self.n_rows() };
+        // The first mask is part of the compile: a grammar whose lexer blows its fuel on
+        // first use, or whose language is empty (`a: a "x"`), is refused here, before it
+        // enters a batch, instead of failing its first step.
+        c.prepare().map_err(|e| GrammarError::Compile { kind: spec.kind(), message: step_message(&e) })?;
+        if !c.mask.as_ref().is_some_and(|m| m.num_set() > 0) {
+            return Err(GrammarError::Compile { kind: spec.kind(), message: "the grammar matches no output".into() });
+        }
+        c.compile_time = t0.elapsed();
+        Ok(c)
     }
 
     fn top_level(&self, spec: &GrammarSpec) -> Result<TopLevelGrammar, GrammarError> {
@@ -213,6 +222,34 @@ impl GrammarCompiler {
                 TopLevelGrammar::from_regex(&format!("({})", alts.join("|")))
             }
         })
+    }
+}
+
+/// A step error, without llguidance's `<non-verbose/>` trailer.
+fn step_error(e: impl std::fmt::Display) -> GrammarError {
+    let m = e.to_string();
+    GrammarError::Step(m.trim_end().trim_end_matches("<non-verbose/>").trim_end().to_string())
+}
+
+/// Whether a generation's error message (`GenEvent::Error`) came from its grammar (it ran
+/// past its per-step limits, or allowed nothing the model can produce): the request's
+/// grammar is at fault, so servers answer it as a client error rather than their own.
+pub fn is_step_error(message: &str) -> bool {
+    message.starts_with(STEP_PREFIX)
+}
+
+const STEP_PREFIX: &str = "grammar: ";
+
+/// The text of a step error without llguidance's `<non-verbose/>` trailer.
+fn step_message(e: &GrammarError) -> String {
+    let msg = match e {
+        GrammarError::Step(m) => m.as_str(),
+        _ => return e.to_string(),
+    };
+    let msg = msg.trim_end().trim_end_matches("<non-verbose/>").trim_end();
+    match msg {
+        "NoExtensionBias" | "NoExtension" => "the grammar matches no output (is every rule reachable from a base case?)".into(),
+        m => m.to_string(),
     }
 }
 
@@ -288,7 +325,7 @@ impl Constraint {
     /// calls this on a helper thread during the forward pass).
     pub fn prepare(&mut self) -> Result<(), GrammarError> {
         if self.mask.is_none() {
-            let m = self.matcher.compute_mask_or_eos().map_err(|e| GrammarError::Step(e.to_string()))?;
+            let m = self.matcher.compute_mask_or_eos().map_err(step_error)?;
             self.mask = Some(m);
         }
         Ok(())
@@ -322,7 +359,7 @@ impl Constraint {
     /// Advances past a sampled token.
     pub fn commit(&mut self, id: u32) -> Result<(), GrammarError> {
         self.mask = None;
-        self.matcher.consume_token(id).map_err(|e| GrammarError::Step(e.to_string()))
+        self.matcher.consume_token(id).map_err(step_error)
     }
 
     /// The grammar is complete and allows nothing more but end of generation.

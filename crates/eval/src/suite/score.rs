@@ -180,14 +180,50 @@ fn argmax_by(v: &[f64]) -> usize {
     at
 }
 
-/// Scores every item, calling `progress(done, total)` after each.
-pub fn run(model: &Model, tok: &Tokenizer, items: &[ChoiceItem], p: &Prompting, n_ctx: usize, ubatch: usize, mut progress: impl FnMut(usize, usize)) -> Result<ChoiceResult, EvalError> {
+/// The model's chat template applied to a prompt: the context as one user message
+/// (shots included), rendered with the generation prompt and tokenized.
+pub type ChatPrompt<'a> = dyn Fn(&str) -> Result<Vec<u32>, String> + 'a;
+
+/// The token sequences of one item's continuations. Plain text: context and continuation
+/// tokenized together (BOS first), as lm-eval does. Chat (`--chat`): the templated prompt,
+/// then each continuation without its leading space (the answer starts the assistant's
+/// turn, so ` A` becomes `A`).
+pub fn sequences(tok: &Tokenizer, ctx: &str, conts: &[String], chat: Option<&ChatPrompt<'_>>) -> Result<Vec<Vec<u32>>, EvalError> {
+    match chat {
+        None => Ok(conts.iter().map(|c| tok.encode(&format!("{ctx}{c}"), true, false)).collect::<Result<Vec<_>, _>>()?),
+        Some(render) => {
+            let head = render(ctx).map_err(|e| EvalError::Format(format!("chat template: {e}")))?;
+            conts
+                .iter()
+                .map(|c| {
+                    let mut s = head.clone();
+                    s.extend(tok.encode(c.trim_start(), false, false)?);
+                    Ok(s)
+                })
+                .collect()
+        }
+    }
+}
+
+/// Scores every item, calling `progress(done, total)` after each; `chat` puts each prompt
+/// through the model's chat template.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    model: &Model,
+    tok: &Tokenizer,
+    items: &[ChoiceItem],
+    p: &Prompting,
+    n_ctx: usize,
+    ubatch: usize,
+    chat: Option<&ChatPrompt<'_>>,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<ChoiceResult, EvalError> {
     let mut runner = PrefixRunner::new(model, n_ctx, ubatch)?;
     let mut res = ChoiceResult::default();
     let t0 = Instant::now();
     for i in 0..items.len() {
         let (ctx, conts) = prompt(items, i, p);
-        let seqs = conts.iter().map(|c| tok.encode(&format!("{ctx}{c}"), true, false)).collect::<Result<Vec<_>, _>>()?;
+        let seqs = sequences(tok, &ctx, &conts, chat)?;
         let scores = runner.score(&seqs)?;
         let sums: Vec<f64> = scores.iter().map(|s| s.0).collect();
         let norm: Vec<f64> = scores.iter().zip(&conts).map(|(s, c)| s.0 / c.len().max(1) as f64).collect();

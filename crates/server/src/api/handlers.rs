@@ -19,7 +19,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jikji_engine::grammar::Constraint;
 use jikji_engine::reasoning::ReasoningSplitter;
-use jikji_engine::serve::{GenRequest, GenStream, SubmitError};
+use jikji_engine::serve::{EngineHandle, GenRequest, GenStream, SubmitError};
 use serde_json::Value;
 
 use super::reply::{collect, sse_response, Choice, Kind, Reply};
@@ -56,12 +56,10 @@ fn parse_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Value
     serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_json(format!("The request body is not valid JSON: {e}")))
 }
 
-fn check_model(st: &AppState, requested: Option<&str>) -> Result<(), ApiError> {
-    match requested {
-        None => Ok(()),
-        Some(m) if st.serves(m) => Ok(()),
-        Some(m) => Err(ApiError::unknown_model(m, st.engine.model_id())),
-    }
+/// The engine of the generating model the body's `model` names (the first one when
+/// absent); 404 for an unknown name.
+fn generator(st: &AppState, f: &Fields<'_>) -> Result<EngineHandle, ApiError> {
+    Ok(st.models.generator(f.string("model")?)?.clone())
 }
 
 fn check_not_draining(st: &AppState) -> Result<(), ApiError> {
@@ -85,8 +83,8 @@ fn submit_error(e: SubmitError, prompt_param: &str) -> ApiError {
 
 /// The token budget for a prompt of `n_prompt` tokens: the requested `max_tokens` if the
 /// two fit the context, otherwise an OpenAI-style `context_length_exceeded`.
-fn token_budget(st: &AppState, opts: &GenOptions, n_prompt: usize, prompt_param: &str) -> Result<usize, ApiError> {
-    let n_ctx = st.engine.n_ctx();
+fn token_budget(eng: &EngineHandle, opts: &GenOptions, n_prompt: usize, prompt_param: &str) -> Result<usize, ApiError> {
+    let n_ctx = eng.n_ctx();
     if n_prompt == 0 {
         return Err(ApiError::invalid(prompt_param, "The prompt is empty after tokenization"));
     }
@@ -114,10 +112,10 @@ fn token_budget(st: &AppState, opts: &GenOptions, n_prompt: usize, prompt_param:
     }
 }
 /// Submits one request per choice. Dropping the returned streams cancels them.
-fn submit_all(st: &AppState, reqs: Vec<GenRequest>, prompt_param: &str) -> Result<Vec<GenStream>, ApiError> {
+fn submit_all(eng: &EngineHandle, reqs: Vec<GenRequest>, prompt_param: &str) -> Result<Vec<GenStream>, ApiError> {
     let mut out = Vec::with_capacity(reqs.len());
     for r in reqs {
-        out.push(st.engine.submit(r).map_err(|e| submit_error(e, prompt_param))?);
+        out.push(eng.submit(r).map_err(|e| submit_error(e, prompt_param))?);
     }
     Ok(out)
 }
@@ -149,29 +147,28 @@ pub async fn chat_completions(State(st): State<AppState>, body: Result<Bytes, By
     check_not_draining(&st)?;
     let v = parse_body(body, st.config.limits.max_body_bytes)?;
     let f = Fields::new(&v)?;
-    let n_vocab = st.engine.tokenizer().n_vocab();
+    let eng = generator(&st, &f)?;
+    let n_vocab = eng.tokenizer().n_vocab();
     let opts = request::gen_options(&f, &st.config.limits, n_vocab)?;
-    check_model(&st, opts.model.as_deref())?;
     let messages = request::chat_messages(&f, &st.config.limits)?;
     let logprobs = request::chat_logprobs(&f)?;
     let split = request::reasoning_split(&f)?;
     let add_generation_prompt = f.bool("add_generation_prompt")?.unwrap_or(true);
     let wanted = structured::requested(&f)?;
 
-    let prompt = st
-        .engine
+    let prompt = eng
         .chat_prompt(&messages, add_generation_prompt)
         .map_err(|e| ApiError::invalid("messages", format!("cannot apply the chat template: {e}")))?;
-    let max_tokens = token_budget(&st, &opts, prompt.len(), "messages")?;
+    let max_tokens = token_budget(&eng, &opts, prompt.len(), "messages")?;
     let grammar = match wanted {
-        Some(w) => Some(structured::compile(&st.engine, w).await?),
+        Some(w) => Some(structured::compile(&eng, w).await?),
         None => None,
     };
 
     let splitter = if split {
         // Start inside a thought when the rendered prompt ends with `<think>`.
         let tail_from = prompt.len().saturating_sub(8);
-        let tail = st.engine.tokenizer().decode(&prompt[tail_from..], true).unwrap_or_default();
+        let tail = eng.tokenizer().decode(&prompt[tail_from..], true).unwrap_or_default();
         Some(ReasoningSplitter::for_prompt(&tail))
     } else {
         None
@@ -181,17 +178,17 @@ pub async fn chat_completions(State(st): State<AppState>, body: Result<Bytes, By
         .map(|j| gen_request(&opts, prompt.clone(), max_tokens, seed.wrapping_add(j as u64), logprobs, grammar.as_ref()))
         .collect();
     let guard = st.shutdown.guard();
-    let streams = submit_all(&st, reqs, "messages")?;
+    let streams = submit_all(&eng, reqs, "messages")?;
     let reply = Reply {
         kind: Kind::Chat,
         id: new_id("chatcmpl-"),
         created: now_secs(),
-        model: st.engine.model_id().to_string(),
+        model: eng.model_id().to_string(),
         logprobs: logprobs.is_some(),
         include_usage: opts.include_usage,
         prompt_lens: vec![prompt.len(); opts.n],
         prompt_of: vec![0; opts.n],
-        eog_ids: st.engine.tokenizer().eog_ids(),
+        eog_ids: eng.tokenizer().eog_ids(),
     };
     let choices: Vec<Choice> = (0..opts.n).map(|i| Choice::new(i, splitter.clone())).collect();
     if opts.stream {
@@ -206,9 +203,9 @@ pub async fn completions(State(st): State<AppState>, body: Result<Bytes, BytesRe
     check_not_draining(&st)?;
     let v = parse_body(body, st.config.limits.max_body_bytes)?;
     let f = Fields::new(&v)?;
-    let n_vocab = st.engine.tokenizer().n_vocab();
+    let eng = generator(&st, &f)?;
+    let n_vocab = eng.tokenizer().n_vocab();
     let opts = request::gen_options(&f, &st.config.limits, n_vocab)?;
-    check_model(&st, opts.model.as_deref())?;
     let inputs = request::completion_prompts(&f, &st.config.limits, n_vocab)?;
     let logprobs = request::completion_logprobs(&f)?;
     if f.bool("echo")?.unwrap_or(false) {
@@ -222,17 +219,16 @@ pub async fn completions(State(st): State<AppState>, body: Result<Bytes, BytesRe
     let mut prompts = Vec::with_capacity(inputs.len());
     for p in inputs {
         let ids = match p {
-            PromptInput::Text(t) => st
-                .engine
+            PromptInput::Text(t) => eng
                 .completion_prompt(&t)
                 .map_err(|e| ApiError::invalid("prompt", format!("cannot tokenize the prompt: {e}")))?,
             PromptInput::Tokens(ids) => ids,
         };
-        let budget = token_budget(&st, &opts, ids.len(), "prompt")?;
+        let budget = token_budget(&eng, &opts, ids.len(), "prompt")?;
         prompts.push((ids, budget));
     }
     let grammar = match wanted {
-        Some(w) => Some(structured::compile(&st.engine, w).await?),
+        Some(w) => Some(structured::compile(&eng, w).await?),
         None => None,
     };
     let seed = opts.seed.unwrap_or_else(random_u64);
@@ -246,18 +242,18 @@ pub async fn completions(State(st): State<AppState>, body: Result<Bytes, BytesRe
         }
     }
     let guard = st.shutdown.guard();
-    let streams = submit_all(&st, reqs, "prompt")?;
+    let streams = submit_all(&eng, reqs, "prompt")?;
     let n_choices = streams.len();
     let reply = Reply {
         kind: Kind::Completion,
         id: new_id("cmpl-"),
         created: now_secs(),
-        model: st.engine.model_id().to_string(),
+        model: eng.model_id().to_string(),
         logprobs: logprobs.is_some(),
         include_usage: opts.include_usage,
         prompt_lens,
         prompt_of,
-        eog_ids: st.engine.tokenizer().eog_ids(),
+        eog_ids: eng.tokenizer().eog_ids(),
     };
     let choices: Vec<Choice> = (0..n_choices).map(|i| Choice::new(i, None)).collect();
     if opts.stream {
@@ -269,14 +265,14 @@ pub async fn completions(State(st): State<AppState>, body: Result<Bytes, BytesRe
 
 /// `GET /v1/models`
 pub async fn list_models(State(st): State<AppState>) -> Response {
-    let data = vec![ModelObject::new(st.engine.model_id(), st.started)];
+    let data = st.models.iter().map(|m| ModelObject::new(&m.id, st.started)).collect();
     axum::Json(ModelList { object: "list", data }).into_response()
 }
 
 /// `GET /v1/models/{model}`
 pub async fn get_model(State(st): State<AppState>, Path(model): Path<String>) -> Result<Response, ApiError> {
-    check_model(&st, Some(&model))?;
-    Ok(axum::Json(ModelObject::new(st.engine.model_id(), st.started)).into_response())
+    let m = st.models.pick(Some(&model))?;
+    Ok(axum::Json(ModelObject::new(&m.id, st.started)).into_response())
 }
 
 /// `GET /health`: the process is alive: 200, `ok` while serving and `shutting_down` while
@@ -288,7 +284,7 @@ pub async fn health(State(st): State<AppState>) -> Response {
 
 /// `GET /metrics`
 pub async fn metrics(State(st): State<AppState>) -> Response {
-    let mut text = crate::metrics::render(&st.http_metrics, &st.engine.metrics());
+    let mut text = crate::metrics::render(&st.http_metrics, &st.models);
     text.push_str(&crate::ops::render(&st));
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], text)
         .into_response()
@@ -299,14 +295,14 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
 pub async fn tokenize(State(st): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let v = parse_body(body, st.config.limits.max_body_bytes)?;
     let f = Fields::new(&v)?;
-    check_model(&st, f.string("model")?)?;
+    let served = st.models.pick(f.string("model")?)?;
     let content = f
         .string("content")?
         .ok_or_else(|| ApiError::invalid("content", "`content` (a string) is required"))?;
     let add_special = f.bool("add_special")?.unwrap_or(false);
     let parse_special = f.bool("parse_special")?.unwrap_or(true);
     let with_pieces = f.bool("with_pieces")?.unwrap_or(false);
-    let tok = st.engine.tokenizer();
+    let tok = served.tokenizer();
     let ids = tok
         .encode(content, add_special, parse_special)
         .map_err(|e| ApiError::invalid("content", format!("cannot tokenize: {e}")))?;
@@ -333,8 +329,8 @@ pub async fn tokenize(State(st): State<AppState>, body: Result<Bytes, BytesRejec
 pub async fn detokenize(State(st): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let v = parse_body(body, st.config.limits.max_body_bytes)?;
     let f = Fields::new(&v)?;
-    check_model(&st, f.string("model")?)?;
-    let n_vocab = st.engine.tokenizer().n_vocab();
+    let tok = st.models.pick(f.string("model")?)?.tokenizer();
+    let n_vocab = tok.n_vocab();
     let list = match f.get("tokens") {
         Some(Value::Array(a)) => a,
         _ => return Err(ApiError::invalid("tokens", "`tokens` (a list of token ids) is required")),
@@ -351,9 +347,7 @@ pub async fn detokenize(State(st): State<AppState>, body: Result<Bytes, BytesRej
             }
         }
     }
-    let text = st
-        .engine
-        .tokenizer()
+    let text = tok
         .decode(&ids, false)
         .map_err(|e| ApiError::invalid("tokens", format!("cannot detokenize: {e}")))?;
     Ok(axum::Json(DetokenizeResponse { content: text }).into_response())

@@ -361,6 +361,10 @@ pub(super) async fn collect(
     while let Some((i, ev)) = merged.next().await {
         count_token(&_guard, &ev);
         if let Err(msg) = apply_event(&reply, &mut choices[i], ev) {
+            if jikji_engine::grammar::is_step_error(&msg) {
+                // The request's grammar outgrew its per-step limits: the client's to fix.
+                return ApiError::grammar_too_complex(format!("generation stopped: {msg}")).into_response();
+            }
             return ApiError::internal(format!("generation failed: {msg}")).into_response();
         }
     }

@@ -20,6 +20,9 @@
 //!   `separators`, `sort_keys` honoured, floats printed as Python's `repr`);
 //! - a formatter that prints values as Python's `str()` would (`None`, `True`, `False`,
 //!   `['a', 1]`, `{'k': 'v'}`), so `{{ x }}` of a non-string matches Jinja2;
+//! - `x is iterable` is false for `None` and true for undefined, as in Jinja2 (minijinja's
+//!   own test calls `None` iterable, which broke `tools is iterable and tools | length`);
+//! - tool calls reach the template as transformers hands them (see `messages`);
 //! - `length` of an undefined value is 0, as in Jinja2; non-finite floats print as
 //!   Python does (`inf`, and `Infinity` inside `tojson`);
 //! - transformers' `{% generation %}…{% endgeneration %}` tags render their body unchanged;

@@ -48,9 +48,22 @@ pub(super) fn sandboxed_environment() -> Environment<'static> {
     env.add_filter("string", string_filter);
     env.add_filter("length", length_filter);
     env.add_filter("count", length_filter);
+    env.add_test("iterable", is_iterable);
     env.add_function("raise_exception", raise_exception);
     env.add_function("strftime_now", strftime_now);
     env
+}
+
+/// `x is iterable` as Jinja2 answers it: `None` and numbers are not iterable, undefined
+/// is (Jinja2's `Undefined` iterates as empty), strings, lists and mappings are.
+/// minijinja's own test calls `none` iterable, which sends templates such as
+/// `tools is iterable and tools | length > 0` into `length(none)` when no tools are given.
+fn is_iterable(value: &Value) -> bool {
+    match value.kind() {
+        minijinja::value::ValueKind::None => false,
+        minijinja::value::ValueKind::Undefined => true,
+        _ => value.try_iter().is_ok(),
+    }
 }
 
 /// The payload of an error produced by `raise_exception`, found again in [`classify`].

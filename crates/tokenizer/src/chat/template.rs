@@ -8,7 +8,7 @@
 use minijinja::{Environment, Value};
 
 use super::fallback::{builtin_entry, fallback_for_arch, GEMMA};
-use super::messages::normalize_messages;
+use super::messages::{normalize_messages, MessageStyle};
 use super::sandbox::{classify, describe, sandboxed_environment, CappedWriter, MAX_OUTPUT_BYTES};
 
 /// Name the compiled template is stored under (shows in error locations).
@@ -55,6 +55,8 @@ pub struct ChatTemplate {
     bos_token: String,
     eos_token: String,
     origin: TemplateOrigin,
+    style: MessageStyle,
+    source: String,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -79,6 +81,8 @@ impl ChatTemplate {
             bos_token: bos_token.to_owned(),
             eos_token: eos_token.to_owned(),
             origin: TemplateOrigin::Provided,
+            style: MessageStyle::for_template(source),
+            source: source.to_owned(),
         })
     }
 
@@ -128,7 +132,7 @@ impl ChatTemplate {
         add_generation_prompt: bool,
         extra: Option<&serde_json::Map<String, serde_json::Value>>,
     ) -> Result<String, ChatTemplateError> {
-        let messages = normalize_messages(messages)?;
+        let messages = normalize_messages(messages, self.style)?;
         let mut ctx = serde_json::Map::new();
         ctx.insert("tools".into(), serde_json::Value::Null);
         ctx.insert("documents".into(), serde_json::Value::Null);
@@ -168,6 +172,11 @@ impl ChatTemplate {
         // Every piece written is a Rust `&str`, so the bytes are valid UTF-8.
         String::from_utf8(out.buf)
             .map_err(|e| ChatTemplateError::Render(format!("rendered text is not UTF-8: {e}")))
+    }
+
+    /// The template's source text (tool-call parsers pick their family from it).
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// The BOS token string the template sees as `bos_token`.
