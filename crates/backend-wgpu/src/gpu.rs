@@ -95,7 +95,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Gpu {
-    pub fn open(index: Option<usize>) -> Result<Gpu, BackendError> {
+    pub fn open(index: Option<usize>, max_binding: Option<u64>) -> Result<Gpu, BackendError> {
         let inst = crate::device::instance();
         let all = crate::device::adapters(&inst);
         if all.is_empty() {
@@ -139,8 +139,8 @@ impl Gpu {
             return Err(BackendError::Device(format!("Vulkan: compiling the kernels failed: {e}")));
         }
         let info = DeviceInfo { summary, uses_subgroups: subgroups };
-        // JIKJI_WGPU_MAX_BINDING lowers the binding limit (tests use it to split matrices).
-        let max_binding = std::env::var("JIKJI_WGPU_MAX_BINDING").ok().and_then(|v| v.parse::<u64>().ok()).map_or(limits.max_storage_buffer_binding_size, |v| v.clamp(256, limits.max_storage_buffer_binding_size));
+        // A lowered binding limit (tests, to split small matrices) stays within the device's.
+        let max_binding = max_binding.map_or(limits.max_storage_buffer_binding_size, |v| v.clamp(256, limits.max_storage_buffer_binding_size));
         let dummy = device.create_buffer(&wgpu::BufferDescriptor { label: Some("unused binding"), size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
         Ok(Gpu { device, queue, pipelines, pending: Mutex::new((None, 0)), failed, info, max_binding, max_buffer: limits.max_buffer_size, dummy })
     }

@@ -58,7 +58,15 @@ impl WgpuBackend {
 
     /// The backend on adapter `index` of [`list_adapters`] (`None`: the preferred one).
     pub fn on_adapter(index: Option<usize>) -> Result<Self, jikji_backend::BackendError> {
-        Ok(WgpuBackend { gpu: Arc::new(Gpu::open(index)?) })
+        Ok(WgpuBackend { gpu: Arc::new(Gpu::open(index, None)?) })
+    }
+
+    /// The backend on adapter `index` with its storage-binding limit lowered to
+    /// `max_binding` bytes (at least 256, at most the device's): matrices then split into
+    /// row chunks of that size, as a vocabulary projection larger than lavapipe's 128 MiB
+    /// binding does. Tests use it to take the split path with small matrices.
+    pub fn with_binding_limit(index: Option<usize>, max_binding: u64) -> Result<Self, jikji_backend::BackendError> {
+        Ok(WgpuBackend { gpu: Arc::new(Gpu::open(index, Some(max_binding))?) })
     }
 
     /// The device this backend runs on.
@@ -81,6 +89,13 @@ pub struct WgpuMatrix {
     pub(crate) rows: usize,
     pub(crate) cols: usize,
     pub(crate) stride: usize,
+}
+
+impl WgpuMatrix {
+    /// How many bindings (row chunks) the matrix takes.
+    pub fn n_chunks(&self) -> usize {
+        self.chunks.len()
+    }
 }
 
 /// A small f32 vector on the device.
