@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// Compute threads [default: available parallelism].
     #[arg(long, short = 't')]
     threads: Option<usize>,
+    /// Where the model computes: cpu, vulkan, cuda (a build with `--features cuda`) or
+    /// auto (a GPU when there is one, else the CPU); `jikji devices` lists them.
+    #[arg(long, default_value = "cpu", value_parser = crate::devices::parse_backend)]
+    backend: jikji_engine::BackendKind,
     /// TLS certificate chain (PEM); needs --tls-key.
     #[arg(long = "tls-cert", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -139,11 +143,12 @@ fn start_model(
     ctx: Option<usize>,
     kv_tokens: Option<usize>,
     kv_memory_limit: usize,
-) -> Result<(ServedModel, (String, usize))> {
-    let opened = crate::commands::open_model(arg, ctx)?;
+) -> Result<(ServedModel, (String, usize, &'static str))> {
+    let opened = crate::commands::open_model(arg, ctx, args.backend)?;
     let chat = ChatFormatter::from_gguf(&opened.file)
         .with_context(|| format!("cannot use the chat template of {}", opened.path.display()))?;
     let Opened { path, tokenizer, model, n_ctx, .. } = opened;
+    let backend = model.backend();
     let kv_tokens = match kv_tokens {
         Some(0) => bail!("--kv-tokens must be at least 1"),
         Some(k) => k,
@@ -169,7 +174,7 @@ fn start_model(
     };
     let engine: EngineHandle = Engine::start(Arc::new(model), Arc::new(tokenizer), Some(chat), id.clone(), cfg)
         .with_context(|| format!("cannot start the serving engine of {id}"))?;
-    Ok((ServedModel::generate(engine, aliases), (id, n_ctx)))
+    Ok((ServedModel::generate(engine, aliases), (id, n_ctx, backend)))
 }
 
 pub fn serve(args: ServeArgs) -> Result<()> {
@@ -247,8 +252,8 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         jikji_server::keys::reload::spawn(ring.clone());
         jikji_server::serve(state, opts, jikji_server::shutdown_signal(), |addr| {
         let keys = if ring.is_open() { "no API key".to_string() } else { format!("{n_keys} API key(s)") };
-        for (id, n_ctx) in &banners {
-            eprintln!("jikji serve: {id} on {scheme}://{addr} (ctx {n_ctx}, parallel {}, {keys})", args.parallel);
+        for (id, n_ctx, backend) in &banners {
+            eprintln!("jikji serve: {id} on {scheme}://{addr} (ctx {n_ctx}, parallel {}, {keys}, backend {backend})", args.parallel);
         }
         if !args.no_ui {
             eprintln!("jikji serve: chat page at {scheme}://{addr}/");
