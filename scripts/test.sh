@@ -17,6 +17,16 @@ python3 -m pip install -q --disable-pip-version-check numpy safetensors gguf tok
 for m in smollm2-135m gemma3-270m qwen2.5-0.5b nomic-embed-text-v1.5 all-minilm-l6-v2; do
   ./target/release/jikji pull "$m"
 done
+# The Vulkan tests run on Mesa's lavapipe when it is installed (Debian: libvulkan1
+# mesa-vulkan-drivers): pinned by VK_DRIVER_FILES unless the caller pinned another driver,
+# and required (JIKJI_REQUIRE_VULKAN=1: fail, not skip, without an adapter). Without
+# lavapipe they use whatever Vulkan driver there is, or skip saying why.
+lvp="/usr/share/vulkan/icd.d/lvp_icd.$(uname -m).json"
+if [ -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ] && [ -f "$lvp" ]; then
+  export VK_DRIVER_FILES="$lvp"
+  export JIKJI_REQUIRE_VULKAN="${JIKJI_REQUIRE_VULKAN:-1}"
+fi
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 cargo test --workspace --no-fail-fast "$@"
 # The HTTP server end to end (real binary, real models, official openai client).
 bash scripts/serve-test.sh

@@ -40,6 +40,10 @@ pub struct BenchArgs {
     /// Compute threads [default: physical cores].
     #[arg(short = 't', long = "threads")]
     threads: Option<usize>,
+    /// Where the model computes: cpu, vulkan, cuda (a build with `--features cuda`) or
+    /// auto (a GPU when there is one, else the CPU); `jikji devices` lists them.
+    #[arg(long, default_value = "cpu", value_parser = crate::devices::parse_backend)]
+    backend: jikji_engine::BackendKind,
     /// Repetitions of each test.
     #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
     reps: usize,
@@ -69,7 +73,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let Some(model_arg) = args.model.as_deref() else { bail!("-m/--model is required") };
     // Each test starts from an empty cache, so the longer of the two sets the context.
     let ctx = args.n_prompt.max(args.n_gen).max(1);
-    let opened = open_model(model_arg, Some(ctx))
+    let opened = open_model(model_arg, Some(ctx), args.backend)
         .with_context(|| format!("bench -p {} -n {}", args.n_prompt, args.n_gen))?;
     let (path, model) = (opened.path, opened.model);
     let bytes = cost::weight_bytes_per_token(model.file().tensors(), model.info().tied_output);
@@ -115,6 +119,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     if args.json {
         let v = serde_json::json!({
             "model": name,
+            "backend": model.backend(),
             "threads": threads,
             "pp": args.n_prompt,
             "tg": args.n_gen,
@@ -132,12 +137,12 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         return Ok(());
     }
 
-    println!("| model | arch | size | threads | test | t/s |");
-    println!("| --- | --- | ---: | ---: | ---: | ---: |");
+    println!("| model | arch | size | backend | threads | test | t/s |");
+    println!("| --- | --- | ---: | --- | ---: | ---: | ---: |");
     let size = format!("{:.2} MiB", bytes as f64 / (1024.0 * 1024.0));
     for (test, s) in [(format!("pp{}", args.n_prompt), pp_s), (format!("tg{}", args.n_gen), tg_s)] {
         if let Some(s) = s {
-            println!("| {name} | {} | {size} | {threads} | {test} | {:.2} ± {:.2} |", info.arch, s.median, s.stddev);
+            println!("| {name} | {} | {size} | {} | {threads} | {test} | {:.2} ± {:.2} |", info.arch, model.backend(), s.median, s.stddev);
         }
     }
     if let Some(bw) = bandwidth {

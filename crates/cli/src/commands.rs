@@ -47,19 +47,20 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
 
 /// Resolves `-m` and opens file, tokenizer and model with the engine's context rule
 /// (`--ctx`, else the training context capped at 4096); a KV cache of that context must
-/// fit the machine's available memory. `run`, `chat`, `serve` and `bench` all open here.
-pub fn open_model(model: &str, ctx: Option<usize>) -> Result<Opened> {
+/// fit the machine's available memory. `run`, `chat`, `serve`, `bench` and `eval` all open
+/// here, on the `--backend` they were given.
+pub fn open_model(model: &str, ctx: Option<usize>, backend: jikji_engine::BackendKind) -> Result<Opened> {
     if ctx == Some(0) {
         bail!("--ctx must be at least 1");
     }
     let path = jikji_catalog::resolve(model)?;
-    let opts = OpenOptions { ctx, memory_budget: jikji_eval::memory::available_bytes() };
+    let opts = OpenOptions { ctx, memory_budget: jikji_eval::memory::available_bytes(), backend };
     Ok(jikji_engine::open(&path, &opts)?)
 }
 
 fn load(args: &ModelArgs) -> Result<Opened> {
     set_threads(args.threads)?;
-    open_model(&args.model, args.ctx)
+    open_model(&args.model, args.ctx, args.backend)
 }
 
 fn sampler(args: &SamplingArgs) -> Result<Sampler> {

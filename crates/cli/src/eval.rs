@@ -81,6 +81,10 @@ pub struct CommonArgs {
     /// Compute threads [default: available parallelism].
     #[arg(short = 't', long = "threads")]
     pub threads: Option<usize>,
+    /// Where the model computes: cpu, vulkan, cuda (a build with `--features cuda`) or
+    /// auto (a GPU when there is one, else the CPU); `jikji devices` lists them.
+    #[arg(long, default_value = "cpu", value_parser = crate::devices::parse_backend)]
+    pub backend: jikji_engine::BackendKind,
     /// Logical batch size (llama.cpp's -b); micro-batches are min(-b, -ub) tokens.
     #[arg(short = 'b', long = "batch-size", default_value_t = 2048)]
     pub batch: usize,
@@ -140,7 +144,7 @@ pub fn ubatch(c: &CommonArgs) -> Result<usize> {
 
 pub fn open(c: &CommonArgs, ctx: usize) -> Result<Opened> {
     set_threads(c.threads)?;
-    open_model(&c.model, Some(ctx))
+    open_model(&c.model, Some(ctx), c.backend)
 }
 
 /// Reads a text file as llama.cpp's `-f` does (one trailing `\n` dropped).

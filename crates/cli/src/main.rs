@@ -6,6 +6,7 @@
 mod bench;
 mod commands;
 mod constrain;
+mod devices;
 mod embed;
 mod eval;
 mod eval_suite;
@@ -70,6 +71,8 @@ enum Cmd {
     /// Manage a --keys-file: `add NAME`, `list`, `remove NAME`.
     #[command(subcommand)]
     Keys(keys::KeysCmd),
+    /// List the compute devices: CPU features, Vulkan adapters, CUDA devices.
+    Devices,
     /// Show a model file's metadata and tensor table.
     Inspect {
         /// Catalog name or path.
@@ -89,6 +92,10 @@ struct ModelArgs {
     /// Compute threads [default: available parallelism].
     #[arg(long, short = 't')]
     threads: Option<usize>,
+    /// Where the model computes: cpu, vulkan, cuda (a build with `--features cuda`) or
+    /// auto (a GPU when there is one, else the CPU); `jikji devices` lists them.
+    #[arg(long, default_value = "cpu", value_parser = crate::devices::parse_backend)]
+    backend: jikji_engine::BackendKind,
 }
 
 /// Sampling options. Defaults are llama.cpp's: temperature 0.8, top-k 40, top-p 0.95,
@@ -184,6 +191,7 @@ fn main() -> ExitCode {
         Cmd::Tokenize { model, special, text } => commands::tokenize(&model, special, &text),
         Cmd::Template { model, messages } => commands::template(&model, &messages),
         Cmd::Inspect { model } => inspect::inspect(&model),
+        Cmd::Devices => devices::devices(),
         Cmd::Embed(args) => embed::embed(args),
         Cmd::Bench(args) => bench::bench(args),
         Cmd::Serve(args) => serve::serve(args),

@@ -74,6 +74,10 @@ pub struct ServeArgs {
     /// Compute threads [default: available parallelism].
     #[arg(long, short = 't')]
     threads: Option<usize>,
+    /// Where the model computes: cpu, vulkan, cuda (a build with `--features cuda`) or
+    /// auto (a GPU when there is one, else the CPU); `jikji devices` lists them.
+    #[arg(long, default_value = "cpu", value_parser = crate::devices::parse_backend)]
+    backend: jikji_engine::BackendKind,
     /// TLS certificate chain (PEM); needs --tls-key.
     #[arg(long = "tls-cert", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -150,12 +154,12 @@ fn start_model(
     ctx: Option<usize>,
     kv_tokens: Option<usize>,
     kv_memory_limit: usize,
-) -> Result<(ServedModel, (String, usize))> {
+) -> Result<(ServedModel, (String, usize, &'static str))> {
     let file = jikji_catalog::resolve(arg)?;
     if Embedder::is_encoder_file(&file) {
         return start_encoder(args, arg, &file, alias);
     }
-    let opened = crate::commands::open_model(arg, ctx)?;
+    let opened = crate::commands::open_model(arg, ctx, args.backend)?;
     let chat = match template {
         Some(t) => {
             let src = read_template(t)?;
@@ -165,6 +169,7 @@ fn start_model(
             .with_context(|| format!("cannot use the chat template of {}", opened.path.display()))?,
     };
     let Opened { path, tokenizer, model, n_ctx, .. } = opened;
+    let backend = model.backend();
     let kv_tokens = match kv_tokens {
         Some(0) => bail!("--kv-tokens must be at least 1"),
         Some(k) => k,
@@ -190,7 +195,7 @@ fn start_model(
     };
     let engine: EngineHandle = Engine::start(Arc::new(model), Arc::new(tokenizer), Some(chat), id.clone(), cfg)
         .with_context(|| format!("cannot start the serving engine of {id}"))?;
-    Ok((ServedModel::generate(engine, aliases), (id, n_ctx)))
+    Ok((ServedModel::generate(engine, aliases), (id, n_ctx, backend)))
 }
 
 /// Largest chat template file read by `--chat-template`.
@@ -206,7 +211,14 @@ fn read_template(path: &Path) -> Result<String> {
 
 /// Opens an encoder and starts its batching queue. Matryoshka truncation (`dimensions`)
 /// is offered for `nomic-bert` models (nomic-embed-text-v1.5 was trained for it).
-fn start_encoder(args: &ServeArgs, arg: &str, path: &Path, alias: Option<&str>) -> Result<(ServedModel, (String, usize))> {
+/// Encoders run on the CPU backend whatever `--backend` says (the GPU backends have no
+/// encoder kernels yet); the banner says so.
+fn start_encoder(
+    args: &ServeArgs,
+    arg: &str,
+    path: &Path,
+    alias: Option<&str>,
+) -> Result<(ServedModel, (String, usize, &'static str))> {
     let mut e = Embedder::open(path).with_context(|| format!("cannot open {} as an embedding model", path.display()))?;
     if let Some(n) = args.embed_batch_tokens {
         e.set_max_batch_tokens(n);
@@ -223,7 +235,7 @@ fn start_encoder(args: &ServeArgs, arg: &str, path: &Path, alias: Option<&str>) 
     let n_ctx = e.n_ctx();
     let matryoshka = e.params().arch == "nomic-bert";
     let queue = EmbedQueue::start(e).with_context(|| format!("cannot start the embedding worker of {id}"))?;
-    Ok((ServedModel::embed(id.clone(), EmbedModel { queue, matryoshka }, aliases), (id, n_ctx)))
+    Ok((ServedModel::embed(id.clone(), EmbedModel { queue, matryoshka }, aliases), (id, n_ctx, "cpu")))
 }
 
 pub fn serve(args: ServeArgs) -> Result<()> {
@@ -305,8 +317,8 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         jikji_server::keys::reload::spawn(ring.clone());
         jikji_server::serve(state, opts, jikji_server::shutdown_signal(), |addr| {
         let keys = if ring.is_open() { "no API key".to_string() } else { format!("{n_keys} API key(s)") };
-        for (id, n_ctx) in &banners {
-            eprintln!("jikji serve: {id} on {scheme}://{addr} (ctx {n_ctx}, parallel {}, {keys})", args.parallel);
+        for (id, n_ctx, backend) in &banners {
+            eprintln!("jikji serve: {id} on {scheme}://{addr} (ctx {n_ctx}, parallel {}, {keys}, backend {backend})", args.parallel);
         }
         if !args.no_ui {
             eprintln!("jikji serve: chat page at {scheme}://{addr}/");

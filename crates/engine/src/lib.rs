@@ -13,6 +13,7 @@
 //! - [`reasoning`]: a streaming splitter of `<think>` reasoning from the answer, for the
 //!   CLI's thinking display and the server's `reasoning_content`.
 //!
+//! - [`backend`]: `--backend cpu|vulkan|cuda|auto`, the device a model computes on.
 //! - [`open`]: opens a model file for generation — file, tokenizer, model and the context
 //!   size (one default rule), refusing a KV cache that cannot fit.
 //! - [`serve`]: the multi-user serving engine (continuous batching over a paged,
@@ -24,6 +25,7 @@
 //! Everything returns [`EngineError`]; nothing here panics on model or user input.
 #![forbid(unsafe_code)]
 
+pub mod backend;
 pub mod chat;
 pub mod embed;
 mod error;
@@ -37,6 +39,7 @@ pub mod serve;
 pub use chat::{tokenize_chat_prompt, ChatFormatter, TemplateSource};
 pub use error::EngineError;
 pub use reasoning::{Part, ReasoningSplitter};
+pub use backend::{BackendError, BackendKind, Device};
 pub use open::{open, OpenError, OpenOptions, Opened};
 pub use generate::{GenerateParams, Generation, Generator, StopReason, Timings};
 pub use sampler::{Sampler, SamplerConfig, SamplerError};

@@ -9,7 +9,8 @@
 //!   [`OpenError::CacheTooLarge`] before anything is allocated — a cache that fits the
 //!   address space but not the machine would otherwise be zeroed page by page until the
 //!   kernel kills the process.
-//! - [`open`]: all of it in one call; every error names the file and the step that failed.
+//! - [`open`]: all of it in one call, on the backend `opts.backend` names (CPU by default;
+//!   [`crate::backend::select`]); every error names the file and the step that failed.
 //!   A directory with a `config.json` is a Hugging Face checkpoint, read by `jikji-hf`
 //!   into the same in-memory GGUF image a converted file would give.
 //!
@@ -21,6 +22,8 @@ use std::sync::Arc;
 
 use jikji_gguf::{GgufError, GgufFile};
 use jikji_models::{Model, ModelError};
+
+use crate::backend::{BackendError, BackendKind};
 use jikji_tokenizer::{Tokenizer, TokenizerError};
 
 /// Context when none is asked for, capped by the model's training context.
@@ -38,6 +41,8 @@ pub struct OpenOptions {
     /// `None` skips the check (the cache's own allocation still fails cleanly when the
     /// system refuses it).
     pub memory_budget: Option<u64>,
+    /// Where the model computes (`--backend`; see [`crate::backend`]).
+    pub backend: BackendKind,
 }
 
 /// A model ready to generate.
@@ -68,6 +73,8 @@ pub enum OpenError {
     ZeroContext,
     #[error("KV cache too large: {0}")]
     CacheTooLarge(String),
+    #[error("cannot run {} on the chosen backend", path.display())]
+    Backend { path: PathBuf, source: BackendError },
 }
 
 /// The context size: `requested` if given (0 is an error), else `n_ctx_train` capped at
@@ -151,7 +158,11 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Opened, OpenError> {
         Ok(t) => t,
         Err(source) => return Err(OpenError::Tokenizer { path, source }),
     };
-    let model = match Model::load(file.clone()) {
+    let device = match crate::backend::select(opts.backend, &file) {
+        Ok(d) => d,
+        Err(source) => return Err(OpenError::Backend { path, source }),
+    };
+    let model = match device.load(file.clone()) {
         Ok(m) => m,
         Err(source) => return Err(OpenError::Model { path, source }),
     };
@@ -217,9 +228,9 @@ mod tests {
         assert_eq!(Some(o.kv_bytes), kv_cache_bytes(&o.model, o.n_ctx));
         assert_eq!(o.tokenizer.n_vocab(), o.model.info().n_vocab);
 
-        let huge = open(&path, &OpenOptions { ctx: Some(1 << 40), memory_budget: Some(1 << 30) });
+        let huge = open(&path, &OpenOptions { ctx: Some(1 << 40), memory_budget: Some(1 << 30), ..Default::default() });
         assert!(matches!(huge, Err(OpenError::CacheTooLarge(_))));
-        assert!(matches!(open(&path, &OpenOptions { ctx: Some(0), memory_budget: None }), Err(OpenError::ZeroContext)));
+        assert!(matches!(open(&path, &OpenOptions { ctx: Some(0), memory_budget: None, ..Default::default() }), Err(OpenError::ZeroContext)));
 
         let missing = Path::new("/nonexistent/model.gguf");
         let e = open(missing, &OpenOptions::default()).err().expect("missing file");

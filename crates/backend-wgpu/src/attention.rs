@@ -1,0 +1,140 @@
+//! KV storage, attention and mixture-of-experts on the device.
+//!
+//! The host knows every row's position and, for the paged pool, its sequence's block
+//! table; it turns them into per-row cache slots (for the store) and per-row (position,
+//! first visible position, block-table offset) triples (for attending), uploaded once per
+//! call. The attend kernel is one workgroup per (row, head).
+//!
+//! MoE routes on the host: the router logits (`[rows, n_expert]`, small) are read back,
+//! [`jikji_backend::Routing::route`] picks each row's experts and weights, and each used
+//! expert's rows run through its gate/up/down as one batch, added back with their
+//! weights. One host round trip per MoE layer; a device-side top-k would remove it.
+
+use crate::gpu::Kernel;
+use crate::{WgpuAct, WgpuBackend};
+use jikji_backend::{AttnShape, BackendError, Experts, Kv, Step};
+
+/// Where each row of a step lives and what it sees.
+struct RowMap {
+    slot: Vec<u32>,
+    info: Vec<u32>, // per row: pos, first visible, table offset
+    tbl: Vec<u32>,
+    block_size: usize,
+}
+
+fn row_map(step: &Step<WgpuBackend>, s: &AttnShape, capacity: usize) -> Result<RowMap, BackendError> {
+    let mut m = RowMap { slot: Vec::new(), info: Vec::new(), tbl: Vec::new(), block_size: 1 };
+    match &step.kv {
+        Kv::Contiguous { .. } => {
+            for &p in &step.positions {
+                if p >= capacity {
+                    return Err(BackendError::Shape(format!("attention: position {p} in a cache of {capacity}")));
+                }
+                m.slot.push(p as u32);
+                m.info.extend([p as u32, s.first_visible(p) as u32, 0]);
+            }
+        }
+        Kv::Paged { pool, seqs } => {
+            let bs = pool.block_size;
+            m.block_size = bs;
+            for sq in seqs.iter() {
+                let off = m.tbl.len() as u32;
+                for &b in sq.blocks {
+                    if b as usize >= pool.n_blocks {
+                        return Err(BackendError::Shape(format!("attention: block {b} of a pool of {}", pool.n_blocks)));
+                    }
+                    m.tbl.push(b);
+                }
+                for p in sq.pos0..sq.pos0 + sq.n_tokens {
+                    let Some(&b) = sq.blocks.get(p / bs) else {
+                        return Err(BackendError::Shape(format!("attention: position {p} past a block table of {}", sq.blocks.len())));
+                    };
+                    m.slot.push((b as usize * bs + p % bs) as u32);
+                    m.info.extend([p as u32, s.first_visible(p) as u32, off]);
+                }
+            }
+        }
+    }
+    Ok(m)
+}
+
+pub(crate) fn attention(be: &WgpuBackend, step: &mut Step<WgpuBackend>, il: usize, s: &AttnShape, q: &WgpuAct, k: &WgpuAct, v: &WgpuAct) -> Result<WgpuAct, BackendError> {
+    let n = step.n_rows();
+    let (kd, vd) = (s.n_head_kv * s.head_dim_k, s.n_head_kv * s.head_dim_v);
+    if s.n_head_kv == 0 || s.n_head % s.n_head_kv != 0 || q.width != s.n_head * s.head_dim_k || k.width != kd || v.width != vd || q.rows != n || k.rows != n || v.rows != n {
+        return Err(BackendError::Shape(format!("attention: q/k/v of widths {}/{}/{} for {n} rows", q.width, k.width, v.width)));
+    }
+    if s.head_dim_k > 512 || s.head_dim_v > 512 {
+        return Err(BackendError::Shape(format!("attention: heads of {}/{} dims (the Vulkan kernel takes at most 512)", s.head_dim_k, s.head_dim_v)));
+    }
+    let (capacity, widths, layers) = match &step.kv {
+        Kv::Contiguous { cache, .. } => (cache.n_ctx, (cache.k_width, cache.v_width), cache.layers.len()),
+        Kv::Paged { pool, .. } => (pool.n_blocks * pool.block_size, (pool.k_width, pool.v_width), pool.layers.len()),
+    };
+    if il >= layers || widths != (kd, vd) {
+        return Err(BackendError::CacheMismatch(format!("layer {il} of a cache of {layers} layers with widths {}/{}, the model writes {kd}/{vd}", widths.0, widths.1)));
+    }
+    let map = row_map(step, s, capacity)?;
+    let g = be.g();
+    let slot = g.words(&map.slot, "cache slots")?;
+    let info = g.words(&map.info, "row positions")?;
+    let paged = !map.tbl.is_empty();
+    let tbl = g.words(&map.tbl, "block tables")?;
+    let (kc, vc, f16) = match &step.kv {
+        Kv::Contiguous { cache, .. } => (&cache.layers[il].0, &cache.layers[il].1, cache.f16),
+        Kv::Paged { pool, .. } => (&pool.layers[il].0, &pool.layers[il].1, true),
+    };
+    be.store(kc, k, &slot, f16);
+    be.store(vc, v, &slot, f16);
+    let out = be.act(n, s.n_head * s.head_dim_v)?;
+    let p = [s.n_head as u32, s.n_head_kv as u32, s.head_dim_k as u32, s.head_dim_v as u32, s.kq_scale.to_bits(), map.block_size as u32, paged as u32, 0];
+    // One workgroup per (row, head): rows along x (at most 65,535 per dispatch).
+    let mut r0 = 0;
+    while r0 < n {
+        let rows = (n - r0).min(65535);
+        if r0 == 0 && rows == n {
+            g.dispatch(Kernel::Attend, &p, &[&q.buf, kc, vc, &info, &tbl, &out.buf], (rows as u32, s.n_head as u32));
+        } else {
+            let idx: Vec<u32> = (r0..r0 + rows).map(|r| r as u32).collect();
+            let qs = be.gather(q, &idx)?;
+            let is = g.words(&map.info[3 * r0..3 * (r0 + rows)], "row positions")?;
+            let os = be.act(rows, out.width)?;
+            g.dispatch(Kernel::Attend, &p, &[&qs.buf, kc, vc, &is, &tbl, &os.buf], (rows as u32, s.n_head as u32));
+            be.scatter_add(&out, &os, &idx, &vec![1.0; rows])?;
+        }
+        r0 += rows;
+    }
+    Ok(out)
+}
+
+pub(crate) fn moe(be: &WgpuBackend, x: &WgpuAct, e: &Experts<WgpuBackend>) -> Result<WgpuAct, BackendError> {
+    let n_expert = e.routing.n_expert;
+    if e.gate_inp.cols != x.width || e.experts.len() != n_expert || e.gate_inp.rows != n_expert {
+        return Err(BackendError::Shape(format!("moe: router of {} columns and {} experts for input {} wide", e.gate_inp.cols, e.experts.len(), x.width)));
+    }
+    let n = x.rows;
+    let logits = be.mm(&e.gate_inp, x)?;
+    let bytes = be.g().read(&logits.buf, (n * n_expert * 4) as u64)?;
+    let logits: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let mut by_expert: Vec<(Vec<u32>, Vec<f32>)> = vec![(Vec::new(), Vec::new()); n_expert];
+    for (t, l) in logits.chunks_exact(n_expert).take(n).enumerate() {
+        for (ex, w) in e.routing.route(l, e.exp_probs_b.as_deref()) {
+            by_expert[ex].0.push(t as u32);
+            by_expert[ex].1.push(w);
+        }
+    }
+    let out = be.act(n, x.width)?;
+    for (ex, (rows, weights)) in by_expert.iter().enumerate() {
+        if rows.is_empty() {
+            continue;
+        }
+        let w = &e.experts[ex];
+        let xe = be.gather(x, rows)?;
+        let g = be.mm(&w.gate, &xe)?;
+        let u = be.mm(&w.up, &xe)?;
+        be.glu_into(&g, &u, e.act);
+        let d = be.mm(&w.down, &g)?;
+        be.scatter_add(&out, &d, rows, weights)?;
+    }
+    Ok(out)
+}
