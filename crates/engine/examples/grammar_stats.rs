@@ -32,7 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = arg(&args, "-n", 160);
     let prompt: String = arg(&args, "--prompt", "Produce a short JSON example.".to_string());
     let schemas: serde_json::Map<String, Value> = serde_json::from_str(&std::fs::read_to_string(&args[2])?)?;
-    let loaded = jikji_engine::open(std::path::Path::new(&args[1]), &OpenOptions { ctx: Some(1024), memory_budget: None })?;
+    let loaded = jikji_engine::open(std::path::Path::new(&args[1]), &OpenOptions { ctx: Some(1024), memory_budget: None, ..Default::default() })?;
     let n_rows = loaded.model.info().n_vocab;
     let t0 = Instant::now();
     let compiler = GrammarCompiler::new(Arc::new(loaded.tokenizer.clone()), n_rows, GrammarLimits::default())?;
