@@ -103,9 +103,12 @@ def test_base64_is_the_float_vector_as_little_endian_f32(both):
     raw = base64.b64decode(b64)
     assert len(raw) == 4 * 768
     assert list(struct.unpack(f"<{768}f", raw)) == pytest.approx(floats, abs=1e-7)
-    # The openai client decodes base64 itself (its default format): same vector.
-    client_vec = both.client().embeddings.create(model=EMB, input=TEXTS[1], encoding_format="base64")
+    # Left to itself the openai client asks for base64 and decodes it: the same vector.
+    client_vec = both.client().embeddings.create(model=EMB, input=TEXTS[1])
     assert cosine(floats, client_vec.data[0].embedding) >= 0.9999
+    # Asked for base64 explicitly, it hands the string through untouched.
+    explicit = both.client().embeddings.create(model=EMB, input=TEXTS[1], encoding_format="base64")
+    assert explicit.data[0].embedding == b64
 
 
 def test_dimensions_truncate_and_renormalise_like_jikji_embed(both):

@@ -2,7 +2,8 @@
 //! API until SIGTERM/SIGINT, then drain and exit 0.
 //!
 //! The served model id (what clients put in `model`) is the catalog name when `-m` is one,
-//! else the file stem; the file name and stem are accepted as aliases. The web chat page is
+//! else the file stem; the file name, the stem and the `-m` argument as given are accepted
+//! as aliases. The web chat page is
 //! served at `/` unless `--no-ui`.
 //!
 //! Several models: `-m A -m B` serves both from one process, each with its own engine
@@ -175,15 +176,7 @@ fn start_model(
         Some(k) => k,
         None => args.parallel.saturating_mul(n_ctx),
     };
-    let natural = model_id(arg, &path);
-    let id = alias.map(str::to_string).unwrap_or_else(|| natural.clone());
-    let mut aliases = vec![natural];
-    if let Some(stem) = path.file_stem() {
-        aliases.push(stem.to_string_lossy().into_owned());
-    }
-    if let Some(name) = path.file_name() {
-        aliases.push(name.to_string_lossy().into_owned());
-    }
+    let (id, aliases) = served_names(arg, &path, alias);
     let cfg = ServeConfig {
         n_ctx,
         parallel: args.parallel,
@@ -196,6 +189,25 @@ fn start_model(
     let engine: EngineHandle = Engine::start(Arc::new(model), Arc::new(tokenizer), Some(chat), id.clone(), cfg)
         .with_context(|| format!("cannot start the serving engine of {id}"))?;
     Ok((ServedModel::generate(engine, aliases), (id, n_ctx, backend)))
+}
+
+/// The id clients see and the other names a model answers to: the catalog name or file
+/// stem, the file name, and the `-m` argument exactly as given (a path, as vLLM serves it),
+/// so a client that sends back what it was started with is routed. `--model-alias`, when
+/// given, becomes the id and the others stay accepted.
+fn served_names(arg: &str, path: &Path, alias: Option<&str>) -> (String, Vec<String>) {
+    let natural = model_id(arg, path);
+    let id = alias.map(str::to_string).unwrap_or_else(|| natural.clone());
+    let mut aliases = vec![natural];
+    if let Some(stem) = path.file_stem() {
+        aliases.push(stem.to_string_lossy().into_owned());
+    }
+    if let Some(name) = path.file_name() {
+        aliases.push(name.to_string_lossy().into_owned());
+    }
+    aliases.push(arg.to_string());
+    aliases.push(path.to_string_lossy().into_owned());
+    (id, aliases)
 }
 
 /// Largest chat template file read by `--chat-template`.
@@ -223,15 +235,7 @@ fn start_encoder(
     if let Some(n) = args.embed_batch_tokens {
         e.set_max_batch_tokens(n);
     }
-    let natural = model_id(arg, path);
-    let id = alias.map(str::to_string).unwrap_or_else(|| natural.clone());
-    let mut aliases = vec![natural];
-    if let Some(stem) = path.file_stem() {
-        aliases.push(stem.to_string_lossy().into_owned());
-    }
-    if let Some(name) = path.file_name() {
-        aliases.push(name.to_string_lossy().into_owned());
-    }
+    let (id, aliases) = served_names(arg, path, alias);
     let n_ctx = e.n_ctx();
     let matryoshka = e.params().arch == "nomic-bert";
     let queue = EmbedQueue::start(e).with_context(|| format!("cannot start the embedding worker of {id}"))?;

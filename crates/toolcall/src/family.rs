@@ -97,9 +97,12 @@ impl Family {
     }
 
     /// Whether a reply that *is* a JSON call object (nothing before it but whitespace)
-    /// counts as a call: Llama 3.x's plain form and the generic form.
+    /// counts as a call: Llama 3.x's plain form, the generic form, and the Hermes families,
+    /// whose small models (Qwen2.5-Coder above all) often drop the `<tool_call>` tags and
+    /// answer `{"name": .., "arguments": ..}` bare, as llama.cpp's Hermes parser also
+    /// accepts. Only an object naming an offered tool counts.
     pub(crate) fn anchored_json(self) -> bool {
-        matches!(self, Family::Llama3 | Family::Generic)
+        matches!(self, Family::Llama3 | Family::Generic | Family::Hermes | Family::Exaone4)
     }
 
     /// Texts of the family's markers that a tokenizer may hold as single special tokens

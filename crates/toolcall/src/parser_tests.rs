@@ -73,6 +73,18 @@ fn qwen_and_hermes_tool_call_tags() {
 }
 
 #[test]
+fn hermes_bare_call_object_without_tags_is_a_call() {
+    // Qwen2.5-Coder-0.5B answers a tool request so, without `<tool_call>`.
+    let bare = "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Seoul\", \"unit\": \"celsius\"}}";
+    check(Family::Hermes, bare, "", &[("get_weather", r#"{"city": "Seoul", "unit": "celsius"}"#)]);
+    check(Family::Exaone4, &format!("\n{bare}\n"), "", &[("get_weather", r#"{"city": "Seoul", "unit": "celsius"}"#)]);
+    // A JSON answer that names no offered tool stays the answer, byte for byte.
+    for text in ["{\"name\": \"Alice\", \"age\": 3}", "{\"name\": \"unknown\", \"arguments\": {}}", "{\"city\": \"Seoul\"}"] {
+        check(Family::Hermes, text, text, &[]);
+    }
+}
+
+#[test]
 fn plain_replies_and_near_misses_stay_content_exactly() {
     for text in [
         "서울은 지금 맑고 21도입니다.\n",
