@@ -9,15 +9,18 @@ Measures, against one real server on qwen2.5-0.5b (or -m):
    same prompt unconstrained (the server compiles every request's grammar), median of
    --reps; compared with the compile times of the same schemas measured in the engine
    (crates/engine/examples/grammar_stats.rs, built and run by this script), which also
-   counts the forced tokens of each schema's greedy answer (what fast-forwarding could
-   skip; jikji does not fast-forward).
+   counts the forced tokens of each schema's greedy answer.
+4. Fast-forwarding forced tokens: the schemas' greedy answers (non-streamed, whole
+   requests timed) on a server with it (the default) and one started with
+   `--no-fast-forward`, one request at a time and all at once; the outputs must be equal,
+   and /metrics' jikji_forced_tokens_total says how many tokens were taken unsampled.
 3. That the prefix cache still hits for constrained requests (jikji_prefix_cache_hit_tokens_total
    in /metrics rises on a repeated long prompt with a schema).
 
 Prints one JSON object. Numbers on a shared, busy machine are only indicative.
 
     python3 scripts/bench-structured.py [--bin target/release/jikji] [-m qwen2.5-0.5b]
-        [-n 64] [--reps 3] [--skip-engine]
+        [-n 64] [--reps 3] [--skip-engine] [--only-ff]
 """
 
 import argparse
@@ -125,6 +128,49 @@ def prefix_cache(server, model):
     return {"hit_tokens_on_repeat": hits() - before}
 
 
+def fast_forward(model, reps):
+    bodies = [
+        {"model": model, "messages": [{"role": "user", "content": prompt_for(name)}], "max_tokens": 256, "temperature": 0,
+         "response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}}
+        for name, schema in SCHEMAS.items()
+    ]
+
+    def post(base, body):
+        r = httpx.post(base + "/v1/chat/completions", json=body, timeout=600)
+        r.raise_for_status()
+        j = r.json()
+        return j["choices"][0]["message"]["content"], j["usage"]["completion_tokens"]
+
+    out = {}
+    for label, args in (("fast_forward", []), ("no_fast_forward", ["--no-fast-forward"])):
+        server = Server(model, ["--ctx", "4096", "--parallel", "16", *args])
+        try:
+            texts = [post(server.base, b)[0] for b in bodies]  # warm: prompts cached, the same answers
+            forced0 = sum(v for k, v in server.metrics().items() if k.split("{")[0] == "jikji_forced_tokens_total")
+            seq, par, tokens = [], [], 0
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                tokens = sum(post(server.base, b)[1] for b in bodies)
+                seq.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+                    list(pool.map(lambda b: post(server.base, b), bodies))
+                par.append(time.perf_counter() - t0)
+            forced = sum(v for k, v in server.metrics().items() if k.split("{")[0] == "jikji_forced_tokens_total") - forced0
+            out[label] = {"texts": texts, "tokens_per_pass": tokens, "forced_tokens_per_pass": forced / (2 * reps),
+                          "one_at_a_time_s_median": statistics.median(seq), f"{len(bodies)}_at_once_s_median": statistics.median(par)}
+        finally:
+            server.stop()
+    on, off = out["fast_forward"], out["no_fast_forward"]
+    k = f"{len(bodies)}_at_once_s_median"
+    return {
+        "same_outputs": on.pop("texts") == off.pop("texts"),
+        "speedup_one_at_a_time": off["one_at_a_time_s_median"] / on["one_at_a_time_s_median"],
+        f"speedup_{len(bodies)}_at_once": off[k] / on[k],
+        **out,
+    }
+
+
 def engine_stats(model_path, reps):
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(SCHEMAS, f)
@@ -157,12 +203,17 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--concurrency", default="1,32")
     ap.add_argument("--skip-engine", action="store_true", help="skip the engine-side compile/forced-token figures")
+    ap.add_argument("--only-ff", action="store_true", help="only the fast-forward comparison")
     a = ap.parse_args()
     os.environ["JIKJI_BIN"] = a.bin
     import conftest
 
     conftest.BIN = a.bin
     report = {"model": a.model, "note": "indicative: measured on a shared machine"}
+    report["fast_forward"] = fast_forward(a.model, a.reps)
+    if a.only_ff:
+        print(json.dumps(report, indent=1, ensure_ascii=False))
+        return
     server = Server(a.model, ["--ctx", "8192", "--parallel", "32"])
     try:
         tp = {}

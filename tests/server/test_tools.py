@@ -218,6 +218,11 @@ def tiny(request):
     s.stop()
 
 
+# Random weights that open a thought (Qwen3's template lets the model think before a forced
+# call) would only end it by chance: these tests turn thinking off where a template has it.
+NO_THINKING = {"chat_template_kwargs": {"enable_thinking": False}}
+
+
 @pytest.mark.parametrize("seed", [None, 1, 2])
 def test_random_weights_still_call_when_the_grammar_forces_it(tiny, seed):
     sampling = {"temperature": 0} if seed is None else {"temperature": 1.0, "seed": seed}
@@ -225,7 +230,7 @@ def test_random_weights_still_call_when_the_grammar_forces_it(tiny, seed):
     for choice, names in [("required", tuple(SCHEMAS)), ({"type": "function", "function": {"name": "get_time"}}, ("get_time",))]:
         r = client.chat.completions.create(
             model=tiny.model, messages=WEATHER_Q, tools=TOOLS, tool_choice=choice,
-            parallel_tool_calls=False, max_tokens=600, **sampling,
+            parallel_tool_calls=False, max_tokens=600, extra_body=NO_THINKING, **sampling,
         )
         calls = assert_valid_calls(r.choices[0].message, names)
         assert len(calls) == 1
@@ -237,8 +242,28 @@ def test_random_weights_stream_the_same_forced_call(tiny):
     # One call: random weights under a parallel-calls grammar may go on calling until
     # max_tokens, which cuts the last call (a real model stops).
     kw = dict(model=tiny.model, messages=WEATHER_Q, tools=TOOLS, tool_choice="required",
-              parallel_tool_calls=False, temperature=0, max_tokens=600)
+              parallel_tool_calls=False, temperature=0, max_tokens=600, extra_body=NO_THINKING)
     whole = client.chat.completions.create(**kw)
     _, streamed = assemble(list(client.chat.completions.create(stream=True, **kw)))
     expected = [(c.function.name, c.function.arguments) for c in assert_valid_calls(whole.choices[0].message)]
     assert [(c["name"], c["arguments"]) for c in streamed] == expected
+
+
+def test_chat_template_kwargs_reach_the_template_and_an_opened_thought_is_reasoning():
+    # EXAONE 4's template opens a thought in the generation prompt only with
+    # `enable_thinking: true`; the reply then starts inside it.
+    s = Server(str(TINY / "exaone4-1.gguf"), ["--chat-template", str(TEMPLATES / "LGAI-EXAONE-4.0.jinja")])
+    try:
+        client = s.client()
+        kw = dict(model=s.model, messages=WEATHER_Q, temperature=0, max_tokens=12)
+        on = client.chat.completions.create(extra_body={"chat_template_kwargs": {"enable_thinking": True}}, **kw).choices[0].message
+        off = client.chat.completions.create(**kw).choices[0].message
+        assert getattr(on, "reasoning_content", None), on
+        assert not getattr(off, "reasoning_content", None), off
+        assert off.content
+        for bad in [{"messages": []}, "yes"]:
+            r = httpx.post(s.url("/v1/chat/completions"), json={"messages": WEATHER_Q, "chat_template_kwargs": bad}, timeout=60)
+            assert r.status_code == 400, r.text
+            assert r.json()["error"]["param"] == "chat_template_kwargs", r.text
+    finally:
+        s.stop()

@@ -98,6 +98,10 @@ pub struct ServeArgs {
     /// Do not serve the web chat page at `/` (the API only).
     #[arg(long = "no-ui")]
     no_ui: bool,
+    /// Sample every token of a constrained reply, even those its grammar forces (by
+    /// default forced tokens are taken without sampling, several per step).
+    #[arg(long = "no-fast-forward")]
+    no_fast_forward: bool,
     /// Keys with scopes and limits (TOML; `jikji keys add` writes it). Reloaded on SIGHUP
     /// and when it changes; works beside --api-key-file / JIKJI_API_KEYS.
     #[arg(long = "keys-file")]
@@ -184,6 +188,7 @@ fn start_model(
         kv_tokens,
         threads: args.threads.unwrap_or(0),
         kv_memory_limit,
+        fast_forward: !args.no_fast_forward,
         ..ServeConfig::default()
     };
     let engine: EngineHandle = Engine::start(Arc::new(model), Arc::new(tokenizer), Some(chat), id.clone(), cfg)

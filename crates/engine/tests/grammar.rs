@@ -24,12 +24,16 @@ struct Setup {
 }
 
 fn start(parallel: usize) -> Option<Setup> {
+    start_with(parallel, true)
+}
+
+fn start_with(parallel: usize, fast_forward: bool) -> Option<Setup> {
     let path = real_model(QWEN25)?;
     let file = Arc::new(GgufFile::open(&path).expect("open gguf"));
     let tok = Arc::new(Tokenizer::from_gguf(&file).expect("tokenizer"));
     let chat = ChatFormatter::from_gguf(&file).expect("chat template");
     let model = Arc::new(Model::load(file).expect("model"));
-    let cfg = ServeConfig { n_ctx: 1024, parallel, kv_tokens: parallel * 1024, ..ServeConfig::default() };
+    let cfg = ServeConfig { n_ctx: 1024, parallel, kv_tokens: parallel * 1024, fast_forward, ..ServeConfig::default() };
     let h = Engine::start(model.clone(), tok.clone(), Some(chat), "qwen".into(), cfg).expect("engine");
     Some(Setup { h, model, tok })
 }
@@ -94,6 +98,33 @@ fn json_schema_outputs_parse_and_validate_greedy_and_sampled() {
         let (text, _) = collect(h.submit(constrained(h, p.clone(), &spec, sampling)).expect("submit"));
         check_person(&text);
     }
+}
+
+#[test]
+fn forced_tokens_are_taken_without_sampling_and_change_no_output() {
+    let (Some(on), Some(off)) = (start_with(4, true), start_with(4, false)) else { return };
+    let spec = GrammarSpec::JsonSchema(person_schema());
+    let qs = ["Describe a fictional person as JSON.", "서울에 사는 사람을 JSON으로 만들어 주세요."];
+    let run = |st: &Setup, q: &str, sampling: SamplerConfig| {
+        let h = &st.h;
+        collect(h.submit(constrained(h, prompt(h, q), &spec, sampling)).expect("submit"))
+    };
+    for q in qs {
+        let (a, fa) = run(&on, q, SamplerConfig::greedy());
+        let (b, fb) = run(&off, q, SamplerConfig::greedy());
+        assert_eq!((&a, fa), (&b, fb), "fast-forwarding changed the greedy output for {q:?}");
+        check_person(&a);
+    }
+    let (m_on, m_off) = (on.h.metrics(), off.h.metrics());
+    // Seeded sampling draws only for sampled tokens: valid and reproducible.
+    let sampled = SamplerConfig { temperature: 0.8, seed: 7, ..SamplerConfig::default() };
+    let (a, _) = run(&on, qs[0], sampled.clone());
+    check_person(&a);
+    assert_eq!(run(&on, qs[0], sampled).0, a);
+    assert_eq!(m_on.generated_tokens_total, m_off.generated_tokens_total, "the same tokens, counted the same");
+    assert_eq!(m_off.forced_tokens_total, 0);
+    // The keys, quotes and separators of the schema are forced: a good share of the reply.
+    assert!(m_on.forced_tokens_total * 5 >= m_on.generated_tokens_total, "{} of {}", m_on.forced_tokens_total, m_on.generated_tokens_total);
 }
 
 #[test]

@@ -121,6 +121,7 @@ pub fn total(snaps: &[MetricsSnapshot]) -> Option<MetricsSnapshot> {
         t.kv_blocks_total += m.kv_blocks_total;
         t.prompt_tokens_total += m.prompt_tokens_total;
         t.generated_tokens_total += m.generated_tokens_total;
+        t.forced_tokens_total += m.forced_tokens_total;
         t.prefix_cache_hit_tokens_total += m.prefix_cache_hit_tokens_total;
         t.requests_cancelled_total += m.requests_cancelled_total;
         add_histogram(&mut t.ttft_seconds, &m.ttft_seconds);
@@ -176,6 +177,11 @@ pub fn render(http: &HttpMetrics, models: &crate::Models) -> String {
 fn engine_series(w: &mut PromWriter, m: &MetricsSnapshot) {
     w.counter("jikji_prompt_tokens_total", "Prompt tokens of admitted requests.", m.prompt_tokens_total);
     w.counter("jikji_generated_tokens_total", "Tokens generated.", m.generated_tokens_total);
+    w.counter(
+        "jikji_forced_tokens_total",
+        "Generated tokens a grammar forced, taken without sampling (part of the generated tokens).",
+        m.forced_tokens_total,
+    );
     w.counter(
         "jikji_prefix_cache_hit_tokens_total",
         "Prompt tokens whose KV entries were reused from the prefix cache.",

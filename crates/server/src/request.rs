@@ -396,6 +396,26 @@ pub fn completion_logprobs(f: &Fields<'_>) -> Result<Option<usize>, ApiError> {
     Ok(f.integer("logprobs", 0, MAX_TOP_LOGPROBS as u64)?.map(|k| k as usize))
 }
 
+/// Variables the template may read, OpenAI's shape extended as vLLM and llama.cpp do
+/// (`chat_template_kwargs: {"enable_thinking": false}` for Qwen3, `true` for EXAONE 4 and
+/// the R1 distills). Names the server sets itself are refused, not overridden.
+pub fn chat_template_kwargs(f: &Fields<'_>) -> Result<Map<String, Value>, ApiError> {
+    const OWN: [&str; 6] = ["messages", "tools", "add_generation_prompt", "bos_token", "eos_token", "documents"];
+    match f.get("chat_template_kwargs") {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(m)) => {
+            if let Some(k) = m.keys().find(|k| OWN.contains(&k.as_str())) {
+                return Err(ApiError::invalid(
+                    "chat_template_kwargs",
+                    format!("`chat_template_kwargs` cannot set `{k}`: the request's own fields do"),
+                ));
+            }
+            Ok(m.clone())
+        }
+        Some(_) => Err(ApiError::invalid("chat_template_kwargs", "`chat_template_kwargs` must be an object")),
+    }
+}
+
 /// Whether chat replies split `<think>` reasoning into `reasoning_content` (llama.cpp's
 /// `reasoning_format`: `"none"` turns the split off; anything else keeps it on).
 pub fn reasoning_split(f: &Fields<'_>) -> Result<bool, ApiError> {
@@ -578,6 +598,18 @@ mod tests {
         assert_eq!(f(json!({"logprobs": true, "top_logprobs": 3})).expect("ok"), Some(3));
         assert!(f(json!({"logprobs": true, "top_logprobs": 21})).is_err());
         assert!(f(json!({"top_logprobs": 2})).is_err());
+    }
+
+    #[test]
+    fn chat_template_kwargs_must_be_an_object_that_leaves_the_servers_variables_alone() {
+        let f = |v: Value| chat_template_kwargs(&Fields::new(&v).expect("object"));
+        assert!(f(json!({})).expect("ok").is_empty());
+        let m = f(json!({"chat_template_kwargs": {"enable_thinking": false}})).expect("ok");
+        assert_eq!(m.get("enable_thinking"), Some(&json!(false)));
+        for bad in [json!({"chat_template_kwargs": "x"}), json!({"chat_template_kwargs": {"tools": []}}), json!({"chat_template_kwargs": {"messages": []}})] {
+            let e = f(bad).expect_err("refused");
+            assert_eq!(e.param.as_deref(), Some("chat_template_kwargs"));
+        }
     }
 
     #[test]

@@ -9,9 +9,9 @@
 //!   as transformers' `apply_chat_template(tools=...)` passes them; templates without one
 //!   ([`Family::Generic`]) get the offer as system text ([`prompt::generic_system_text`]).
 //! - `tool_choice: "none"` renders no tools at all (the model is not told about them) and
-//!   parses nothing. `auto` parses calls and, for families whose calls start with an
-//!   opening text, constrains the call once the model writes that opening (the grammar's
-//!   lazy trigger, see `jikji_toolcall::grammar`). `required` and a named function are
+//!   parses nothing. `auto` parses calls and constrains a call once the model writes the
+//!   family's opening or starts its reply as a call object (the grammar's lazy triggers,
+//!   see `jikji_toolcall::grammar`). `required` and a named function are
 //!   constrained from the first token, so the call always parses and its arguments
 //!   validate against the function's schema.
 //! - A tool grammar and a `response_format` grammar cannot both apply: `required` or a
@@ -25,6 +25,7 @@ use jikji_engine::grammar::GrammarSpec;
 use jikji_engine::serve::EngineHandle;
 use jikji_engine::EngineError;
 use jikji_tokenizer::Tokenizer;
+use jikji_toolcall::grammar::Thinking;
 use jikji_toolcall::{grammar, parse_tool_choice, parse_tools, prompt, Family, StreamParser, Tool, ToolChoice, ToolError};
 use serde_json::{Map, Value};
 
@@ -72,20 +73,28 @@ impl ToolPlan {
     }
 
     /// The prompt with the tools offered (see the module docs).
-    pub fn prompt(&self, eng: &EngineHandle, messages: &Value, add_generation_prompt: bool) -> Result<Vec<u32>, EngineError> {
+    /// `kwargs` are the request's further template variables.
+    pub fn prompt(
+        &self,
+        eng: &EngineHandle,
+        messages: &Value,
+        add_generation_prompt: bool,
+        kwargs: &Map<String, Value>,
+    ) -> Result<Vec<u32>, EngineError> {
         if self.family == Family::Generic {
             let text = prompt::generic_system_text(&self.tools);
-            return eng.chat_prompt(&with_system_text(messages, &text), add_generation_prompt);
+            return eng.chat_prompt_with(&with_system_text(messages, &text), add_generation_prompt, kwargs);
         }
-        let mut extra = Map::new();
+        let mut extra = kwargs.clone();
         extra.insert("tools".into(), Value::Array(self.tools.iter().map(|t| t.raw.clone()).collect()));
         eng.chat_prompt_with(messages, add_generation_prompt, &extra)
     }
 
-    /// The call grammar, if this choice constrains anything.
-    pub fn grammar(&self, tok: &Tokenizer) -> Option<GrammarSpec> {
+    /// The call grammar, if this choice constrains anything; `thinking` says whether a
+    /// forced call may (or must) come after a reasoning block.
+    pub fn grammar(&self, tok: &Tokenizer, thinking: Thinking) -> Option<GrammarSpec> {
         let special = |t: &str| control_token(tok, t);
-        grammar::call_grammar(self.family, &self.tools, &self.choice, self.parallel, &special).map(GrammarSpec::Lark)
+        grammar::call_grammar(self.family, &self.tools, &self.choice, self.parallel, thinking, &special).map(GrammarSpec::Lark)
     }
 
     /// A parser for one choice; `seed` derives its call ids.

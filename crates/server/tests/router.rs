@@ -297,6 +297,7 @@ async fn metrics_page_has_the_prometheus_series() {
         "jikji_requests_total{status=\"200\"} ",
         "jikji_prompt_tokens_total ",
         "jikji_generated_tokens_total ",
+        "jikji_forced_tokens_total ",
         "jikji_queue_depth ",
         "jikji_running_sequences ",
         "jikji_kv_cache_usage_ratio ",

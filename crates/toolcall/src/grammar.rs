@@ -8,11 +8,19 @@
 //!   the opening, the constrained calls. The free part is a `[lazy]` rule whose text ends
 //!   at the first opening (llguidance ends a lazy lexeme at its shortest match), so the
 //!   grammar is the "lazy trigger": unconstrained until the model writes the opening, the
-//!   call grammar from then on. Families whose calls have no opening (Llama 3.x bare JSON,
-//!   generic) get no grammar for `auto`; their calls are parsed, not forced.
+//!   call grammar from then on. A reply that *starts* as a call object is a trigger too,
+//!   once it names an offered tool (`{"name": "get_weather"`: Llama 3.x's only form, the
+//!   bare form of small Qwen models) or opens the generic `{"tool_calls"` object; the
+//!   rest of that call is constrained (llama.cpp triggers on the same starts).
 //! - Markers the tokenizer holds as special tokens (Mistral's `[TOOL_CALLS]`, DeepSeek's
 //!   when so marked) are written as `<[id]>`, since a special token cannot be spelled as
 //!   text; the caller says which (`special`).
+//! - Reasoning first: for a thinking model a forced call may follow a `<think>` … `</think>`
+//!   block ([`Thinking`]), as vLLM applies structured outputs only after the reasoning
+//!   ends; without it a forced call would also silence the model's thinking. The thought
+//!   is free text up to the first closing tag (a lazy lexeme); when the prompt already
+//!   opened the block (EXAONE 4 or R1 with `enable_thinking`), the reply starts inside it;
+//!   when the prompt closed it (Qwen3 with `enable_thinking: false`), there is none.
 //! - JSON is compact with `", "` and `": "` separators, the layout the templates render
 //!   calls in (`tojson`), so a constrained call reads like the model's training data.
 
@@ -22,6 +30,36 @@ use crate::family::{
     Family, DS_CALLS_BEGIN, DS_CALLS_END, DS_CALL_BEGIN, DS_CALL_END, DS_SEP, MISTRAL_CALLS, TOOL_CALL_CLOSE, TOOL_CALL_OPEN,
 };
 use crate::{Tool, ToolChoice};
+
+/// The reasoning tags of the thinking templates.
+pub const THINK_OPEN: &str = "<think>";
+pub const THINK_CLOSE: &str = "</think>";
+
+/// Where a reply stands with respect to a reasoning block (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Thinking {
+    /// No reasoning block: the template has none, or the prompt already closed it.
+    #[default]
+    Off,
+    /// The reply may open one before the calls (Qwen3's default).
+    May,
+    /// The prompt ends inside an opened block: the reply starts with reasoning.
+    Open,
+}
+
+impl Thinking {
+    /// Decides from the template's source and the end of the rendered prompt.
+    pub fn for_prompt(template_source: &str, prompt_tail: &str) -> Thinking {
+        let tail = prompt_tail.trim_end();
+        if tail.ends_with(THINK_OPEN) {
+            Thinking::Open
+        } else if tail.ends_with(THINK_CLOSE) || !template_source.contains(THINK_OPEN) {
+            Thinking::Off
+        } else {
+            Thinking::May
+        }
+    }
+}
 
 /// Most calls one constrained reply may hold.
 pub const MAX_PARALLEL: usize = 16;
@@ -45,18 +83,18 @@ fn json_args(schema: &Value) -> String {
     format!("%json {s}")
 }
 
-/// The grammar for a request, or `None` when the choice forces nothing (`none`, or `auto`
-/// for a family without an opening).
+/// The grammar for a request, or `None` for `none` (or a named choice naming no tool). `thinking` matters only where a call is forced: the
+/// free text of `auto` may hold a reasoning block anyway.
 pub fn call_grammar(
     family: Family,
     tools: &[Tool],
     choice: &ToolChoice,
     parallel: bool,
+    thinking: Thinking,
     special: &dyn Fn(&str) -> Option<u32>,
 ) -> Option<String> {
     let chosen: Vec<&Tool> = match choice {
         ToolChoice::None => return None,
-        ToolChoice::Auto if family.opening().is_none() => return None,
         ToolChoice::Auto | ToolChoice::Required => tools.iter().collect(),
         ToolChoice::Named(n) => tools.iter().filter(|t| &t.name == n).collect(),
     };
@@ -112,18 +150,70 @@ pub fn call_grammar(
     };
     g.push_str(&format!("after_open: {after_open}\n"));
     match (choice, opening) {
-        (ToolChoice::Auto, Some(open)) => match special(open) {
+        (ToolChoice::Auto, Some(open)) if special(open).is_some() => {
             // A special-token opening cannot occur in free text: text, then maybe it.
-            Some(_) => g.push_str(&format!("start: TEXT | TEXT {} after_open\nTEXT: /(.|\\n)*/\n", l(open))),
-            None => {
+            g.push_str(&format!("start: TEXT | TEXT {} after_open\nTEXT: /(.|\\n)*/\n", l(open)));
+        }
+        (ToolChoice::Auto, open) => {
+            // Free text may contain no trigger; each trigger is a lazy lexeme that ends
+            // where the trigger does, the constrained rest follows it.
+            let mut starts = vec!["FREE".to_string()];
+            let mut banned = Vec::new();
+            if let Some(open) = open {
                 let rx = regex_escape(open);
-                g.push_str(&format!(
-                    "start: FREE | prefix after_open\nFREE: /(.|\\n)*/ & ~/(.|\\n)*{rx}(.|\\n)*/\nprefix[lazy]: /(.|\\n)*{rx}/\n"
-                ));
+                banned.push(format!("(.|\\n)*{rx}(.|\\n)*"));
+                g.push_str(&format!("prefix[lazy]: /(.|\\n)*{rx}/\n"));
+                starts.push("prefix after_open".into());
             }
-        },
-        (_, Some(open)) => g.push_str(&format!("start: {} after_open\n", l(open))),
-        (_, None) => g.push_str("start: after_open\n"),
+            // A reply that starts as a call object: Llama 3.x's only form, and the bare
+            // form small Qwen models write without the tags (see `Family::anchored_json`).
+            let bare_key = match family {
+                Family::Hermes | Family::Exaone4 => Some("arguments"),
+                Family::Llama3 => Some("parameters"),
+                _ => None,
+            };
+            const OBJ: &str = "[ \\n]*\\{[ \\n]*";
+            if let Some(key) = bare_key {
+                let names: Vec<String> = chosen.iter().map(|t| regex_escape(&t.name)).collect();
+                banned.push(format!("{OBJ}\"name\"[ \\n]*:[ \\n]*\"({})\"(.|\\n)*", names.join("|")));
+                for (i, name) in names.iter().enumerate() {
+                    g.push_str(&format!("bare_prefix_{i}[lazy]: /{OBJ}\"name\"[ \\n]*:[ \\n]*\"{name}\"/\n"));
+                    g.push_str(&format!("bare_{i}: {} args_{i} \"}}\"\n", l(&format!(", \"{key}\": "))));
+                    starts.push(format!("bare_prefix_{i} bare_{i}"));
+                }
+            }
+            if family == Family::Generic {
+                banned.push(format!("{OBJ}\"tool_calls\"(.|\\n)*"));
+                g.push_str(&format!("calls_prefix[lazy]: /{OBJ}\"tool_calls\"/\n"));
+                g.push_str(&format!("calls_rest: {} call{} \"]}}\"\n", l(": ["), more(&l(", "))));
+                starts.push("calls_prefix calls_rest".into());
+            }
+            let not: String = banned.iter().map(|b| format!(" & ~/{b}/")).collect();
+            g.push_str(&format!("start: {}\nFREE: /(.|\\n)*/{not}\n", starts.join(" | ")));
+        }
+        (_, open) => {
+            let lead = match thinking {
+                Thinking::Off => "",
+                Thinking::May => "think? ",
+                Thinking::Open => "thought ",
+            };
+            if thinking != Thinking::Off {
+                // The thought: text up to the first closing tag, then the layout the
+                // templates put between it and the answer.
+                match special(THINK_CLOSE) {
+                    Some(id) => g.push_str(&format!("thought: THOUGHT <[{id}]> GAP?\nTHOUGHT: /(.|\\n)*/\n")),
+                    None => g.push_str("thought: thought_text GAP?\nthought_text[lazy]: /(.|\\n)*<\\/think>/\n"),
+                }
+                g.push_str("GAP: /[ \\n]+/\n");
+                if thinking == Thinking::May {
+                    g.push_str(&format!("think: {} thought\n", l(THINK_OPEN)));
+                }
+            }
+            match open {
+                Some(open) => g.push_str(&format!("start: {lead}{} after_open\n", l(open))),
+                None => g.push_str(&format!("start: {lead}after_open\n")),
+            }
+        }
     }
     Some(g)
 }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use jikji_toolcall::grammar::call_grammar;
+use jikji_toolcall::grammar::{call_grammar, Thinking};
 use jikji_toolcall::{parse, parse_tools, Family, Tool, ToolChoice};
 use llguidance::api::TopLevelGrammar;
 use llguidance::{Matcher, ParserFactory};
@@ -79,7 +79,7 @@ fn accepts(f: &ParserFactory, grammar: &str, text: &str) -> bool {
 }
 
 fn grammar(family: Family, choice: &ToolChoice, parallel: bool) -> String {
-    call_grammar(family, &tools(), choice, parallel, &special_for(family)).expect("a grammar")
+    call_grammar(family, &tools(), choice, parallel, Thinking::Off, &special_for(family)).expect("a grammar")
 }
 
 /// Real outputs per family (as its template renders calls), one call and two.
@@ -173,16 +173,73 @@ fn named_choice_allows_one_call_of_only_that_function() {
 fn auto_grammars_leave_text_free_until_the_opening_then_force_a_valid_call() {
     let f = factory();
     for family in FAMILIES {
-        let Some(g) = call_grammar(family, &tools(), &ToolChoice::Auto, true, &special_for(family)) else {
-            assert!(matches!(family, Family::Llama3 | Family::Generic), "{family:?} has an opening");
-            continue;
-        };
+        let g = call_grammar(family, &tools(), &ToolChoice::Auto, true, Thinking::Off, &special_for(family)).expect("a grammar");
         let (one, two) = outputs(family);
         assert!(accepts(&f, &g, "서울은 맑습니다. It is 21 C.\n\nAnything else?"), "{family:?} free text\n{g}");
         assert!(accepts(&f, &g, ""), "{family:?}: an empty answer");
         assert!(accepts(&f, &g, one), "{family:?}: a call\n{g}");
-        assert!(accepts(&f, &g, two), "{family:?}: two calls");
-        assert!(accepts(&f, &g, &format!("Let me check the weather.\n{one}")), "{family:?}: text then a call");
-        assert!(!accepts(&f, &g, &format!("Let me check. {}", one.replace("get_weather", "get_wether"))), "{family:?}");
+        assert!(accepts(&f, &g, &format!("<think>\nWeather.\n</think>\n\n{one}")), "{family:?}: thought, then a call\n{g}");
+        if !two.is_empty() {
+            assert!(accepts(&f, &g, two), "{family:?}: two calls");
+        }
+        if family.opening().is_some() {
+            assert!(accepts(&f, &g, &format!("Let me check the weather.\n{one}")), "{family:?}: text then a call");
+            assert!(!accepts(&f, &g, &format!("Let me check. {}", one.replace("get_weather", "get_wether"))), "{family:?}");
+        }
     }
+}
+
+#[test]
+fn auto_grammars_constrain_a_reply_that_starts_as_a_call_object() {
+    let f = factory();
+    let bare = |key: &str, args: &str| format!("{{\"name\": \"get_weather\", \"{key}\": {args}}}");
+    for (family, key) in [(Family::Hermes, "arguments"), (Family::Exaone4, "arguments"), (Family::Llama3, "parameters")] {
+        let g = call_grammar(family, &tools(), &ToolChoice::Auto, true, Thinking::Off, &special_for(family)).expect("a grammar");
+        assert!(accepts(&f, &g, &bare(key, r#"{"city": "Seoul"}"#)), "{family:?}\n{g}");
+        assert!(accepts(&f, &g, &format!("\n{}", bare(key, r#"{"city": "Seoul", "unit": "celsius"}"#))), "{family:?}");
+        // Once the start names an offered tool, the arguments must validate.
+        assert!(!accepts(&f, &g, &bare(key, r#"{"city": "Seoul", "unit": "kelvin"}"#)), "{family:?}");
+        assert!(!accepts(&f, &g, &bare(key, r#"{"town": "Seoul"}"#)), "{family:?}");
+        // Other JSON, or the object later in the text, stays free.
+        assert!(accepts(&f, &g, r#"{"name": "Kim", "age": 31}"#), "{family:?}");
+        assert!(accepts(&f, &g, &format!("As JSON: {}", bare(key, r#"{"town": 1}"#))), "{family:?}");
+        let names: Vec<String> = tools().iter().map(|t| t.name.clone()).collect();
+        assert_eq!(parse(family, &names, 1, &bare(key, r#"{"city": "Seoul"}"#)).calls.len(), 1, "{family:?}");
+    }
+    let g = call_grammar(Family::Generic, &tools(), &ToolChoice::Auto, true, Thinking::Off, &|_: &str| None).expect("a grammar");
+    let (_, two) = outputs(Family::Generic);
+    assert!(accepts(&f, &g, two), "{g}");
+    assert!(!accepts(&f, &g, &two[..two.len() - 2]), "an unclosed call object\n{g}");
+    assert!(!accepts(&f, &g, r#"{"tool_calls": [{"name": "get_wether", "arguments": {}}]}"#), "{g}");
+}
+
+#[test]
+fn forced_calls_may_follow_a_reasoning_block_only_when_the_model_thinks() {
+    let f = factory();
+    let thought = "The user wants Seoul's weather.\nOne call </thin does it.";
+    for family in FAMILIES {
+        let (one, _) = outputs(family);
+        let g = |t: Thinking| call_grammar(family, &tools(), &ToolChoice::Required, false, t, &special_for(family)).expect("a grammar");
+        let (off, may, open) = (g(Thinking::Off), g(Thinking::May), g(Thinking::Open));
+        let opened = format!("<think>\n{thought}\n</think>\n\n{one}");
+        let inside = format!("{thought}\n</think>\n\n{one}");
+        assert!(accepts(&f, &may, one), "{family:?}: thinking is optional\n{may}");
+        assert!(accepts(&f, &may, &opened), "{family:?}: a thought, then the call\n{may}");
+        assert!(!accepts(&f, &may, &format!("<think>{thought}</think>\n\nSure, here you go.")), "{family:?}: still a call");
+        assert!(!accepts(&f, &may, &format!("<think>{thought}")), "{family:?}: an unclosed thought is no call");
+        assert!(!accepts(&f, &off, &opened), "{family:?}: no thought when the prompt closed it");
+        assert!(accepts(&f, &open, &inside), "{family:?}: the prompt opened the thought\n{open}");
+        assert!(!accepts(&f, &open, one), "{family:?}: the reply starts inside the thought");
+        let names: Vec<String> = tools().iter().map(|t| t.name.clone()).collect();
+        assert_eq!(parse(family, &names, 1, &inside[inside.find("</think>").expect("closed") + 8..]).calls.len(), 1);
+    }
+}
+
+#[test]
+fn thinking_is_read_from_the_template_and_the_end_of_the_prompt() {
+    let qwen3 = "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}";
+    assert_eq!(Thinking::for_prompt(qwen3, "<|im_start|>assistant\n"), Thinking::May);
+    assert_eq!(Thinking::for_prompt(qwen3, "<|im_start|>assistant\n<think>\n\n</think>\n\n"), Thinking::Off);
+    assert_eq!(Thinking::for_prompt(qwen3, "[|assistant|]<think>\n"), Thinking::Open);
+    assert_eq!(Thinking::for_prompt("{{ messages }}", "<|im_start|>assistant\n"), Thinking::Off);
 }

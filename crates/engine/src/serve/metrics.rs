@@ -40,6 +40,8 @@ pub struct MetricsSnapshot {
     /// Prompt tokens of finished or running requests (cached ones included).
     pub prompt_tokens_total: u64,
     pub generated_tokens_total: u64,
+    /// Generated tokens a grammar forced (taken without sampling); part of the above.
+    pub forced_tokens_total: u64,
     pub prefix_cache_hit_tokens_total: u64,
     pub ttft_seconds: Histogram,
     pub inter_token_seconds: Histogram,
@@ -53,6 +55,7 @@ const ITL_BOUNDS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 pub(crate) struct Counters {
     pub(crate) prompt_tokens: u64,
     pub(crate) generated_tokens: u64,
+    pub(crate) forced_tokens: u64,
     pub(crate) prefix_hit_tokens: u64,
     pub(crate) cancelled: u64,
     pub(crate) ttft: Histogram,
@@ -71,6 +74,7 @@ impl Metrics {
             inner: Mutex::new(Counters {
                 prompt_tokens: 0,
                 generated_tokens: 0,
+                forced_tokens: 0,
                 prefix_hit_tokens: 0,
                 cancelled: 0,
                 ttft: Histogram::with_bounds(&TTFT_BOUNDS),
@@ -92,6 +96,7 @@ impl Metrics {
             kv_blocks_total: total,
             prompt_tokens_total: c.prompt_tokens,
             generated_tokens_total: c.generated_tokens,
+            forced_tokens_total: c.forced_tokens,
             prefix_cache_hit_tokens_total: c.prefix_hit_tokens,
             ttft_seconds: c.ttft.clone(),
             inter_token_seconds: c.itl.clone(),

@@ -70,6 +70,9 @@ pub struct ServeConfig {
     /// Upper bound on the KV pool's bytes (it is allocated zeroed; pages are only touched
     /// as blocks are first used).
     pub kv_memory_limit: usize,
+    /// Constrained sequences take the tokens their grammar forces without sampling them,
+    /// all in the next step's rows (see the worker's docs).
+    pub fast_forward: bool,
 }
 
 impl Default for ServeConfig {
@@ -83,6 +86,7 @@ impl Default for ServeConfig {
             prefill_chunk: 512,
             threads: 0,
             kv_memory_limit: 2 << 30,
+            fast_forward: true,
         }
     }
 }

@@ -5,6 +5,15 @@
 //! `forward_batch` holding every generating sequence's next row and up to
 //! `prefill_chunk` prompt tokens of the sequences still prefilling (oldest first), and
 //! turn each returned logits row into a token, text and events.
+//!
+//! Forced tokens: when a constrained sequence's grammar allows exactly one continuation
+//! after the sampled token (the keys and punctuation of a JSON schema, a tool call's
+//! `{"name": "get_weather", "arguments": `), llguidance names those tokens
+//! (`compute_ff_tokens`) and the sequence takes them at once, without sampling: they are
+//! streamed right away and all enter the next step's forward as rows of one chunk, so k
+//! forced tokens cost one step instead of k. At most [`MAX_FORCED`] per step; not for
+//! requests that ask for logprobs (a forced token has no logits row of its own), and off
+//! with `ServeConfig::fast_forward = false`.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
@@ -20,6 +29,9 @@ use super::{FinishReason, GenEvent, Pending, Shared, TokenLogprob, Usage};
 use crate::generate::{Pushed, StopStream};
 use crate::grammar::Constraint;
 use crate::sampler::Sampler;
+
+/// Most forced tokens a sequence takes after one sampled token.
+const MAX_FORCED: usize = 64;
 
 /// One admitted request.
 struct Seq {
@@ -444,41 +456,69 @@ impl Worker {
             let _ = s.tx.send(GenEvent::Done { finish: FinishReason::Stop, usage: s.usage() });
             return Outcome::Finished;
         }
-        s.generated += 1;
         self.sh.metrics.update(|c| c.generated_tokens += 1);
-        let mut grammar_done = false;
-        if let Some(g) = &mut s.grammar {
-            if let Err(e) = g.commit(id) {
-                return Outcome::Failed(e.to_string());
-            }
-            grammar_done = g.is_finished();
+        let outcome = take_token(s, id, logprob);
+        if !matches!(outcome, Outcome::Continue) || !self.sh.cfg.fast_forward || s.logprobs.is_some() {
+            return outcome;
         }
-        s.sampler.accept(id);
-        s.tokens.push(id);
-        let piece = match s.decoder.push(id) {
-            Ok(p) => p,
-            Err(e) => return Outcome::Failed(format!("detokenizing failed: {e}")),
+        let forced = match &mut s.grammar {
+            Some(g) => g.forced_tokens(),
+            None => return outcome,
         };
-        let (mut text, finish) = match s.stops.push(&piece) {
-            // A complete grammar allows nothing but end of generation: stop without it.
-            Pushed::Emit(t) if grammar_done => (t, Some(FinishReason::Stop)),
-            Pushed::Emit(t) => (t, (s.generated >= s.max_tokens).then_some(FinishReason::Length)),
-            Pushed::Stopped { emit, .. } => (emit, Some(FinishReason::Stop)),
-        };
-        if finish == Some(FinishReason::Length) || grammar_done {
-            let rest = s.decoder.finish();
-            text.push_str(&s.stops.finish(&rest));
-        }
-        if s.tx.send(GenEvent::Token { id, text, logprob }).is_err() {
-            return Outcome::Cancelled;
-        }
-        match finish {
-            Some(finish) => {
-                let _ = s.tx.send(GenEvent::Done { finish, usage: s.usage() });
-                Outcome::Finished
+        for id in forced.into_iter().take(MAX_FORCED) {
+            if tokenizer.is_eog(id) {
+                break;
             }
-            None => Outcome::Continue,
+            self.sh.metrics.update(|c| {
+                c.generated_tokens += 1;
+                c.forced_tokens += 1;
+            });
+            match take_token(s, id, None) {
+                Outcome::Continue => {}
+                done => return done,
+            }
         }
+        Outcome::Continue
+    }
+}
+
+/// Appends a token that is not end of generation (sampled, or forced by the grammar) and
+/// sends its text; finishes the sequence at a stop string, a complete grammar or
+/// `max_tokens`.
+fn take_token(s: &mut Seq, id: u32, logprob: Option<TokenLogprob>) -> Outcome {
+    s.generated += 1;
+    let mut grammar_done = false;
+    if let Some(g) = &mut s.grammar {
+        if let Err(e) = g.commit(id) {
+            return Outcome::Failed(e.to_string());
+        }
+        grammar_done = g.is_finished();
+    }
+    s.sampler.accept(id);
+    s.tokens.push(id);
+    let piece = match s.decoder.push(id) {
+        Ok(p) => p,
+        Err(e) => return Outcome::Failed(format!("detokenizing failed: {e}")),
+    };
+    let (mut text, finish) = match s.stops.push(&piece) {
+        // A complete grammar allows nothing but end of generation: stop without it.
+        Pushed::Emit(t) if grammar_done => (t, Some(FinishReason::Stop)),
+        Pushed::Emit(t) => (t, (s.generated >= s.max_tokens).then_some(FinishReason::Length)),
+        Pushed::Stopped { emit, .. } => (emit, Some(FinishReason::Stop)),
+    };
+    if finish == Some(FinishReason::Length) || grammar_done {
+        let rest = s.decoder.finish();
+        text.push_str(&s.stops.finish(&rest));
+    }
+    if s.tx.send(GenEvent::Token { id, text, logprob }).is_err() {
+        return Outcome::Cancelled;
+    }
+    match finish {
+        Some(finish) => {
+            let _ = s.tx.send(GenEvent::Done { finish, usage: s.usage() });
+            Outcome::Finished
+        }
+        None => Outcome::Continue,
     }
 }
 

@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use jikji_engine::grammar::Constraint;
 use jikji_engine::reasoning::ReasoningSplitter;
 use jikji_engine::serve::{EngineHandle, GenRequest, GenStream, SubmitError};
+use jikji_toolcall::grammar::Thinking;
 use serde_json::Value;
 
 use super::reply::{collect, sse_response, Choice, Kind, Reply};
@@ -157,40 +158,39 @@ pub async fn chat_completions(State(st): State<AppState>, body: Result<Bytes, By
     let logprobs = request::chat_logprobs(&f)?;
     let split = request::reasoning_split(&f)?;
     let add_generation_prompt = f.bool("add_generation_prompt")?.unwrap_or(true);
+    let template_kwargs = request::chat_template_kwargs(&f)?;
     let mut wanted = structured::requested(&f)?;
     let plan = tools::requested(&f, &eng)?;
-    if let Some(p) = &plan {
-        if let (Some(w), true) = (&wanted, p.forces_call()) {
+    if let (Some(p), Some(w)) = (&plan, &wanted) {
+        if p.forces_call() {
             return Err(ApiError::invalid(
                 w.param.clone(),
                 format!("`{}` cannot be combined with a `tool_choice` that forces a call", w.param),
             ));
         }
-        if wanted.is_none() {
-            wanted = p.grammar(eng.tokenizer()).map(|spec| structured::Requested { spec, param: "tools".into() });
-        }
     }
 
     let prompt = match &plan {
-        Some(p) => p.prompt(&eng, &messages, add_generation_prompt),
-        None => eng.chat_prompt(&messages, add_generation_prompt),
+        Some(p) => p.prompt(&eng, &messages, add_generation_prompt, &template_kwargs),
+        None => eng.chat_prompt_with(&messages, add_generation_prompt, &template_kwargs),
     }
     .map_err(|e| ApiError::invalid("messages", format!("cannot apply the chat template: {e}")))?;
     let max_tokens = token_budget(&eng, &opts, prompt.len(), "messages")?;
+    // The end of the rendered prompt says whether the reply starts inside a thought
+    // (`… <think>\n`), may open one, or has it closed already (`… </think>\n\n`).
+    let tail_from = prompt.len().saturating_sub(16);
+    let tail = eng.tokenizer().decode(&prompt[tail_from..], true).unwrap_or_default();
+    if let (Some(p), None) = (&plan, &wanted) {
+        let thinking = Thinking::for_prompt(eng.chat_template_source().unwrap_or(""), &tail);
+        wanted = p.grammar(eng.tokenizer(), thinking).map(|spec| structured::Requested { spec, param: "tools".into() });
+    }
     let grammar = match wanted {
         Some(w) => Some(structured::compile(&eng, w).await?),
         None => None,
     };
     let special_text = plan.as_ref().is_some_and(|p| p.special_text);
 
-    let splitter = if split {
-        // Start inside a thought when the rendered prompt ends with `<think>`.
-        let tail_from = prompt.len().saturating_sub(8);
-        let tail = eng.tokenizer().decode(&prompt[tail_from..], true).unwrap_or_default();
-        Some(ReasoningSplitter::for_prompt(&tail))
-    } else {
-        None
-    };
+    let splitter = split.then(|| ReasoningSplitter::for_prompt(&tail));
     let seed = opts.seed.unwrap_or_else(random_u64);
     let reqs: Vec<GenRequest> = (0..opts.n)
         .map(|j| {
