@@ -269,7 +269,7 @@ fn large_matmul_split_over_threads_equals_the_single_dot() {
     // Big enough to be split across the pool (rows in several chunks, tokens in blocks).
     let mut rng = Rng::new(0x5eed_0007);
     jikji_kernels::set_num_threads(2);
-    for ty in [GgmlType::Q4_1, GgmlType::Q6_K] {
+    for ty in [GgmlType::Q4_1, GgmlType::Q6_K, GgmlType::F16] {
         let (rows, cols, toks) = (203usize, 1024usize, 11usize);
         let wf = rng.vec(rows * cols, 1.0);
         let w: Vec<u8> = wf.chunks_exact(cols).flat_map(|r| quantize(ty, r)).collect();

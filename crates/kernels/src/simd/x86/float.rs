@@ -117,6 +117,9 @@ macro_rules! x86_float {
             // `nb` f16 `wrb` bytes apart, `x` `toks` rows of `nb` f16 `xrb` bytes apart, `out` an
             // element at every `r * rs + t * ts`.
             unsafe {
+                if $avx512 && toks >= 4 {
+                    return super::float::f512::matrix_f16(w, wrb, x, xrb, nb, rows, toks, out, rs, ts);
+                }
                 for r in 0..rows {
                     for t in 0..toks {
                         *out.add(r * rs + t * ts) = dot_f16(w.add(r * wrb), x.add(t * xrb), nb);
@@ -129,6 +132,14 @@ macro_rules! x86_float {
 
 /// The 512-bit f32/f16 dots of the AVX-512 levels (pointers in, so the 256-bit level never
 /// passes a 512-bit vector across a call).
+///
+/// F16 batches (`matrix_f16`, 4 tokens or more: encoders and prompts of F16 models) keep
+/// `dot_f16`'s operations per output exactly but not its memory traffic: the activations
+/// are widened to f32 once per call (exact: every f16 is an f32, so the products are the
+/// same), and each weight row is widened once for 4 tokens, whose 4 × 4 accumulators stay
+/// in registers. The results equal `dot_f16` bit for bit
+/// (`matmul_tiles_equal_the_single_dot_on_odd_shapes`); what changes is that the
+/// conversions no longer bound the loop.
 pub(super) mod f512 {
     use crate::util::f16_bits_to_f32;
     use std::arch::x86_64::*;
@@ -167,6 +178,97 @@ pub(super) mod f512 {
                 i += 1;
             }
             sumf
+        }
+    }
+
+    /// Rows of weights in a block kept in L2 while 4-token groups pass over them.
+    const ROW_BLOCK: usize = 64;
+
+    /// `matrix_f16` for 4 tokens or more (see the module docs).
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512dq,avx512vl")]
+    pub(in crate::simd::x86) unsafe fn matrix_f16(
+        w: *const u8,
+        wrb: usize,
+        x: *const u8,
+        xrb: usize,
+        nb: usize,
+        rows: usize,
+        toks: usize,
+        out: *mut f32,
+        rs: usize,
+        ts: usize,
+    ) {
+        // SAFETY: the `MatrixFn` contract: `w` holds `rows` rows of `nb` f16 `wrb` bytes apart,
+        // `x` `toks` rows of `nb` f16 `xrb` bytes apart, `out` an element at every
+        // `r * rs + t * ts`; `xf` holds `toks * nb` f32.
+        unsafe {
+            // Activations widened once: `xf[t * nb ..][..nb]` is token t.
+            let mut xf = vec![0f32; toks * nb];
+            for t in 0..toks {
+                let (src, dst) = (x.add(t * xrb), xf.as_mut_ptr().add(t * nb));
+                let mut i = 0;
+                while i + 16 <= nb {
+                    _mm512_storeu_ps(dst.add(i), _mm512_cvtph_ps(_mm256_loadu_si256(src.add(2 * i) as *const __m256i)));
+                    i += 16;
+                }
+                while i < nb {
+                    *dst.add(i) = f16_bits_to_f32(u16::from_le_bytes([*src.add(2 * i), *src.add(2 * i + 1)]));
+                    i += 1;
+                }
+            }
+            let groups = toks / 4;
+            for r0 in (0..rows).step_by(ROW_BLOCK) {
+                let r1 = (r0 + ROW_BLOCK).min(rows);
+                for g in 0..groups {
+                    let xs = [0, 1, 2, 3].map(|k| xf.as_ptr().add((4 * g + k) * nb));
+                    for r in r0..r1 {
+                        let d = dot_f16_x4(w.add(r * wrb), xs, nb);
+                        for (k, v) in d.into_iter().enumerate() {
+                            *out.add(r * rs + (4 * g + k) * ts) = v;
+                        }
+                    }
+                }
+                for t in 4 * groups..toks {
+                    for r in r0..r1 {
+                        *out.add(r * rs + t * ts) = dot_f16(w.add(r * wrb), x.add(t * xrb), nb);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Four `dot_f16` of one f16 weight row against four f32 rows (widened f16), each with
+    /// `dot_f16`'s own operations in its order; the weight vectors are widened once.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512dq,avx512vl")]
+    unsafe fn dot_f16_x4(w: *const u8, x: [*const f32; 4], n: usize) -> [f32; 4] {
+        // SAFETY: `n` readable f16 at `w` and `n` readable f32 at each `x[k]`; loads stop at
+        // `i + 64 <= n` and the tails at `n`.
+        unsafe {
+            let mut i = 0;
+            let mut s = [[_mm512_setzero_ps(); 4]; 4];
+            while i + 64 <= n {
+                for j in 0..4 {
+                    let a = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(2 * (i + 16 * j)) as *const __m256i));
+                    for k in 0..4 {
+                        let b = _mm512_loadu_ps(x[k].add(i + 16 * j));
+                        s[k][j] = _mm512_fmadd_ps(a, b, s[k][j]);
+                    }
+                }
+                i += 64;
+            }
+            let mut out = [0f32; 4];
+            for k in 0..4 {
+                let sk = s[k];
+                let mut sumf = reduce(_mm512_add_ps(_mm512_add_ps(sk[0], sk[2]), _mm512_add_ps(sk[1], sk[3]))) as f64;
+                for t in i..n {
+                    let a = f16_bits_to_f32(u16::from_le_bytes([*w.add(2 * t), *w.add(2 * t + 1)]));
+                    sumf += (a * *x[k].add(t)) as f64;
+                }
+                out[k] = sumf as f32;
+            }
+            out
         }
     }
 
