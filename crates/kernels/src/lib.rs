@@ -59,12 +59,14 @@ mod legacy;
 pub mod lanes;
 pub mod ops;
 pub mod peer_order;
+pub mod tiled_f16;
 mod simd;
 pub mod pool;
 pub use half;
 mod util;
 
 pub use cpu::{isa, Isa};
+pub use tiled_f16::{f16_tiled_supported, matmul_f16_tiled, matmul_f16_tiled_isa};
 pub use peer_order::{matmul_kquant_batch_invariant, matmul_peer_kquant, matmul_peer_kquant_isa, matvec_peer_kquant_rows, peer_kquant_supported};
 pub use jikji_gguf::GgmlType;
 

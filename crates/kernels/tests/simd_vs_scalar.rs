@@ -316,3 +316,38 @@ fn an_isa_this_cpu_lacks_is_an_error_not_a_crash() {
     assert!(Isa::available().contains(&Isa::Scalar));
     assert!(Isa::available().contains(&jikji_kernels::isa()));
 }
+
+#[test]
+fn f16_tiled_matmul_equals_its_scalar_reference() {
+    // tinyBLAS's order (llama.cpp's F16 prompts): every level gives the reference's bits, on
+    // shapes with partial 4-row and 6-token tiles and more rows than one block.
+    let mut rng = Rng::new(0x5eed_0011);
+    let ty = GgmlType::F16;
+    for cols in [16usize, 48, 768] {
+        for rows in [1usize, 3, 4, 5, 7, 13, 70] {
+            for toks in [2usize, 5, 6, 7, 13] {
+                let w = quantize(ty, &rng.vec(rows * cols, 1.0));
+                let x = rng.vec(toks * cols, 1.0);
+                let view = jikji_kernels::WeightView { ty, data: &w, rows, cols };
+                let xq = quantize_activations_isa(Isa::Scalar, ty, &x, cols, toks).expect("quantize");
+                let (wrb, xrb) = (2 * cols, 2 * cols);
+                for isa in Isa::available() {
+                    let mut y = vec![f32::NAN; rows * toks];
+                    jikji_kernels::matmul_f16_tiled_isa(isa, &view, &xq, toks, &mut y).expect("matmul");
+                    for t in 0..toks {
+                        for r in 0..rows {
+                            let (wr, xr) = (&w[r * wrb..(r + 1) * wrb], &xq[t * xrb..(t + 1) * xrb]);
+                            let want = jikji_kernels::tiled_f16::dot_f16_tiled_scalar(wr, xr);
+                            let got = y[t * rows + r];
+                            assert_eq!(got.to_bits(), want.to_bits(), "[{rows}x{cols}] x {toks} on {}: y[{t},{r}] {got} vs {want}", isa.name());
+                            let plain = scalar::vec_dot(ty, cols, wr, xr).expect("scalar dot");
+                            assert_close("tiled f16", got, plain, abs_terms(ty, wr, xr, cols));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(!jikji_kernels::f16_tiled_supported(ty, 100, 8), "rows of 100 are not a multiple of 16");
+    assert!(!jikji_kernels::f16_tiled_supported(ty, 768, 1), "one token takes vec_dot_f16");
+}

@@ -24,7 +24,7 @@ use super::peer;
 use crate::{BackendError, MatrixRef};
 use jikji_gguf::GgmlType;
 use jikji_kernels::{
-    matmul_kquant_batch_invariant, matmul_peer_kquant, matmul_quantized, matvec_peer_kquant_rows, matvec_quantized_rows, peer_kquant_supported,
+    f16_tiled_supported, matmul_f16_tiled, matmul_kquant_batch_invariant, matmul_peer_kquant, matmul_quantized, matvec_peer_kquant_rows, matvec_quantized_rows, peer_kquant_supported,
     quantize_activations, vec_dot_type,
 };
 use std::sync::Mutex;
@@ -97,6 +97,9 @@ pub fn project_many(
             matmul_kquant_batch_invariant(&m.view(), &cache[idx].1, n_tokens, &mut y)?;
         } else if peer_kquant_supported(ty, m.rows, m.cols) {
             matmul_peer_kquant(&m.view(), &cache[idx].1, n_tokens, &mut y)?;
+        } else if !batch_invariant && f16_tiled_supported(ty, m.cols, n_tokens) {
+            // The peer's F16 order from 2 tokens on (tinyBLAS; `jikji_kernels::tiled_f16`).
+            matmul_f16_tiled(&m.view(), &cache[idx].1, n_tokens, &mut y)?;
         } else {
             matmul_quantized(&m.view(), &cache[idx].1, n_tokens, &mut y)?;
         }

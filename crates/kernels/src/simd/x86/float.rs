@@ -133,7 +133,9 @@ macro_rules! x86_float {
 /// The 512-bit f32/f16 dots of the AVX-512 levels (pointers in, so the 256-bit level never
 /// passes a 512-bit vector across a call).
 ///
-/// F16 batches (`matrix_f16`, 4 tokens or more: encoders and prompts of F16 models) keep
+/// F16 batches in `vec_dot_f16`'s order (`matrix_f16`, 4 tokens or more: the serving
+/// path, which needs one order for every row count; single-sequence prompts take the
+/// peer's tinyBLAS order instead, `tiled_f16` below and `crate::tiled_f16`) keep
 /// `dot_f16`'s operations per output exactly but not its memory traffic: the activations
 /// are widened to f32 once per call (exact: every f16 is an f32, so the products are the
 /// same), and each weight row is widened once for 4 tokens, whose 4 × 4 accumulators stay
@@ -269,6 +271,91 @@ pub(super) mod f512 {
                 out[k] = sumf as f32;
             }
             out
+        }
+    }
+
+    /// llamafile tinyBLAS's F16 order (see `crate::tiled_f16`) on rows `0..rows` of `w`
+    /// against `toks` activation rows widened to f32 (`xf`, `nb` apart): tiles of 4 rows ×
+    /// 6 tokens, one 16-lane accumulator per output, `reduce` at the end.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512dq,avx512vl")]
+    pub(in crate::simd::x86) unsafe fn tiled_f16(
+        w: *const u8,
+        wrb: usize,
+        xf: *const f32,
+        nb: usize,
+        rows: usize,
+        toks: usize,
+        out: *mut f32,
+        rs: usize,
+        ts: usize,
+    ) {
+        // SAFETY: `w` holds `rows` rows of `nb` f16 `wrb` bytes apart, `xf` `toks` rows of `nb`
+        // f32, `nb % 16 == 0`, `out` an element at every `r * rs + t * ts` (the caller's
+        // contract); every tile stays inside those bounds.
+        unsafe {
+            let (mr, nr) = (rows - rows % 4, toks - toks % 6);
+            for b0 in (0..rows).step_by(ROW_BLOCK) {
+                let b1 = (b0 + ROW_BLOCK).min(rows);
+                let m1 = b1.min(mr).max(b0);
+                for t0 in (0..nr).step_by(6) {
+                    for r0 in (b0..m1).step_by(4) {
+                        tile::<4, 6>(w, wrb, xf, nb, r0, t0, out, rs, ts);
+                    }
+                    for r0 in m1..b1 {
+                        tile::<1, 6>(w, wrb, xf, nb, r0, t0, out, rs, ts);
+                    }
+                }
+                for t0 in nr..toks {
+                    for r0 in (b0..m1).step_by(4) {
+                        tile::<4, 1>(w, wrb, xf, nb, r0, t0, out, rs, ts);
+                    }
+                    for r0 in m1..b1 {
+                        tile::<1, 1>(w, wrb, xf, nb, r0, t0, out, rs, ts);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One `RM` × `RN` tile of [`tiled_f16`].
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512dq,avx512vl")]
+    unsafe fn tile<const RM: usize, const RN: usize>(
+        w: *const u8,
+        wrb: usize,
+        xf: *const f32,
+        nb: usize,
+        r0: usize,
+        t0: usize,
+        out: *mut f32,
+        rs: usize,
+        ts: usize,
+    ) {
+        // SAFETY: rows r0..r0+RM and tokens t0..t0+RN are inside the bounds of `tiled_f16`'s
+        // contract; loads stop at `nb` (a multiple of 16).
+        unsafe {
+            let mut c = [[_mm512_setzero_ps(); RM]; RN];
+            let mut l = 0;
+            while l < nb {
+                let mut a = [_mm512_setzero_ps(); RM];
+                for (i, a) in a.iter_mut().enumerate() {
+                    *a = _mm512_cvtph_ps(_mm256_loadu_si256(w.add((r0 + i) * wrb + 2 * l) as *const __m256i));
+                }
+                for (j, c) in c.iter_mut().enumerate() {
+                    let b = _mm512_loadu_ps(xf.add((t0 + j) * nb + l));
+                    for (c, a) in c.iter_mut().zip(&a) {
+                        *c = _mm512_fmadd_ps(*a, b, *c);
+                    }
+                }
+                l += 16;
+            }
+            for (j, c) in c.iter().enumerate() {
+                for (i, c) in c.iter().enumerate() {
+                    *out.add((r0 + i) * rs + (t0 + j) * ts) = reduce(*c);
+                }
+            }
         }
     }
 

@@ -73,6 +73,18 @@ mod quant;
 
 // The fixed-feature kernels of `peer_order` (its fold orders, not `vec_dot`'s).
 pub(crate) mod peer;
+
+/// F16 weights in llamafile tinyBLAS's order (`crate::tiled_f16`), AVX-512.
+///
+/// # Safety
+/// The CPU has AVX-512 (F, DQ, VL) with F16C and FMA; `w` holds `rows` rows of `nb` f16
+/// `wrb` bytes apart, `xf` `toks` rows of `nb` f32, `nb % 16 == 0`, and `out` an element at
+/// every `r * rs + t * ts`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn tiled_f16(w: *const u8, wrb: usize, xf: *const f32, nb: usize, rows: usize, toks: usize, out: *mut f32, rs: usize, ts: usize) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { float::f512::tiled_f16(w, wrb, xf, nb, rows, toks, out, rs, ts) }
+}
 pub(crate) mod peer_vnni;
 
 /// One level module: every family's items expanded with the level's features, in one
