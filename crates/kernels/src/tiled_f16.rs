@@ -16,7 +16,6 @@
 //! `vec_dot_f16`'s order for every row count, so a row's result never depends on the
 //! other rows of a step.
 
-use crate::util::f16_bits_to_f32;
 use crate::{
     isa, lanes, num_threads, pool, row_bytes, GgmlType, Isa, KernelError, OutPtr, WeightView,
 };
@@ -26,10 +25,11 @@ pub fn f16_tiled_supported(ty: GgmlType, cols: usize, n_tokens: usize) -> bool {
     ty == GgmlType::F16 && cols % 16 == 0 && cols > 0 && n_tokens >= 2
 }
 
+/// f16 bytes widened to f32 (exact), through the crate's F16 dequantizer.
 fn widen(x: &[u8]) -> Vec<f32> {
-    x.chunks_exact(2)
-        .map(|b| f16_bits_to_f32(u16::from_le_bytes([b[0], b[1]])))
-        .collect()
+    let mut out = vec![0.0f32; x.len() / 2];
+    crate::fp::dequant_f16(x, &mut out);
+    out
 }
 
 /// The scalar reference: one row of f16 weights against one row of f16 activations.

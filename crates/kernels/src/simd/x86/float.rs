@@ -205,19 +205,11 @@ pub(super) mod f512 {
         // `x` `toks` rows of `nb` f16 `xrb` bytes apart, `out` an element at every
         // `r * rs + t * ts`; `xf` holds `toks * nb` f32.
         unsafe {
-            // Activations widened once: `xf[t * nb ..][..nb]` is token t.
+            // Activations widened once (the crate's F16 dequantizer; a `toks × nb` pass
+            // against the product's `rows × toks × nb`): `xf[t * nb ..][..nb]` is token t.
             let mut xf = vec![0f32; toks * nb];
-            for t in 0..toks {
-                let (src, dst) = (x.add(t * xrb), xf.as_mut_ptr().add(t * nb));
-                let mut i = 0;
-                while i + 16 <= nb {
-                    _mm512_storeu_ps(dst.add(i), _mm512_cvtph_ps(_mm256_loadu_si256(src.add(2 * i) as *const __m256i)));
-                    i += 16;
-                }
-                while i < nb {
-                    *dst.add(i) = f16_bits_to_f32(u16::from_le_bytes([*src.add(2 * i), *src.add(2 * i + 1)]));
-                    i += 1;
-                }
+            for (t, dst) in xf.chunks_exact_mut(nb).enumerate() {
+                crate::fp::dequant_f16(std::slice::from_raw_parts(x.add(t * xrb), 2 * nb), dst);
             }
             let groups = toks / 4;
             for r0 in (0..rows).step_by(ROW_BLOCK) {
