@@ -22,7 +22,8 @@ def run(args):
     out = subprocess.run([os.path.join(BIN, "llama-perplexity")] + args + ["-t", "2"], capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"llama-perplexity {' '.join(args)} failed:\n{out.stderr[-2000:]}")
-    return out.stdout + out.stderr
+    # Builds that print a time and level before each log line: drop it.
+    return re.sub(r"^\d+\.\d+\.\d+\.\d+ [DIWE] ", "", out.stdout + out.stderr, flags=re.M)
 
 
 def ppl(model, fa, ctx):
@@ -32,8 +33,11 @@ def ppl(model, fa, ctx):
     return {"chunks": chunks, "ppl": float(m.group(1)), "unc": float(m.group(2))}
 
 
-def scores(model, mode, path, extra):
+def scores(model, mode, path, extra, lines=False):
     text = run(["-m", model, mode, "-f" if mode != "--multiple-choice" else "-bf", path, "-fa", "off"] + extra)
+    if lines:
+        # Winogrande's task lines: both options' scores as printed (6 decimals).
+        return [[r[0], r[1]] for r in re.findall(r"^\d+\t\d+\.\d+\t\s*(-?\d+\.\d+)\s+(-?\d+\.\d+)\s", text, re.M)]
     if mode == "--hellaswag":
         rows = re.findall(r"^(\d+)\t(\d+\.\d+)%\t", text, re.M)
     elif mode == "--winogrande":
@@ -77,6 +81,7 @@ def main():
         r = {"fa_off": ppl(model, "off", 128), "fa_on": ppl(model, "on", 128)}
         r["hellaswag"] = scores(model, "--hellaswag", os.path.join(FIX, "hellaswag.txt"), ["--hellaswag-tasks", "400"])
         r["winogrande"] = scores(model, "--winogrande", os.path.join(FIX, "winogrande.csv"), [])
+        r["winogrande_scores"] = scores(model, "--winogrande", os.path.join(FIX, "winogrande.csv"), [], lines=True)
         r["multiple_choice"] = scores(model, "--multiple-choice", mc, [])
         r["mmlu40"] = scores(model, "--multiple-choice", mmlu, [])
         ref["models"][f] = r

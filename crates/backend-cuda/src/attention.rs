@@ -45,6 +45,7 @@ struct RowMap {
 fn row_map(step: &Step<CudaBackend>, s: &AttnShape, capacity: usize) -> Result<RowMap, BackendError> {
     let mut m = RowMap { slot: Vec::new(), pos: Vec::new(), lo: Vec::new(), tbl: Vec::new(), tbl_off: Vec::new(), block_size: 1 };
     match &step.kv {
+        Kv::Shared { .. } => return Err(BackendError::Device("shared-prefix steps (evaluation batches) run on the CPU backend only".into())),
         Kv::Contiguous { .. } => {
             for &p in &step.positions {
                 if p >= capacity {
@@ -96,7 +97,7 @@ pub(crate) fn attention(be: &CudaBackend, step: &mut Step<CudaBackend>, il: usiz
         return Err(BackendError::Shape(format!("attention: q/k/v of widths {}/{}/{} for {n} rows", q.width, k.width, v.width)));
     }
     let (capacity, widths, layers) = match &step.kv {
-        Kv::Contiguous { cache, .. } => (cache.n_ctx, (cache.k_width, cache.v_width), cache.layers.len()),
+        Kv::Contiguous { cache, .. } | Kv::Shared { cache, .. } => (cache.n_ctx, (cache.k_width, cache.v_width), cache.layers.len()),
         Kv::Paged { pool, .. } => (pool.n_blocks * pool.block_size, (pool.k_width, pool.v_width), pool.layers.len()),
     };
     if il >= layers || widths != (kd, vd) {
@@ -111,7 +112,7 @@ pub(crate) fn attention(be: &CudaBackend, step: &mut Step<CudaBackend>, il: usiz
     let tbl_off = be.to_dev_memo("attn.tbl_off", &map.tbl_off)?;
     let span = map.pos.iter().zip(&map.lo).map(|(p, l)| (p - l + 1) as usize).max().unwrap_or(1);
     let (kc, vc, f16) = match &mut step.kv {
-        Kv::Contiguous { cache, .. } => {
+        Kv::Contiguous { cache, .. } | Kv::Shared { cache, .. } => {
             let f16 = cache.f16;
             let (kc, vc) = &mut cache.layers[il];
             (kc, vc, f16)

@@ -25,6 +25,7 @@ struct RowMap {
 fn row_map(step: &Step<WgpuBackend>, s: &AttnShape, capacity: usize) -> Result<RowMap, BackendError> {
     let mut m = RowMap { slot: Vec::new(), info: Vec::new(), tbl: Vec::new(), block_size: 1 };
     match &step.kv {
+        Kv::Shared { .. } => return Err(BackendError::Device("shared-prefix steps (evaluation batches) run on the CPU backend only".into())),
         Kv::Contiguous { .. } => {
             for &p in &step.positions {
                 if p >= capacity {
@@ -68,7 +69,7 @@ pub(crate) fn attention(be: &WgpuBackend, step: &mut Step<WgpuBackend>, il: usiz
         return Err(BackendError::Shape(format!("attention: heads of {}/{} dims (the Vulkan kernel takes at most 512)", s.head_dim_k, s.head_dim_v)));
     }
     let (capacity, widths, layers) = match &step.kv {
-        Kv::Contiguous { cache, .. } => (cache.n_ctx, (cache.k_width, cache.v_width), cache.layers.len()),
+        Kv::Contiguous { cache, .. } | Kv::Shared { cache, .. } => (cache.n_ctx, (cache.k_width, cache.v_width), cache.layers.len()),
         Kv::Paged { pool, .. } => (pool.n_blocks * pool.block_size, (pool.k_width, pool.v_width), pool.layers.len()),
     };
     if il >= layers || widths != (kd, vd) {
@@ -81,7 +82,7 @@ pub(crate) fn attention(be: &WgpuBackend, step: &mut Step<WgpuBackend>, il: usiz
     let paged = !map.tbl.is_empty();
     let tbl = g.words(&map.tbl, "block tables")?;
     let (kc, vc, f16) = match &step.kv {
-        Kv::Contiguous { cache, .. } => (&cache.layers[il].0, &cache.layers[il].1, cache.f16),
+        Kv::Contiguous { cache, .. } | Kv::Shared { cache, .. } => (&cache.layers[il].0, &cache.layers[il].1, cache.f16),
         Kv::Paged { pool, .. } => (&pool.layers[il].0, &pool.layers[il].1, true),
     };
     be.store(kc, k, &slot, f16);

@@ -23,6 +23,10 @@
 //! - **KV caches.** A contiguous per-sequence cache ([`Backend::Cache`]) and a paged pool
 //!   shared by many sequences ([`Backend::Pool`]) are the backend's types, so a device
 //!   backend keeps them on the device. A forward pass reaches them through a [`Step`].
+//!   A contiguous cache can also hold several sequences that share a prefix
+//!   ([`Kv::Shared`], one [`RowView`] per row: llama.cpp's unified-cache mask), which is
+//!   how evaluations run a question once and every answer after it in one pass; backends
+//!   say whether they implement it ([`Backend::shared_steps`]; the CPU does).
 //!
 //! Numerics are the backend's business too. A [`Step`] says whether it runs one sequence
 //! over its own cache or a serving batch over the paged pool ([`Step::serving`]); the CPU
@@ -264,12 +268,51 @@ pub struct SeqSpan<'a> {
     pub blocks: &'a [u32],
 }
 
+/// What one row of a shared-prefix step ([`Kv::Shared`]) writes and sees: its own cache
+/// cell, the cells of a prefix it shares with other rows, and the start of its own run.
+///
+/// This is llama.cpp's unified-cache mask for sequences that share a prefix (one cell per
+/// prefix token, owned by every sequence; then each sequence's own tokens): the row at
+/// `cell` sees the cells `shared` (keys at positions `shared_pos0..`) and `own..=cell`
+/// (keys at the positions just before its own, one per cell), further limited by the
+/// layer's sliding window. Cells between the two runs belong to other sequences and stay
+/// hidden.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowView {
+    /// The cell this row's key and value are written to.
+    pub cell: usize,
+    /// Cells of the shared prefix (empty for a row of the prefix itself).
+    pub shared: std::ops::Range<usize>,
+    /// Position of the key in `shared.start`.
+    pub shared_pos0: usize,
+    /// First cell of the row's own run (`≤ cell`).
+    pub own: usize,
+}
+
+impl RowView {
+    /// The cell ranges (`[lo, hi)`, ascending, non-empty) a row at position `pos` sees on a
+    /// layer whose first visible position is `first_visible(pos)`.
+    pub fn visible(&self, pos: usize, first_visible: usize) -> [(usize, usize); 2] {
+        // Own run: cell c holds position pos - (cell - c).
+        let own_lo = self.own.max((self.cell + first_visible).saturating_sub(pos));
+        let own = (own_lo, self.cell + 1);
+        // Shared run: cell c holds position shared_pos0 + (c - shared.start).
+        let sh_lo = self.shared.start.max((self.shared.start + first_visible).saturating_sub(self.shared_pos0));
+        let shared = if sh_lo < self.shared.end { (sh_lo, self.shared.end) } else { (self.shared.end, self.shared.end) };
+        [shared, own]
+    }
+}
+
 /// The cache a step writes and attends over.
 pub enum Kv<'a, B: Backend> {
     /// One sequence's own cache; the step's rows are positions `pos0..`.
     Contiguous { cache: &'a mut B::Cache, pos0: usize },
     /// Several sequences in the shared pool, rows concatenated in `seqs` order.
     Paged { pool: &'a mut B::Pool, seqs: &'a [SeqSpan<'a>] },
+    /// Sequences that share prefixes inside one contiguous cache (evaluation: a task's
+    /// question once, each answer after it), one [`RowView`] per row. Backends without
+    /// [`Backend::shared_steps`] refuse it.
+    Shared { cache: &'a mut B::Cache, views: &'a [RowView] },
 }
 
 /// One forward step: the position of every row and the cache it uses.
@@ -283,6 +326,12 @@ impl<'a, B: Backend> Step<'a, B> {
     /// A step of `n_tokens` rows at positions `pos0..` over one sequence's cache.
     pub fn contiguous(cache: &'a mut B::Cache, pos0: usize, n_tokens: usize) -> Self {
         Step { positions: (pos0..pos0 + n_tokens).collect(), kv: Kv::Contiguous { cache, pos0 } }
+    }
+
+    /// A shared-prefix step over one cache: row `i` at position `positions[i]`, written to
+    /// and seeing the cells of `views[i]`.
+    pub fn shared(cache: &'a mut B::Cache, positions: Vec<usize>, views: &'a [RowView]) -> Self {
+        Step { positions, kv: Kv::Shared { cache, views } }
     }
 
     /// A serving step over the paged pool.
@@ -320,6 +369,11 @@ pub trait Backend: Clone + Send + Sync + Sized + 'static {
 
     /// A short name for logs (`cpu`, `vulkan`, …).
     fn name(&self) -> &'static str;
+
+    /// Whether [`Kv::Shared`] steps are implemented (attention with per-row views).
+    fn shared_steps(&self) -> bool {
+        false
+    }
 
     // ---------------------------------------------------------------- weights
     fn load_matrix(&self, m: &MatrixRef) -> Result<Self::Matrix, BackendError>;

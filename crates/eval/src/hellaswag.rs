@@ -15,9 +15,9 @@ use std::time::Instant;
 use jikji_models::Model;
 use jikji_tokenizer::Tokenizer;
 
-use crate::choice::{common_prefix, required_tokens, score_rows};
+use crate::choice::{common_prefix, llama_batches, required_tokens, ChoiceScorer, ChoiceTask, Out};
 use crate::error::EvalError;
-use crate::logprob::{logprob_f32, softmax_prob};
+use crate::logprob::softmax_probs;
 use crate::mt19937::Mt19937;
 use crate::tasks::{best, check_fits, emit, margin, ScoreResult};
 
@@ -71,24 +71,29 @@ pub fn wilson(freq: f64, n: usize) -> (f64, f64) {
 /// Scores `tasks`, printing llama.cpp's table to `out`. `n_ctx` is the context a task must
 /// fit in (llama.cpp: 4 × `-c`).
 pub fn run(model: &Model, tok: &Tokenizer, tasks: &[Task], n_ctx: usize, ubatch: usize, out: &mut dyn Write) -> Result<ScoreResult, EvalError> {
-    let mut cache = model.new_cache(n_ctx)?;
     let mut res = ScoreResult::default();
     let t0 = Instant::now();
-    emit(out, "\ntask\tacc_norm\t95% confidence interval\n")?;
+    let mut choice = Vec::with_capacity(tasks.len());
     for (i, t) in tasks.iter().enumerate() {
         let seqs = t.endings.iter().map(|e| tok.encode(&format!("{} {e}", t.context), true, false)).collect::<Result<Vec<_>, _>>()?;
-        let cp = common_prefix(&seqs);
-        check_fits(i, required_tokens(&seqs, cp), n_ctx)?;
-        let rows = score_rows(model, &mut cache, &seqs, cp, false, ubatch)?;
-        res.tokens_processed += required_tokens(&seqs, cp);
-        let mut li = 1;
+        check_fits(i, required_tokens(&seqs, common_prefix(&seqs)), n_ctx)?;
+        choice.push(ChoiceTask::new(seqs, Out::AllButLast).map_err(|e| EvalError::Format(format!("task {}: {e}", i + 1)))?);
+    }
+    let batches = llama_batches(&choice, n_ctx, 4)?;
+    let mut scorer = ChoiceScorer::new(model, n_ctx, ubatch)?;
+    emit(out, "\ntask\tacc_norm\t95% confidence interval\n")?;
+    scorer.run(&choice, &batches, |i, rows| {
+        let (t, seqs, cp) = (&tasks[i], &choice[i].seqs, choice[i].prefix);
+        res.tokens_processed += choice[i].required();
+        let first = softmax_probs(rows.row(0), seqs.iter().map(|s| s[cp] as usize));
+        let pairs: Vec<(usize, usize)> = seqs.iter().flat_map(|s| &s[cp + 1..]).enumerate().map(|(k, &t)| (1 + k, t as usize)).collect();
+        let mut lps = rows.logprobs_f32(&pairs).into_iter();
         let mut scores = [0f64; 4];
-        for (s, seq) in seqs.iter().enumerate() {
-            let mut lp = f64::from(softmax_prob(rows.row(0), seq[cp] as usize).ln());
+        for (s, (seq, p0)) in seqs.iter().zip(first).enumerate() {
+            let mut lp = f64::from(p0.ln());
             let mut count = 1usize;
-            for j in cp..seq.len() - 1 {
-                lp += f64::from(logprob_f32(rows.row(li), seq[j + 1] as usize));
-                li += 1;
+            for _ in cp..seq.len() - 1 {
+                lp += f64::from(lps.next().unwrap_or(f32::NAN));
                 count += 1;
             }
             res.tokens_scored += count;
@@ -98,8 +103,8 @@ pub fn run(model: &Model, tok: &Tokenizer, tasks: &[Task], n_ctx: usize, ubatch:
         res.record(pick, pick == t.gold, margin(&scores));
         let freq = res.n_correct as f64 / res.n_done as f64;
         let (a, b) = wilson(freq, res.n_done);
-        emit(out, &format!("{}\t{:3.8}%\t[{:3.4}%, {:3.4}%]\n", i + 1, freq * 100.0, a * 100.0, b * 100.0))?;
-    }
+        emit(out, &format!("{}\t{:3.8}%\t[{:3.4}%, {:3.4}%]\n", i + 1, freq * 100.0, a * 100.0, b * 100.0))
+    })?;
     emit(out, "\n")?;
     res.seconds = t0.elapsed().as_secs_f64();
     Ok(res)

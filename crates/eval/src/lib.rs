@@ -6,8 +6,8 @@
 //!   and the KL-divergence passes; [`logits_file`]: llama.cpp's base-logits file format;
 //!   [`kld`]: KL divergence, Δp and same-top statistics with llama.cpp's printed blocks;
 //! - [`hellaswag`], [`winogrande`], [`multiple_choice`]: llama-perplexity's scoring modes
-//!   and file formats over [`choice`] (shared-prefix continuations), with its task
-//!   selection ([`mt19937`]) and printed lines;
+//!   and file formats over [`choice`] (shared-prefix continuations in llama.cpp's batches),
+//!   with its task selection ([`mt19937`]) and printed lines;
 //! - [`suite`]: benchmark suites (MMLU, KMMLU-Hard, ko-evals, user files) with data that pip
 //!   fetches into the model cache, scored by log-likelihood or greedy generation;
 //! - [`energy`]: price and energy per 1M tokens (`--price-per-hour`, `--watts`, RAPL);
@@ -26,12 +26,16 @@
 //! - [`cost`]: bytes of weights one decoded token reads, and the share of the memory
 //!   bandwidth a generation speed amounts to.
 //!
-//! Design choices: every evaluation runs the model through the contiguous cache in
-//! llama.cpp's micro-batches ([`forward`]), the path whose logits match llama.cpp's, so a
-//! difference from llama-perplexity is a method difference or a near-tie, never numerics of
-//! our own; multiple-choice prompts keep their shared prefix in the KV cache (computed once
-//! per task, and once per subject for few-shot suites). The batching engine is not used
-//! here yet: its batch-invariant kernels round differently from llama.cpp's.
+//! Design choices: every evaluation runs the model through the contiguous cache with the
+//! CPU backend's llama.cpp orders, so a difference from llama-perplexity is a method
+//! difference, never numerics of our own. Perplexity runs in llama.cpp's micro-batches
+//! ([`forward`]). The choice modes run each of llama.cpp's batches as llama.cpp does — the
+//! question once, every answer after it, one pass over a shared-prefix step laid out cell
+//! for cell like llama.cpp's unified cache ([`choice`]) — so their scores are llama.cpp's to
+//! the printed digit, near-ties included, and the matmuls see a task's hundred rows at once
+//! instead of one answer's few. The suites pack several questions into each pass behind
+//! their shared header. The serving engine's paged, batch-invariant path is not used: its
+//! kernels round differently from llama.cpp's.
 //!
 //! Nothing here panics on what it measures or reads: a missing `/proc` or `/sys` file is
 //! `None`, a malformed data file is an [`EvalError`].

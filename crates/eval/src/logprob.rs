@@ -24,7 +24,7 @@ pub fn argmax(logits: &[f32]) -> (f32, usize) {
 }
 
 /// Maximum in llama.cpp's `std::max` order (NaNs ignored unless first).
-fn max_logit(logits: &[f32]) -> f32 {
+pub(crate) fn max_logit(logits: &[f32]) -> f32 {
     let mut m = logits.first().copied().unwrap_or(f32::NEG_INFINITY);
     for &v in logits.iter().skip(1) {
         m = if m < v { v } else { m };
@@ -51,6 +51,13 @@ pub fn softmax_prob(logits: &[f32], tok: usize) -> f32 {
     (f64::from((logits[tok] - max).exp()) / sum) as f32
 }
 
+/// [`softmax_prob`] of several tokens of one row, the sum computed once.
+pub fn softmax_probs(logits: &[f32], toks: impl Iterator<Item = usize>) -> Vec<f32> {
+    let max = max_logit(logits);
+    let sum = sum_exp_f64(logits, max);
+    toks.map(|t| (f64::from((logits[t] - max).exp()) / sum) as f32).collect()
+}
+
 /// Log-probability of `tok` with an `f32` sum, as `compute_logprobs` does.
 pub fn logprob_f32(logits: &[f32], tok: usize) -> f32 {
     let max = max_logit(logits);
@@ -71,6 +78,7 @@ mod tests {
         let lse = (1f64.exp() + 2f64.exp() + 3f64.exp() + (-1f64).exp()).ln();
         assert!((nll_f64(&row, 2) - (lse - 3.0)).abs() < 1e-6);
         assert!((f64::from(softmax_prob(&row, 1)) - (2.0 - lse).exp()).abs() < 1e-6);
+        assert_eq!(softmax_probs(&row, [1, 3].into_iter()), vec![softmax_prob(&row, 1), softmax_prob(&row, 3)]);
         assert!((f64::from(logprob_f32(&row, 0)) - (1.0 - lse)).abs() < 1e-5);
     }
 

@@ -18,9 +18,9 @@ use std::time::Instant;
 use jikji_models::Model;
 use jikji_tokenizer::Tokenizer;
 
-use crate::choice::{common_prefix, required_tokens, score_rows};
+use crate::choice::{common_prefix, llama_batches, required_tokens, ChoiceScorer, ChoiceTask, Out};
 use crate::error::EvalError;
-use crate::logprob::{logprob_f32, softmax_prob};
+use crate::logprob::softmax_probs;
 use crate::mt19937::Mt19937;
 use crate::tasks::{best, check_fits, emit, margin, ScoreResult};
 
@@ -146,25 +146,30 @@ pub fn run(model: &Model, tok: &Tokenizer, tasks: &[Task], all_selected: bool, n
             return Err(EvalError::Format(format!("task {} has an empty question or answer", i + 1)));
         }
     }
-    let mut cache = model.new_cache(n_ctx)?;
     let mut res = ScoreResult::default();
     let mut n_answers = 0usize;
     let t0 = Instant::now();
-    emit(out, "\ntask\tacc_norm\n")?;
+    let mut choice = Vec::with_capacity(tasks.len());
     for (i, t) in tasks.iter().enumerate() {
         let seqs = t.answers.iter().map(|a| tok.encode(&format!("{} {a}", t.question), true, false)).collect::<Result<Vec<_>, _>>()?;
-        let cp = common_prefix(&seqs);
-        check_fits(i, required_tokens(&seqs, cp), n_ctx)?;
-        let rows = score_rows(model, &mut cache, &seqs, cp, false, ubatch)?;
-        res.tokens_processed += required_tokens(&seqs, cp);
-        let mut li = 1;
+        check_fits(i, required_tokens(&seqs, common_prefix(&seqs)), n_ctx)?;
+        choice.push(ChoiceTask::new(seqs, Out::AllButLast).map_err(|e| EvalError::Format(format!("task {}: {e}", i + 1)))?);
+    }
+    let batches = llama_batches(&choice, n_ctx, 4)?;
+    let mut scorer = ChoiceScorer::new(model, n_ctx, ubatch)?;
+    emit(out, "\ntask\tacc_norm\n")?;
+    scorer.run(&choice, &batches, |i, rows| {
+        let (t, seqs, cp) = (&tasks[i], &choice[i].seqs, choice[i].prefix);
+        res.tokens_processed += choice[i].required();
+        let first = softmax_probs(rows.row(0), seqs.iter().map(|s| s[cp] as usize));
+        let pairs: Vec<(usize, usize)> = seqs.iter().flat_map(|s| &s[cp + 1..]).enumerate().map(|(k, &t)| (1 + k, t as usize)).collect();
+        let mut lps = rows.logprobs_f32(&pairs).into_iter();
         let mut scores = Vec::with_capacity(seqs.len());
-        for seq in &seqs {
-            let mut lp = softmax_prob(rows.row(0), seq[cp] as usize).ln();
+        for (seq, p0) in seqs.iter().zip(first) {
+            let mut lp = p0.ln();
             let mut count = 1usize;
-            for j in cp..seq.len() - 1 {
-                lp += logprob_f32(rows.row(li), seq[j + 1] as usize);
-                li += 1;
+            for _ in cp..seq.len() - 1 {
+                lp += lps.next().unwrap_or(f32::NAN);
                 count += 1;
             }
             res.tokens_scored += count;
@@ -173,8 +178,8 @@ pub fn run(model: &Model, tok: &Tokenizer, tasks: &[Task], all_selected: bool, n
         let pick = best(&scores);
         n_answers += scores.len();
         res.record(pick, t.labels.get(pick) == Some(&1), margin(&scores.iter().map(|&x| f64::from(x)).collect::<Vec<_>>()));
-        emit(out, &format!("{}\t{:.8}\n", res.n_done, res.accuracy))?;
-    }
+        emit(out, &format!("{}\t{:.8}\n", res.n_done, res.accuracy))
+    })?;
     res.seconds = t0.elapsed().as_secs_f64();
     if res.n_done < 100 && !all_selected {
         return Ok(res);

@@ -20,9 +20,8 @@ use std::time::Instant;
 use jikji_models::Model;
 use jikji_tokenizer::Tokenizer;
 
-use crate::choice::{common_prefix, required_tokens, score_rows};
+use crate::choice::{common_prefix, llama_batches, required_tokens, ChoiceScorer, ChoiceTask, Out};
 use crate::error::EvalError;
-use crate::logprob::logprob_f32;
 use crate::mt19937::Mt19937;
 use crate::tasks::{check_fits, emit, ScoreResult};
 
@@ -113,19 +112,27 @@ pub fn select(mut data: Vec<Task>, n: usize) -> Vec<Task> {
 
 /// Scores `tasks`, printing llama.cpp's lines (and its final score from 100 tasks on).
 pub fn run(model: &Model, tok: &Tokenizer, tasks: &[Task], n_ctx: usize, ubatch: usize, out: &mut dyn Write) -> Result<ScoreResult, EvalError> {
-    let mut cache = model.new_cache(n_ctx)?;
     let mut res = ScoreResult::default();
     let t0 = Instant::now();
+    let mut choice = Vec::with_capacity(tasks.len());
+    let mut bases = Vec::with_capacity(tasks.len());
     for (i, t) in tasks.iter().enumerate() {
         let seqs = t.choices.iter().map(|c| tok.encode(&format!("{}{c}{}", t.first, t.second), true, false)).collect::<Result<Vec<_>, _>>()?;
         let base = t.choices.iter().map(|c| tok.encode(&format!("{}{c}", t.first), true, false).map(|v| v.len())).collect::<Result<Vec<_>, _>>()?;
-        let cp = common_prefix(&seqs);
-        check_fits(i, required_tokens(&seqs, cp), n_ctx)?;
-        let rows = score_rows(model, &mut cache, &seqs, cp, true, ubatch)?;
-        res.tokens_processed += required_tokens(&seqs, cp);
+        check_fits(i, required_tokens(&seqs, common_prefix(&seqs)), n_ctx)?;
+        choice.push(ChoiceTask::new(seqs, Out::All).map_err(|e| EvalError::Format(format!("task {}: {e}", i + 1)))?);
+        bases.push(base);
+    }
+    let batches = llama_batches(&choice, n_ctx, 4)?;
+    let mut scorer = ChoiceScorer::new(model, n_ctx, ubatch)?;
+    scorer.run(&choice, &batches, |i, rows| {
+        let (t, seqs, cp, base) = (&tasks[i], &choice[i].seqs, choice[i].prefix, &bases[i]);
+        res.tokens_processed += choice[i].required();
         let (len0, len1) = (seqs[0].len(), seqs[1].len());
         let skip = len0 - cp > MIN_TRAILING && len1 - cp > MIN_TRAILING;
-        let mut score = [0f32; 2];
+        // The scored (row, token) pairs of both options, at llama.cpp's row offsets.
+        let mut pairs = Vec::new();
+        let mut spans = [(0usize, 0usize, 0usize); 2]; // (first pair, pairs, divisor)
         #[allow(clippy::needless_range_loop)] // `s` picks llama.cpp's row offsets too
         for s in 0..2 {
             let len = seqs[s].len();
@@ -135,17 +142,24 @@ pub fn run(model: &Model, tok: &Tokenizer, tasks: &[Task], n_ctx: usize, ubatch:
             }
             let last = usize::from(len - nb > 1);
             let li0 = if s == 0 { nb - cp } else { len0 - cp + nb - cp };
+            let p0 = pairs.len();
+            pairs.extend((li0..).zip(nb - 1..len - 1 - last).map(|(li, j)| (li, seqs[s][j + 1] as usize)));
+            spans[s] = (p0, pairs.len() - p0, len - nb - last);
+        }
+        let lps = rows.logprobs_f32(&pairs);
+        res.tokens_scored += pairs.len();
+        let mut score = [0f32; 2];
+        for (s, &(p0, n, div)) in spans.iter().enumerate() {
             let mut sum = 0f32;
-            for (li, j) in (li0..).zip(nb - 1..len - 1 - last) {
-                sum += logprob_f32(rows.row(li), seqs[s][j + 1] as usize);
-                res.tokens_scored += 1;
+            for &lp in &lps[p0..p0 + n] {
+                sum += lp;
             }
-            score[s] = sum / (len - nb - last) as f32;
+            score[s] = sum / div as f32;
         }
         let result = if score[0] > score[1] { 1u8 } else { 2 };
         res.record(usize::from(result - 1), result == t.answer, f64::from((score[0] - score[1]).abs()));
-        emit(out, &format!("{}\t{:.4}\t{:10.6}  {:10.6}  {}  {}\n", i + 1, res.accuracy, score[0], score[1], result, t.answer))?;
-    }
+        emit(out, &format!("{}\t{:.4}\t{:10.6}  {:10.6}  {}  {}\n", i + 1, res.accuracy, score[0], score[1], result, t.answer))
+    })?;
     emit(out, "\n")?;
     if res.n_done >= 100 {
         let p = res.n_correct as f32 / res.n_done as f32;

@@ -50,6 +50,7 @@ pub mod registry;
 pub mod weights;
 
 use jikji_backend::{Backend, CpuBackend, SeqSpan, Step};
+pub use jikji_backend::RowView;
 use std::any::Any;
 use std::sync::Arc;
 
@@ -75,12 +76,17 @@ pub trait Network: Send + Sync {
     fn new_pool(&self, n_blocks: usize, block_size: usize) -> Result<(Box<dyn Any + Send + Sync>, usize), ModelError>;
     /// One step over a contiguous cache (`pos0` = first position) or the paged pool.
     fn forward(&self, tokens: &[u32], kv: ErasedKv<'_>, out_rows: &[usize]) -> Result<Vec<f32>, ModelError>;
+    /// Whether [`ErasedKv::Shared`] steps run (the backend implements them and no layer
+    /// is multi-head latent attention).
+    fn shared_steps(&self) -> bool;
 }
 
 /// The cache of a step, backend storage boxed.
 pub enum ErasedKv<'a> {
     Contiguous { store: &'a mut (dyn Any + Send + Sync), pos0: usize },
     Paged { store: &'a mut (dyn Any + Send + Sync), seqs: &'a [SeqSpan<'a>] },
+    /// Shared-prefix rows in a contiguous cache: positions and what each row sees.
+    Shared { store: &'a mut (dyn Any + Send + Sync), positions: Vec<usize>, views: &'a [RowView] },
 }
 
 fn other_backend() -> ModelError {
@@ -127,8 +133,13 @@ impl<B: Backend> Network for decoder::Decoder<B> {
                 Step::contiguous(cache, pos0, tokens.len())
             }
             ErasedKv::Paged { store, seqs } => Step::paged(store.downcast_mut::<B::Pool>().ok_or_else(other_backend)?, seqs),
+            ErasedKv::Shared { store, positions, views } => Step::shared(store.downcast_mut::<B::Cache>().ok_or_else(other_backend)?, positions, views),
         };
         decoder::Decoder::forward(self, &mut step, tokens, out_rows)
+    }
+
+    fn shared_steps(&self) -> bool {
+        self.be.shared_steps() && self.blocks.iter().all(|b| matches!(b.mixer, decoder::Mixer::Attention(_)))
     }
 }
 
@@ -267,6 +278,83 @@ impl Model {
         }
         let logits = self.net.forward(tokens, ErasedKv::Contiguous { store: &mut *cache.store.0, pos0: cache.len }, out_rows)?;
         cache.len = needed;
+        Ok(logits)
+    }
+
+    /// Whether [`Model::forward_shared`] runs on this model and backend (the CPU backend,
+    /// plain attention).
+    pub fn shared_steps(&self) -> bool {
+        self.net.shared_steps()
+    }
+
+    /// One step of rows that share prefixes inside one contiguous cache, the way llama.cpp
+    /// evaluates several answers to one question in one batch: row `i` (token `tokens[i]`
+    /// at position `positions[i]`) writes cell `views[i].cell` and attends over the cells
+    /// `views[i]` names ([`RowView`]). Returns the logits of the rows in `out_rows`
+    /// (ascending), `[out_rows.len(), n_vocab]`, with the CPU backend's llama.cpp orders:
+    /// a row's logits are the bits llama.cpp computes for it when its cells sit at the
+    /// same offsets modulo 16.
+    ///
+    /// Checked: cells strictly ascending and inside the cache; every cell a row sees was
+    /// written before this step (below `cache.len()`) or by an earlier row of it; the
+    /// shared keys come before the row's own run in position. Afterwards `cache.len()` is
+    /// one past the highest cell written.
+    pub fn forward_shared(&self, tokens: &[u32], positions: &[usize], views: &[RowView], cache: &mut KvCache, out_rows: &[usize]) -> Result<Vec<f32>, ModelError> {
+        if tokens.is_empty() {
+            return Err(ModelError::EmptyInput);
+        }
+        if !self.shared_steps() {
+            return Err(ModelError::BadRequest(format!("shared-prefix steps do not run on the {} backend with this architecture", self.backend())));
+        }
+        let hp = self.net.hparams();
+        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= hp.n_vocab) {
+            return Err(ModelError::TokenOutOfRange { token, n_vocab: hp.n_vocab });
+        }
+        self.check_dims("cache", cache.dims)?;
+        if positions.len() != tokens.len() || views.len() != tokens.len() {
+            return Err(ModelError::BadRequest(format!("{} tokens with {} positions and {} views", tokens.len(), positions.len(), views.len())));
+        }
+        if views.windows(2).any(|w| w[0].cell >= w[1].cell) {
+            return Err(ModelError::BadRequest("shared step: cells must be strictly ascending".into()));
+        }
+        let top = views[views.len() - 1].cell + 1;
+        if top > cache.n_ctx() {
+            return Err(ModelError::ContextOverflow { needed: top, n_ctx: cache.n_ctx() });
+        }
+        // written[c] for cells at or above the cache's length: how many of base..c this
+        // step writes (a prefix count, so a range check is one subtraction).
+        let base = cache.len().min(top);
+        let mut count = vec![0u32; top - base + 1];
+        for v in views.iter().filter(|v| v.cell >= base) {
+            count[v.cell - base + 1] = 1;
+        }
+        for i in 1..count.len() {
+            count[i] += count[i - 1];
+        }
+        let all_written = |a: usize, b: usize| a >= b || b <= base || {
+            let a = a.max(base);
+            (count[b - base] - count[a - base]) as usize == b - a
+        };
+        for (i, (v, &pos)) in views.iter().zip(positions).enumerate() {
+            let bad = |why: &str| ModelError::BadRequest(format!("shared step, row {i} (cell {}, position {pos}): {why}", v.cell));
+            if v.shared.start > v.shared.end || v.shared.end > v.own || v.own > v.cell {
+                return Err(bad("views must satisfy shared.start <= shared.end <= own <= cell"));
+            }
+            let own_first = pos.checked_sub(v.cell - v.own).ok_or_else(|| bad("its own run starts before position 0"))?;
+            if !v.shared.is_empty() && v.shared_pos0 + v.shared.len() > own_first {
+                return Err(bad("the shared keys do not come before its own run"));
+            }
+            // The cells it sees lie below its own, so written by this step means written by
+            // an earlier row (cells ascend).
+            if !all_written(v.shared.start, v.shared.end) || !all_written(v.own, v.cell) {
+                return Err(bad("it sees a cell nothing has written"));
+            }
+        }
+        if out_rows.is_empty() || out_rows.windows(2).any(|w| w[0] >= w[1]) || out_rows.iter().any(|&r| r >= tokens.len()) {
+            return Err(ModelError::BadRequest(format!("output rows {out_rows:?} must be non-empty, ascending and below {}", tokens.len())));
+        }
+        let logits = self.net.forward(tokens, ErasedKv::Shared { store: &mut *cache.store.0, positions: positions.to_vec(), views }, out_rows)?;
+        cache.len = cache.len.max(top);
         Ok(logits)
     }
 

@@ -81,34 +81,64 @@ fn dot(order: DotOrder, a: &[f32], b: &[f32], first: usize) -> f32 {
 
 /// Softmax over the visible scores `s` (positions `lo..lo + s.len()`), in place.
 fn softmax_ggml(s: &mut [f32], lo: usize) {
-    let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    softmax_ranges(s, lo, &[(lo, lo + s.len())]);
+}
+
+/// Softmax over the cells of `ranges` (`[a, b)`, ascending, disjoint) of `row`, whose entry
+/// `i` is cell `base + i`, in place; entries outside the ranges are left alone (the
+/// callers zero them). ggml's order over a masked row: max over the visible scores, `exp`
+/// of each minus the max, chunks of 16 cells (by absolute cell) summed into an f64 total
+/// in cell order, then multiplied by `(1 / sum) as f32`. Hidden cells are exact zeros in
+/// ggml's sums, so skipping them changes no bit.
+fn softmax_ranges(row: &mut [f32], base: usize, ranges: &[(usize, usize)]) {
+    let span = |&(a, b): &(usize, usize)| a - base..b - base;
+    let mut max = f32::NEG_INFINITY;
+    for r in ranges {
+        max = row[span(r)].iter().copied().fold(max, f32::max);
+    }
     if max == f32::NEG_INFINITY {
-        s.fill(0.0);
+        for r in ranges {
+            row[span(r)].fill(0.0);
+        }
         return;
     }
-    for v in s.iter_mut() {
-        *v -= max;
+    for r in ranges {
+        let vis = &mut row[span(r)];
+        for v in vis.iter_mut() {
+            *v -= max;
+        }
+        v_expf_slice(vis);
     }
-    v_expf_slice(s);
     let mut sum = 0.0f64;
     let mut chunk = [0.0f32; 16];
     let mut current = usize::MAX;
-    for (k, &v) in s.iter().enumerate() {
-        let pos = lo + k;
-        if pos / 16 != current {
-            if current != usize::MAX {
-                sum += reduce16(&chunk) as f64;
+    for r in ranges {
+        for (cell, &v) in (r.0..r.1).zip(&row[span(r)]) {
+            if cell / 16 != current {
+                if current != usize::MAX {
+                    sum += reduce16(&chunk) as f64;
+                }
+                chunk = [0.0; 16];
+                current = cell / 16;
             }
-            chunk = [0.0; 16];
-            current = pos / 16;
+            chunk[cell % 16] = v;
         }
-        chunk[pos % 16] = v;
     }
     sum += reduce16(&chunk) as f64;
     let inv = (1.0 / sum) as f32;
-    for v in s.iter_mut() {
-        *v *= inv;
+    for r in ranges {
+        for v in row[span(r)].iter_mut() {
+            *v *= inv;
+        }
     }
+}
+
+/// The cells a row sees, `[a, b)` ascending; empty ranges are `(b, b)`.
+type Visible = [(usize, usize); 2];
+
+/// Non-empty ranges of a row's [`Visible`].
+fn ranges(v: &Visible) -> impl Iterator<Item = (usize, usize)> + '_ {
+    v.iter().copied().filter(|r| r.0 < r.1)
 }
 
 /// Writes the attention output `[n_tokens, n_head * head_dim_v]` into `out`.
@@ -124,11 +154,27 @@ pub fn attention(
     f16_math: bool,
     out: &mut [f32],
 ) {
-    let n_kv = pos0 + n_tokens;
+    let vis: Vec<Visible> = (pos0..pos0 + n_tokens).map(|p| [(p, p), (s.first_visible(p), p + 1)]).collect();
+    attention_visible(s, q, layer, &vis, f16_math, out);
+}
+
+/// [`attention`] for the rows of a shared-prefix step: row `t` at position `positions[t]`
+/// sees the cells of `views[t]` (its keys and values already written to `views[t].cell`).
+/// The operation orders are those of llama.cpp over its masked unified cache, so a row's
+/// output has the bits it has there when its cells sit at the same offsets modulo 16.
+pub fn attention_shared(s: &AttnShape, q: &[f32], layer: &LayerKv, positions: &[usize], views: &[crate::RowView], f16_math: bool, out: &mut [f32]) {
+    let vis: Vec<Visible> = positions.iter().zip(views).map(|(&p, v)| v.visible(p, s.first_visible(p))).collect();
+    attention_visible(s, q, layer, &vis, f16_math, out);
+}
+
+/// Rows seeing the cells `vis[t]`: one row takes `ggml_vec_dot_f16`'s order, a batch the
+/// tiled `tinyBLAS` order, as ggml picks by the batch size.
+fn attention_visible(s: &AttnShape, q: &[f32], layer: &LayerKv, vis: &[Visible], f16_math: bool, out: &mut [f32]) {
+    let n_kv = vis.iter().map(|v| v[1].1).max().unwrap_or(0);
     let kw = s.n_head_kv * s.head_dim_k;
     let vw = s.n_head_kv * s.head_dim_v;
-    if n_tokens == 1 {
-        attention_one(s, q, layer, pos0, f16_math, out);
+    if vis.len() == 1 {
+        attention_one(s, q, layer, &vis[0], f16_math, out);
         return;
     }
     // f32 copies of the visible cache rows (already rounded to the cache type).
@@ -136,7 +182,7 @@ pub fn attention(
     let mut vf = vec![0.0f32; n_kv * vw]; // [n_kv, n_head_kv * head_dim_v]
     layer.k.read(0, &mut kf);
     layer.v.read(0, &mut vf);
-    attention_tiled(s, q, &kf, &vf, pos0, n_tokens, f16_math, out);
+    attention_tiled(s, q, &kf, &vf, vis, f16_math, out);
 }
 
 /// One token at position `pos` (decoding), in `ggml_vec_dot_f16`'s order for both dots.
@@ -147,12 +193,12 @@ pub fn attention(
 /// dimension as 64 accumulator rows of `dv` values and adds one cache row per position to
 /// the row of its lane (`acc[j % 64] = fma(v_j, p_j, acc[j % 64])`): the same FMAs, in the
 /// same order per (dimension, lane), as one dot per dimension over a transposed V.
-fn attention_one(s: &AttnShape, q: &[f32], layer: &LayerKv, pos: usize, f16_math: bool, out: &mut [f32]) {
+fn attention_one(s: &AttnShape, q: &[f32], layer: &LayerKv, vis: &Visible, f16_math: bool, out: &mut [f32]) {
     let (dk, dv) = (s.head_dim_k, s.head_dim_v);
     let kw = s.n_head_kv * dk;
     let vw = s.n_head_kv * dv;
     let group = s.n_head / s.n_head_kv;
-    let lo = s.first_visible(pos);
+    let rs: Vec<(usize, usize)> = ranges(vis).collect();
     let kq_order = DotOrder::VecDot { tail_from: dk - dk % 64 };
     let bufs: Vec<Mutex<Vec<f32>>> = (0..s.n_head).map(|_| Mutex::new(Vec::new())).collect();
     parallel_for(s.n_head, &|h| {
@@ -162,18 +208,29 @@ fn attention_one(s: &AttnShape, q: &[f32], layer: &LayerKv, pos: usize, f16_math
             round_f16(&mut qh);
         }
         let mut row = vec![0.0f32; dk.max(dv)];
-        let mut sc: Vec<f32> = (lo..=pos)
+        let cells = || rs.iter().flat_map(|&(a, b)| a..b);
+        let mut sc: Vec<f32> = cells()
             .map(|j| {
                 layer.k.read(j * kw + kvh * dk, &mut row[..dk]);
                 dot(kq_order, &row[..dk], &qh, 0) * s.kq_scale
             })
             .collect();
-        softmax_ggml(&mut sc, lo);
+        // The concatenated visible scores, as cells of their ranges.
+        let mut at = 0;
+        let packed: Vec<(usize, usize)> = rs
+            .iter()
+            .map(|&(a, b)| {
+                let r = (at, at + b - a);
+                at += b - a;
+                r
+            })
+            .collect();
+        softmax_packed(&mut sc, &rs, &packed);
         if f16_math {
             round_f16(&mut sc);
         }
-        let mut acc = vec![0.0f32; 64 * dv]; // [lane = position mod 64, dv]
-        for (j, &p) in (lo..=pos).zip(&sc) {
+        let mut acc = vec![0.0f32; 64 * dv]; // [lane = cell mod 64, dv]
+        for (j, &p) in cells().zip(&sc) {
             layer.v.read(j * vw + kvh * dv, &mut row[..dv]);
             fma_scalar_into(&row[..dv], p, &mut acc[(j % 64) * dv..][..dv]);
         }
@@ -196,6 +253,27 @@ fn attention_one(s: &AttnShape, q: &[f32], layer: &LayerKv, pos: usize, f16_math
     }
 }
 
+/// [`softmax_ranges`] over scores stored back to back: the cells `rs[i]` are at
+/// `sc[packed[i].0..packed[i].1]`.
+fn softmax_packed(sc: &mut [f32], rs: &[(usize, usize)], packed: &[(usize, usize)]) {
+    match rs {
+        [] => {}
+        [(a, _)] => softmax_ranges(sc, *a, rs),
+        _ => {
+            // Lay the scores out over the cells they cover (gaps unused), then back.
+            let (lo, hi) = (rs[0].0, rs[rs.len() - 1].1);
+            let mut full = vec![0.0f32; hi - lo];
+            for (&(a, b), &(x, y)) in rs.iter().zip(packed) {
+                full[a - lo..b - lo].copy_from_slice(&sc[x..y]);
+            }
+            softmax_ranges(&mut full, lo, rs);
+            for (&(a, b), &(x, y)) in rs.iter().zip(packed) {
+                sc[x..y].copy_from_slice(&full[a - lo..b - lo]);
+            }
+        }
+    }
+}
+
 /// Queries per task of [`attention_tiled`].
 const TILE_TOKENS: usize = 32;
 
@@ -207,9 +285,9 @@ const TILE_TOKENS: usize = 32;
 /// The position sum runs over a range widened to multiples of 16 with zero weights outside
 /// each row's visible keys, and zero terms leave a lane's FMA chain unchanged (weights and
 /// values are finite), so every output has the bits of its own one-row dots.
-#[allow(clippy::too_many_arguments)]
-fn attention_tiled(s: &AttnShape, q: &[f32], kf: &[f32], vf: &[f32], pos0: usize, n_tokens: usize, f16_math: bool, out: &mut [f32]) {
-    let n_kv = pos0 + n_tokens;
+fn attention_tiled(s: &AttnShape, q: &[f32], kf: &[f32], vf: &[f32], vis: &[Visible], f16_math: bool, out: &mut [f32]) {
+    let n_tokens = vis.len();
+    let n_kv = vis.iter().map(|v| v[1].1).max().unwrap_or(0);
     let (dk, dv) = (s.head_dim_k, s.head_dim_v);
     let kw = s.n_head_kv * dk;
     let vw = s.n_head_kv * dv;
@@ -231,7 +309,9 @@ fn attention_tiled(s: &AttnShape, q: &[f32], kf: &[f32], vf: &[f32], pos0: usize
         let (t0, t1) = (blk * TILE_TOKENS, ((blk + 1) * TILE_TOKENS).min(n_tokens));
         let nt = t1 - t0;
         // Keys seen by any token of the block, and that range widened to 16s.
-        let (k0, k1) = (s.first_visible(pos0 + t0), pos0 + t1);
+        let rows = &vis[t0..t1];
+        let k0 = rows.iter().flat_map(ranges).map(|r| r.0).min().unwrap_or(0);
+        let k1 = rows.iter().flat_map(ranges).map(|r| r.1).max().unwrap_or(k0).max(k0);
         let (ks, ke) = (k0 / 16 * 16, k1.div_ceil(16) * 16);
         let w = ke - ks;
         let mut qb = vec![0.0f32; nt * dk]; // [nt, dk]
@@ -243,19 +323,25 @@ fn attention_tiled(s: &AttnShape, q: &[f32], kf: &[f32], vf: &[f32], pos0: usize
         }
         let mut sc = vec![0.0f32; nt * w]; // [nt, ks..ke]
         dot16_tile(&qb, dk, nt, &kf[k0 * kw + kvh * dk..], kw, k1 - k0, dk, 0, &mut sc[k0 - ks..], w);
-        for (t, row) in sc.chunks_exact_mut(w).enumerate() {
-            let pos = pos0 + t0 + t;
-            let lo = s.first_visible(pos);
-            let (a, b) = (lo - ks, pos + 1 - ks);
-            row[..a].fill(0.0);
-            row[b..].fill(0.0);
-            let vis = &mut row[a..b];
-            for v in vis.iter_mut() {
-                *v *= s.kq_scale;
+        let mut rs: Vec<(usize, usize)> = Vec::with_capacity(2);
+        for (row, v) in sc.chunks_exact_mut(w).zip(rows) {
+            rs.clear();
+            rs.extend(ranges(v));
+            // Zero every hidden cell, scale the visible ones.
+            let mut at = ks;
+            for &(a, b) in &rs {
+                row[at - ks..a - ks].fill(0.0);
+                for x in row[a - ks..b - ks].iter_mut() {
+                    *x *= s.kq_scale;
+                }
+                at = b;
             }
-            softmax_ggml(vis, lo);
+            row[at - ks..].fill(0.0);
+            softmax_ranges(row, ks, &rs);
             if f16_math {
-                round_f16(vis);
+                for &(a, b) in &rs {
+                    round_f16(&mut row[a - ks..b - ks]);
+                }
             }
         }
         let mut o = vec![0.0f32; nt * dv]; // [nt, dv]

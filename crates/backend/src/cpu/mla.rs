@@ -141,6 +141,7 @@ pub(super) fn mla_attention(
                 row0 += sq.n_tokens;
             }
         }
+        Kv::Shared { .. } => return Err(BackendError::Device("multi-head latent attention has no shared-prefix steps".into())),
     }
     // Per head: latent context through v_b → [n_tokens, n_head * dv].
     let mut ctx = vec![0.0f32; n_tokens * nh * s.dv];

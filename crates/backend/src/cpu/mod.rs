@@ -72,6 +72,10 @@ impl Backend for CpuBackend {
         "cpu"
     }
 
+    fn shared_steps(&self) -> bool {
+        true
+    }
+
     fn load_matrix(&self, m: &MatrixRef) -> Result<MatrixRef, BackendError> {
         Ok(m.clone())
     }
@@ -205,6 +209,19 @@ impl Backend for CpuBackend {
                 layer.v.write(pos0 * vd, &v.data);
                 attention::attention(s, &q.data, layer, pos0, n, f16_math, &mut ctx);
             }
+            Kv::Shared { cache, views } => {
+                check_layer(il, cache.layers.len(), (cache.k_width, cache.v_width), (kd, vd))?;
+                if views.len() != n || step.positions.len() != n {
+                    return Err(BackendError::Shape(format!("attention: {} views and {} positions for {n} rows", views.len(), step.positions.len())));
+                }
+                let f16_math = cache.ty == KvType::F16;
+                let layer = &mut cache.layers[il];
+                for (r, view) in views.iter().enumerate() {
+                    layer.k.write(view.cell * kd, &k.data[r * kd..(r + 1) * kd]);
+                    layer.v.write(view.cell * vd, &v.data[r * vd..(r + 1) * vd]);
+                }
+                attention::attention_shared(s, &q.data, layer, &step.positions, views, f16_math, &mut ctx);
+            }
             Kv::Paged { pool, seqs } => {
                 check_layer(il, pool.layers.len(), (pool.k_width, pool.v_width), (kd, vd))?;
                 let mut row = 0;
@@ -226,6 +243,7 @@ impl Backend for CpuBackend {
         match &step.kv {
             Kv::Contiguous { cache, .. } => check_layer(il, cache.layers.len(), (cache.k_width, cache.v_width), (w, 0))?,
             Kv::Paged { pool, .. } => check_layer(il, pool.layers.len(), (pool.k_width, pool.v_width), (w, 0))?,
+            Kv::Shared { .. } => return Err(BackendError::Device("multi-head latent attention has no shared-prefix steps".into())),
         }
         let inv = step.serving();
         let positions = std::mem::take(&mut step.positions);

@@ -1,6 +1,6 @@
-//! Log-likelihood scoring of choice items, with the prompt's shared prefix kept in the KV
-//! cache from one item to the next (few-shot examples and the subject header are computed
-//! once per subject, not once per item).
+//! Log-likelihood scoring of choice items through [`ChoiceScorer`]: consecutive items whose
+//! answers are single tokens run as one shared-prefix task (their common header computed
+//! once, each question after it), several tasks per forward pass.
 //!
 //! Two prompt styles:
 //! - [`Style::Letter`] (MMLU's usual zero/few-shot form): the question, the lettered
@@ -16,13 +16,12 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use jikji_models::{KvCache, Model};
+use jikji_models::Model;
 use jikji_tokenizer::Tokenizer;
 
 use super::items::ChoiceItem;
-use crate::choice::common_prefix;
+use crate::choice::{common_prefix, ChoiceScorer, ChoiceTask, Out};
 use crate::error::EvalError;
-use crate::forward::forward_rows;
 use crate::logprob::nll_f64;
 
 const LETTERS: [&str; 10] = ["A", "B", "C", "D", "E", "F", "G", "H", "I", "J"];
@@ -119,57 +118,6 @@ pub struct ChoiceResult {
     pub seconds: f64,
 }
 
-/// A KV cache that remembers which tokens it holds, so a group sharing a prefix with the
-/// previous one reruns only what differs.
-pub struct PrefixRunner<'m> {
-    model: &'m Model,
-    cache: KvCache,
-    held: Vec<u32>,
-    ubatch: usize,
-    pub tokens_processed: usize,
-}
-
-impl<'m> PrefixRunner<'m> {
-    pub fn new(model: &'m Model, n_ctx: usize, ubatch: usize) -> Result<Self, EvalError> {
-        Ok(PrefixRunner { model, cache: model.new_cache(n_ctx)?, held: Vec::new(), ubatch, tokens_processed: 0 })
-    }
-
-    /// `(sum of log-probs, tokens)` of each sequence's tokens after their common prefix.
-    pub fn score(&mut self, seqs: &[Vec<u32>]) -> Result<Vec<(f64, usize)>, EvalError> {
-        let cp = common_prefix(seqs);
-        if cp == 0 || seqs.iter().any(|s| s.len() <= cp) {
-            return Err(EvalError::Format("the choices share no first token, or one choice is a prefix of another".into()));
-        }
-        if let Some(s) = seqs.iter().find(|s| s.len() > self.cache.n_ctx()) {
-            return Err(EvalError::Format(format!("a prompt of {} tokens does not fit the context of {}", s.len(), self.cache.n_ctx())));
-        }
-        let keep = self.held.iter().zip(&seqs[0][..cp]).take_while(|(a, b)| a == b).count().min(cp - 1);
-        self.cache.truncate(keep);
-        let n_vocab = self.model.info().n_vocab;
-        let run = &seqs[0][keep..cp];
-        let prefix_row = forward_rows(self.model, &mut self.cache, run, &[run.len() - 1], self.ubatch)?;
-        self.tokens_processed += run.len();
-        self.held = seqs[0][..cp].to_vec();
-        let mut out = Vec::with_capacity(seqs.len());
-        for s in seqs {
-            let mut sum = -nll_f64(&prefix_row, s[cp] as usize);
-            let tail = &s[cp..];
-            if tail.len() > 1 {
-                self.cache.truncate(cp);
-                let rows: Vec<usize> = (0..tail.len() - 1).collect();
-                let logits = forward_rows(self.model, &mut self.cache, tail, &rows, self.ubatch)?;
-                self.tokens_processed += tail.len();
-                for (k, row) in logits.chunks_exact(n_vocab).enumerate() {
-                    sum -= nll_f64(row, tail[k + 1] as usize);
-                }
-            }
-            out.push((sum, tail.len()));
-        }
-        self.cache.truncate(cp);
-        Ok(out)
-    }
-}
-
 fn argmax_by(v: &[f64]) -> usize {
     let mut at = 0;
     for (i, &x) in v.iter().enumerate() {
@@ -205,8 +153,31 @@ pub fn sequences(tok: &Tokenizer, ctx: &str, conts: &[String], chat: Option<&Cha
     }
 }
 
+/// `−log p(tok)` for several tokens of one row, the softmax sum computed once (the same
+/// value [`nll_f64`] gives for each).
+fn nll_many(row: &[f32], toks: impl Iterator<Item = usize>) -> Vec<f64> {
+    let max = crate::logprob::max_logit(row);
+    let ln_sum = crate::logprob::sum_exp_f64(row, max).ln();
+    toks.map(|t| -(f64::from(row[t] - max) - ln_sum)).collect()
+}
+
+/// What one [`ChoiceTask`] of a suite scores.
+enum Unit {
+    /// Items whose continuations are one token each after their prompt, run as one task
+    /// over the prompts' shared start (the header and any shots in common): an item's
+    /// continuations are scored from its prompt's last row.
+    Prompts(std::ops::Range<usize>),
+    /// One item, its continuations after their common prefix.
+    Item(usize),
+}
+
 /// Scores every item, calling `progress(done, total)` after each; `chat` puts each prompt
 /// through the model's chat template.
+///
+/// The items run through [`ChoiceScorer`] with packing: consecutive items whose answers are
+/// single tokens (the letter style) form one task of their prompts after the prefix they
+/// share, so the header is computed once per group and a forward pass carries several
+/// questions; other items are tasks of their own continuations.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     model: &Model,
@@ -218,15 +189,55 @@ pub fn run(
     chat: Option<&ChatPrompt<'_>>,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<ChoiceResult, EvalError> {
-    let mut runner = PrefixRunner::new(model, n_ctx, ubatch)?;
-    let mut res = ChoiceResult::default();
     let t0 = Instant::now();
+    let mut seqs = Vec::with_capacity(items.len());
+    let mut conts = Vec::with_capacity(items.len());
     for i in 0..items.len() {
-        let (ctx, conts) = prompt(items, i, p);
-        let seqs = sequences(tok, &ctx, &conts, chat)?;
-        let scores = runner.score(&seqs)?;
+        let (ctx, c) = prompt(items, i, p);
+        let s = sequences(tok, &ctx, &c, chat)?;
+        if let Some(x) = s.iter().find(|x| x.len() > n_ctx) {
+            return Err(EvalError::Format(format!("a prompt of {} tokens does not fit the context of {n_ctx}", x.len())));
+        }
+        seqs.push(s);
+        conts.push(c);
+    }
+    let cps: Vec<usize> = seqs.iter().map(|s| common_prefix(s)).collect();
+    let one_token = |i: usize| cps[i] > 0 && seqs[i].iter().all(|s| s.len() == cps[i] + 1);
+    let mut units = Vec::new();
+    let mut tasks = Vec::new();
+    let mut i = 0;
+    while i < items.len() {
+        // The longest run of single-token items from i whose prompts fit one pass.
+        let mut j = i;
+        let mut shared = usize::MAX;
+        while j < items.len() && one_token(j) {
+            let prompt = &seqs[j][0][..cps[j]];
+            let sh = if j == i { cps[j] } else { shared.min(prompt.iter().zip(&seqs[i][0]).take_while(|(a, b)| a == b).count()) };
+            let rows = sh + (i..=j).map(|k| cps[k] - sh.min(cps[k])).sum::<usize>();
+            if j > i && (rows > ubatch || sh == 0 || (i..=j).any(|k| cps[k] <= sh)) {
+                break;
+            }
+            shared = sh;
+            j += 1;
+        }
+        if j - i >= 2 {
+            let prompts: Vec<Vec<u32>> = (i..j).map(|k| seqs[k][0][..cps[k]].to_vec()).collect();
+            tasks.push(ChoiceTask::new(prompts, Out::Last)?);
+            units.push(Unit::Prompts(i..j));
+            i = j;
+        } else {
+            tasks.push(ChoiceTask::new(seqs[i].clone(), Out::AllButLast)?);
+            units.push(Unit::Item(i));
+            i += 1;
+        }
+    }
+    let batches: Vec<std::ops::Range<usize>> = (0..tasks.len()).map(|t| t..t + 1).collect();
+    let mut scorer = ChoiceScorer::new(model, n_ctx, ubatch)?.packing(true);
+    let mut res = ChoiceResult::default();
+    let mut done = 0;
+    let mut tally = |res: &mut ChoiceResult, i: usize, scores: &[(f64, usize)]| {
         let sums: Vec<f64> = scores.iter().map(|s| s.0).collect();
-        let norm: Vec<f64> = scores.iter().zip(&conts).map(|(s, c)| s.0 / c.len().max(1) as f64).collect();
+        let norm: Vec<f64> = scores.iter().zip(&conts[i]).map(|(s, c)| s.0 / c.len().max(1) as f64).collect();
         let mean: Vec<f64> = scores.iter().map(|s| s.0 / s.1 as f64).collect();
         res.tokens_scored += scores.iter().map(|s| s.1).sum::<usize>();
         let a = items[i].answer;
@@ -236,9 +247,37 @@ pub fn run(
             t.acc_norm += usize::from(argmax_by(&norm) == a);
             t.acc_mean += usize::from(argmax_by(&mean) == a);
         }
-        progress(i + 1, items.len());
-    }
-    res.tokens_processed = runner.tokens_processed;
+        done += 1;
+        progress(done, items.len());
+    };
+    scorer.run(&tasks, &batches, |ti, rows| {
+        match &units[ti] {
+            Unit::Prompts(r) => {
+                for (k, i) in r.clone().enumerate() {
+                    let lp = nll_many(rows.row(1 + k), seqs[i].iter().map(|s| s[cps[i]] as usize));
+                    let scores: Vec<(f64, usize)> = lp.iter().map(|&n| (-n, 1)).collect();
+                    tally(&mut res, i, &scores);
+                }
+            }
+            &Unit::Item(i) => {
+                let cp = cps[i];
+                let first = nll_many(rows.row(0), seqs[i].iter().map(|s| s[cp] as usize));
+                let mut li = 1;
+                let mut scores = Vec::with_capacity(seqs[i].len());
+                for (s, f) in seqs[i].iter().zip(first) {
+                    let mut sum = -f;
+                    for j in cp..s.len() - 1 {
+                        sum -= nll_f64(rows.row(li), s[j + 1] as usize);
+                        li += 1;
+                    }
+                    scores.push((sum, s.len() - cp));
+                }
+                tally(&mut res, i, &scores);
+            }
+        }
+        Ok(())
+    })?;
+    res.tokens_processed = scorer.tokens_processed;
     res.seconds = t0.elapsed().as_secs_f64();
     Ok(res)
 }
