@@ -33,7 +33,7 @@ use jikji_models::{KvCache, Model, RowView};
 
 use crate::error::EvalError;
 use crate::forward::forward_rows;
-use crate::logprob::logprob_f32;
+use crate::logprob::{logprob_f32, softmax_probs};
 
 /// Tokens shared by the start of every sequence.
 pub fn common_prefix(seqs: &[Vec<u32>]) -> usize {
@@ -109,6 +109,19 @@ pub struct ChoiceLogits<'a> {
 impl ChoiceLogits<'_> {
     pub fn row(&self, i: usize) -> &[f32] {
         &self.rows[i * self.n_vocab..(i + 1) * self.n_vocab]
+    }
+
+    /// The scores llama.cpp sums for each continuation of a task laid out with
+    /// [`Out::AllButLast`] (HellaSwag, multiple-choice): the log of its first token's
+    /// probability from the prefix's last row (llama.cpp's `softmax` helper, then `ln` in
+    /// f32), and the log-probabilities of its later tokens (`compute_logprobs`), in token
+    /// order. The modes add them up in their own precisions.
+    pub fn answer_logprobs(&self, task: &ChoiceTask) -> Vec<(f32, Vec<f32>)> {
+        let cp = task.prefix;
+        let first = softmax_probs(self.row(0), task.seqs.iter().map(|s| s[cp] as usize));
+        let pairs: Vec<(usize, usize)> = task.seqs.iter().flat_map(|s| &s[cp + 1..]).enumerate().map(|(k, &t)| (1 + k, t as usize)).collect();
+        let mut lps = self.logprobs_f32(&pairs).into_iter();
+        task.seqs.iter().zip(first).map(|(s, p0)| (p0.ln(), lps.by_ref().take(s.len() - cp - 1).collect())).collect()
     }
 
     /// [`logprob_f32`] of each `(row, token)` pair, the pairs split over the machine's

@@ -17,7 +17,6 @@ use jikji_tokenizer::Tokenizer;
 
 use crate::choice::{common_prefix, llama_batches, required_tokens, ChoiceScorer, ChoiceTask, Out};
 use crate::error::EvalError;
-use crate::logprob::softmax_probs;
 use crate::mt19937::Mt19937;
 use crate::tasks::{best, check_fits, emit, margin, ScoreResult};
 
@@ -83,19 +82,15 @@ pub fn run(model: &Model, tok: &Tokenizer, tasks: &[Task], n_ctx: usize, ubatch:
     let mut scorer = ChoiceScorer::new(model, n_ctx, ubatch)?;
     emit(out, "\ntask\tacc_norm\t95% confidence interval\n")?;
     scorer.run(&choice, &batches, |i, rows| {
-        let (t, seqs, cp) = (&tasks[i], &choice[i].seqs, choice[i].prefix);
+        let t = &tasks[i];
         res.tokens_processed += choice[i].required();
-        let first = softmax_probs(rows.row(0), seqs.iter().map(|s| s[cp] as usize));
-        let pairs: Vec<(usize, usize)> = seqs.iter().flat_map(|s| &s[cp + 1..]).enumerate().map(|(k, &t)| (1 + k, t as usize)).collect();
-        let mut lps = rows.logprobs_f32(&pairs).into_iter();
         let mut scores = [0f64; 4];
-        for (s, (seq, p0)) in seqs.iter().zip(first).enumerate() {
-            let mut lp = f64::from(p0.ln());
-            let mut count = 1usize;
-            for _ in cp..seq.len() - 1 {
-                lp += f64::from(lps.next().unwrap_or(f32::NAN));
-                count += 1;
+        for (s, (first, rest)) in rows.answer_logprobs(&choice[i]).into_iter().enumerate() {
+            let mut lp = f64::from(first);
+            for x in &rest {
+                lp += f64::from(*x);
             }
+            let count = 1 + rest.len();
             res.tokens_scored += count;
             scores[s] = lp / count as f64;
         }

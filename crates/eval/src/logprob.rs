@@ -24,7 +24,7 @@ pub fn argmax(logits: &[f32]) -> (f32, usize) {
 }
 
 /// Maximum in llama.cpp's `std::max` order (NaNs ignored unless first).
-pub(crate) fn max_logit(logits: &[f32]) -> f32 {
+fn max_logit(logits: &[f32]) -> f32 {
     let mut m = logits.first().copied().unwrap_or(f32::NEG_INFINITY);
     for &v in logits.iter().skip(1) {
         m = if m < v { v } else { m };
@@ -42,6 +42,13 @@ pub fn nll_f64(logits: &[f32], tok: usize) -> f64 {
     let max = max_logit(logits);
     let sum = sum_exp_f64(logits, max);
     -(f64::from(logits[tok] - max) - sum.ln())
+}
+
+/// [`nll_f64`] of several tokens of one row, the sum computed once.
+pub fn nll_f64_many(logits: &[f32], toks: impl Iterator<Item = usize>) -> Vec<f64> {
+    let max = max_logit(logits);
+    let ln_sum = sum_exp_f64(logits, max).ln();
+    toks.map(|t| -(f64::from(logits[t] - max) - ln_sum)).collect()
 }
 
 /// Probability of `tok` as llama.cpp's `softmax` helper gives it.
@@ -79,6 +86,7 @@ mod tests {
         assert!((nll_f64(&row, 2) - (lse - 3.0)).abs() < 1e-6);
         assert!((f64::from(softmax_prob(&row, 1)) - (2.0 - lse).exp()).abs() < 1e-6);
         assert_eq!(softmax_probs(&row, [1, 3].into_iter()), vec![softmax_prob(&row, 1), softmax_prob(&row, 3)]);
+        assert_eq!(nll_f64_many(&row, [2, 0].into_iter()), vec![nll_f64(&row, 2), nll_f64(&row, 0)]);
         assert!((f64::from(logprob_f32(&row, 0)) - (1.0 - lse)).abs() < 1e-5);
     }
 

@@ -199,6 +199,16 @@ fn attention_one(s: &AttnShape, q: &[f32], layer: &LayerKv, vis: &Visible, f16_m
     let vw = s.n_head_kv * dv;
     let group = s.n_head / s.n_head_kv;
     let rs: Vec<(usize, usize)> = ranges(vis).collect();
+    // Where each range's scores sit in the head's back-to-back score vector.
+    let mut at = 0;
+    let packed: Vec<(usize, usize)> = rs
+        .iter()
+        .map(|&(a, b)| {
+            let r = (at, at + b - a);
+            at += b - a;
+            r
+        })
+        .collect();
     let kq_order = DotOrder::VecDot { tail_from: dk - dk % 64 };
     let bufs: Vec<Mutex<Vec<f32>>> = (0..s.n_head).map(|_| Mutex::new(Vec::new())).collect();
     parallel_for(s.n_head, &|h| {
@@ -213,16 +223,6 @@ fn attention_one(s: &AttnShape, q: &[f32], layer: &LayerKv, vis: &Visible, f16_m
             .map(|j| {
                 layer.k.read(j * kw + kvh * dk, &mut row[..dk]);
                 dot(kq_order, &row[..dk], &qh, 0) * s.kq_scale
-            })
-            .collect();
-        // The concatenated visible scores, as cells of their ranges.
-        let mut at = 0;
-        let packed: Vec<(usize, usize)> = rs
-            .iter()
-            .map(|&(a, b)| {
-                let r = (at, at + b - a);
-                at += b - a;
-                r
             })
             .collect();
         softmax_packed(&mut sc, &rs, &packed);

@@ -22,7 +22,7 @@ use jikji_tokenizer::Tokenizer;
 use super::items::ChoiceItem;
 use crate::choice::{common_prefix, ChoiceScorer, ChoiceTask, Out};
 use crate::error::EvalError;
-use crate::logprob::nll_f64;
+use crate::logprob::{nll_f64, nll_f64_many};
 
 const LETTERS: [&str; 10] = ["A", "B", "C", "D", "E", "F", "G", "H", "I", "J"];
 
@@ -153,14 +153,6 @@ pub fn sequences(tok: &Tokenizer, ctx: &str, conts: &[String], chat: Option<&Cha
     }
 }
 
-/// `−log p(tok)` for several tokens of one row, the softmax sum computed once (the same
-/// value [`nll_f64`] gives for each).
-fn nll_many(row: &[f32], toks: impl Iterator<Item = usize>) -> Vec<f64> {
-    let max = crate::logprob::max_logit(row);
-    let ln_sum = crate::logprob::sum_exp_f64(row, max).ln();
-    toks.map(|t| -(f64::from(row[t] - max) - ln_sum)).collect()
-}
-
 /// What one [`ChoiceTask`] of a suite scores.
 enum Unit {
     /// Items whose continuations are one token each after their prompt, run as one task
@@ -254,14 +246,14 @@ pub fn run(
         match &units[ti] {
             Unit::Prompts(r) => {
                 for (k, i) in r.clone().enumerate() {
-                    let lp = nll_many(rows.row(1 + k), seqs[i].iter().map(|s| s[cps[i]] as usize));
+                    let lp = nll_f64_many(rows.row(1 + k), seqs[i].iter().map(|s| s[cps[i]] as usize));
                     let scores: Vec<(f64, usize)> = lp.iter().map(|&n| (-n, 1)).collect();
                     tally(&mut res, i, &scores);
                 }
             }
             &Unit::Item(i) => {
                 let cp = cps[i];
-                let first = nll_many(rows.row(0), seqs[i].iter().map(|s| s[cp] as usize));
+                let first = nll_f64_many(rows.row(0), seqs[i].iter().map(|s| s[cp] as usize));
                 let mut li = 1;
                 let mut scores = Vec::with_capacity(seqs[i].len());
                 for (s, f) in seqs[i].iter().zip(first) {
