@@ -403,22 +403,30 @@ pub fn matmul_quantized(w: &WeightView, xq: &[u8], n_tokens: usize, y: &mut [f32
     matmul_quantized_isa(isa(), w, xq, n_tokens, y)
 }
 
-/// As [`matmul_quantized`] with the kernels of `isa` (an error if this CPU lacks it).
-pub fn matmul_quantized_isa(isa: Isa, w: &WeightView, xq: &[u8], n_tokens: usize, y: &mut [f32]) -> Result<(), KernelError> {
-    if !isa.is_supported() {
-        return Err(KernelError::UnsupportedIsa(isa));
-    }
+/// The operand checks every matmul makes: `w` valid, `xq` `n_tokens` rows of
+/// `vec_dot_type(w.ty)` for `w.cols` values, `y` `n_tokens × w.rows` floats. Returns the
+/// weight and activation row bytes.
+pub(crate) fn matmul_operands(w: &WeightView, xq: &[u8], n_tokens: usize, y: &[f32]) -> Result<(usize, usize), KernelError> {
     let wrb = w.validate()?;
     let xrb = row_bytes(vec_dot_type(w.ty), w.cols)?;
     let xneed = xrb.checked_mul(n_tokens).ok_or_else(|| KernelError::Size("activation size overflows".into()))?;
     if xq.len() != xneed {
-        return Err(KernelError::Size(format!("quantized activations: expected {xneed} bytes, got {}", xq.len())));
+        return Err(KernelError::Size(format!("{:?} activations: expected {xneed} bytes, got {}", vec_dot_type(w.ty), xq.len())));
     }
     let yneed = w.rows.checked_mul(n_tokens).ok_or_else(|| KernelError::Size("output size overflows".into()))?;
     if y.len() != yneed {
         return Err(KernelError::Size(format!("output: expected {n_tokens} x {} = {yneed} floats, got {}", w.rows, y.len())));
     }
-    if yneed == 0 {
+    Ok((wrb, xrb))
+}
+
+/// As [`matmul_quantized`] with the kernels of `isa` (an error if this CPU lacks it).
+pub fn matmul_quantized_isa(isa: Isa, w: &WeightView, xq: &[u8], n_tokens: usize, y: &mut [f32]) -> Result<(), KernelError> {
+    if !isa.is_supported() {
+        return Err(KernelError::UnsupportedIsa(isa));
+    }
+    let (wrb, xrb) = matmul_operands(w, xq, n_tokens, y)?;
+    if y.is_empty() {
         return Ok(());
     }
     if w.cols == 0 {

@@ -301,17 +301,8 @@ fn peer_kquant_impl(level: Isa, w: &WeightView, xq: &[u8], n_tokens: usize, y: &
     if !peer_kquant_supported(w.ty, w.rows, w.cols) {
         return Err(KernelError::Size(format!("no peer-order kernel for {:?} [{}, {}]", w.ty, w.rows, w.cols)));
     }
-    let wrb = w.validate()?;
-    let xrb = row_bytes(vec_dot_type(w.ty), w.cols)?;
-    let xneed = xrb.checked_mul(n_tokens).ok_or_else(|| KernelError::Size("activation size overflows".into()))?;
-    if xq.len() != xneed {
-        return Err(KernelError::Size(format!("quantized activations: expected {xneed} bytes, got {}", xq.len())));
-    }
-    let yneed = w.rows.checked_mul(n_tokens).ok_or_else(|| KernelError::Size("output size overflows".into()))?;
-    if y.len() != yneed {
-        return Err(KernelError::Size(format!("output: expected {yneed} floats, got {}", y.len())));
-    }
-    if yneed == 0 {
+    let (wrb, xrb) = crate::matmul_operands(w, xq, n_tokens, y)?;
+    if y.is_empty() {
         return Ok(());
     }
     let order = |t: usize| token_order(w.ty, fixed, n_tokens, t);

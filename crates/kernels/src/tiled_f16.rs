@@ -17,7 +17,7 @@
 //! other rows of a step.
 
 use crate::{
-    isa, lanes, num_threads, pool, row_bytes, GgmlType, Isa, KernelError, OutPtr, WeightView,
+    isa, lanes, num_threads, pool, GgmlType, Isa, KernelError, OutPtr, WeightView,
 };
 
 /// Whether [`matmul_f16_tiled`] is the peer's order for this product.
@@ -67,28 +67,9 @@ pub fn matmul_f16_tiled_isa(
             w.ty, w.rows, w.cols
         )));
     }
-    let wrb = w.validate()?;
-    let xrb = row_bytes(GgmlType::F16, w.cols)?;
-    let xneed = xrb
-        .checked_mul(n_tokens)
-        .ok_or_else(|| KernelError::Size("activation size overflows".into()))?;
-    if xq.len() != xneed {
-        return Err(KernelError::Size(format!(
-            "f16 activations: expected {xneed} bytes, got {}",
-            xq.len()
-        )));
-    }
+    let (wrb, xrb) = crate::matmul_operands(w, xq, n_tokens, y)?;
     let (rows, cols) = (w.rows, w.cols);
-    let yneed = rows
-        .checked_mul(n_tokens)
-        .ok_or_else(|| KernelError::Size("output size overflows".into()))?;
-    if y.len() != yneed {
-        return Err(KernelError::Size(format!(
-            "output: expected {yneed} floats, got {}",
-            y.len()
-        )));
-    }
-    if yneed == 0 {
+    if y.is_empty() {
         return Ok(());
     }
     if !level.has_avx512() || !cfg!(target_arch = "x86_64") {
