@@ -66,7 +66,7 @@ pub use half;
 mod util;
 
 pub use cpu::{isa, Isa};
-pub use tiled_f16::{f16_tiled_supported, matmul_f16_tiled, matmul_f16_tiled_isa};
+pub use tiled_f16::{f16_tiled_supported, matmul_f16_tiled, matmul_f16_tiled_isa, matmul_f16_tiled_rounded};
 pub use peer_order::{matmul_kquant_batch_invariant, matmul_peer_kquant, matmul_peer_kquant_isa, matvec_peer_kquant_rows, peer_kquant_supported};
 pub use jikji_gguf::GgmlType;
 

@@ -68,7 +68,7 @@ pub fn matmul_f16_tiled_isa(
         )));
     }
     let (wrb, xrb) = crate::matmul_operands(w, xq, n_tokens, y)?;
-    let (rows, cols) = (w.rows, w.cols);
+    let rows = w.rows;
     if y.is_empty() {
         return Ok(());
     }
@@ -84,10 +84,66 @@ pub fn matmul_f16_tiled_isa(
         return Ok(());
     }
     let xf = widen(xq); // [n_tokens, cols]
+    // SAFETY: `y` holds `n_tokens × rows` floats (checked by `matmul_operands`).
+    unsafe { tiled_core(level, w, wrb, &xf, n_tokens, y.as_mut_ptr()) };
+    Ok(())
+}
+
+/// As [`matmul_f16_tiled`] for activations given as f32 values that are already f16 values
+/// (`xr`, `[n_tokens, w.cols]`, say through `ops::round_f16_inplace`): the same products
+/// and bits without the f16 bytes and their widening, and the output `[n_tokens, w.rows]`
+/// is allocated here and written once, not zero-filled first. (Values that are not f16
+/// values are multiplied as they are: a more exact product, no longer the peer's.)
+pub fn matmul_f16_tiled_rounded(w: &WeightView, xr: &[f32], n_tokens: usize) -> Result<Vec<f32>, KernelError> {
+    if w.ty != GgmlType::F16 || w.cols % 16 != 0 {
+        return Err(KernelError::Size(format!("no tiled F16 kernel for {:?} [{}, {}]", w.ty, w.rows, w.cols)));
+    }
+    let wrb = w.validate()?;
+    let need = n_tokens.checked_mul(w.cols).ok_or_else(|| KernelError::Size("activation size overflows".into()))?;
+    if xr.len() != need {
+        return Err(KernelError::Size(format!("activations: expected {n_tokens} x {} = {need} floats, got {}", w.cols, xr.len())));
+    }
+    let len = n_tokens.checked_mul(w.rows).ok_or_else(|| KernelError::Size("output size overflows".into()))?;
+    let mut y: Vec<f32> = Vec::with_capacity(len);
+    if len > 0 {
+        // SAFETY: the capacity holds `n_tokens × rows` floats; `tiled_core` writes every one
+        // of them (each (token, row) pair once) before the length is set.
+        unsafe {
+            tiled_core(isa(), w, wrb, xr, n_tokens, y.as_mut_ptr());
+            y.set_len(len);
+        }
+    }
+    Ok(y)
+}
+
+/// Writes `y[t · rows + r]` for every token `t < n_tokens` and row `r < w.rows`: the
+/// AVX-512 tiles split over the pool, or the scalar reference below AVX-512.
+///
+/// # Safety
+/// `level` must be supported; `y` must be valid for `n_tokens × w.rows` writes; `w` is validated F16 with `cols % 16
+/// == 0` and `wrb` its row bytes; `xf` holds `n_tokens × cols` floats.
+unsafe fn tiled_core(level: Isa, w: &WeightView, wrb: usize, xf: &[f32], n_tokens: usize, y: *mut f32) {
+    let (rows, cols) = (w.rows, w.cols);
+    if rows == 0 || n_tokens == 0 {
+        return;
+    }
+    if !level.has_avx512() || !cfg!(target_arch = "x86_64") {
+        let mut wf = vec![0.0f32; cols];
+        for r in 0..rows {
+            crate::fp::dequant_f16(&w.data[r * wrb..(r + 1) * wrb], &mut wf);
+            for t in 0..n_tokens {
+                let mut l = [0.0f32; 16];
+                lanes::fma_lanes_scalar(&wf, &xf[t * cols..(t + 1) * cols], 0, &mut l);
+                // SAFETY: t < n_tokens and r < rows (the caller's bounds).
+                unsafe { *y.add(t * rows + r) = lanes::reduce16(&l) };
+            }
+        }
+        return;
+    }
     let parts = num_threads().clamp(1, rows.div_ceil(16));
     let n_tasks = if parts <= 1 { 1 } else { parts * 4 };
     let chunk = rows.div_ceil(n_tasks).next_multiple_of(4);
-    let out = OutPtr(y.as_mut_ptr());
+    let out = OutPtr(y);
     let (wp, xp) = (w.data.as_ptr() as usize, xf.as_ptr() as usize);
     pool::parallel_for(n_tasks, &|i| {
         let r0 = (i * chunk).min(rows);
@@ -115,5 +171,4 @@ pub fn matmul_f16_tiled_isa(
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (wp, xp, &out, cols);
     });
-    Ok(())
 }

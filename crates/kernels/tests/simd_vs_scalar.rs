@@ -351,3 +351,33 @@ fn f16_tiled_matmul_equals_its_scalar_reference() {
     assert!(!jikji_kernels::f16_tiled_supported(ty, 100, 8), "rows of 100 are not a multiple of 16");
     assert!(!jikji_kernels::f16_tiled_supported(ty, 768, 1), "one token takes vec_dot_f16");
 }
+
+#[test]
+fn f16_tiled_matmul_on_rounded_f32_activations_gives_the_f16_byte_paths_bits() {
+    // What the encoders run: the input rounded to f16 values once and kept as f32, the
+    // output written without a zero fill. Same bits as the f16-byte entry point.
+    let mut rng = Rng::new(0x5eed_0012);
+    let ty = GgmlType::F16;
+    for cols in [16usize, 768] {
+        for rows in [1usize, 5, 70, 129] {
+            for toks in [2usize, 7, 25] {
+                let w = quantize(ty, &rng.vec(rows * cols, 1.0));
+                let x = rng.vec(toks * cols, 1.0);
+                let view = jikji_kernels::WeightView { ty, data: &w, rows, cols };
+                let xq = quantize_activations_isa(Isa::Scalar, ty, &x, cols, toks).expect("quantize");
+                let mut want = vec![f32::NAN; rows * toks];
+                jikji_kernels::matmul_f16_tiled(&view, &xq, toks, &mut want).expect("matmul");
+                let mut xr = x.clone();
+                jikji_kernels::ops::round_f16_inplace(&mut xr);
+                let got = jikji_kernels::matmul_f16_tiled_rounded(&view, &xr, toks).expect("matmul");
+                assert_eq!(got.len(), want.len());
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(g.to_bits(), w.to_bits(), "[{rows}x{cols}] x {toks}: y[{i}] {g} vs {w}");
+                }
+            }
+        }
+    }
+    let w = quantize(ty, &rng.vec(4 * 16, 1.0));
+    let view = jikji_kernels::WeightView { ty, data: &w, rows: 4, cols: 16 };
+    assert!(jikji_kernels::matmul_f16_tiled_rounded(&view, &[0.0; 31], 2).is_err(), "a short input is an error");
+}

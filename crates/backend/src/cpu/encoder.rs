@@ -8,12 +8,14 @@
 //!   1.2e-7), rounded once to f32.
 //! - Attention: every row of a sequence sees every row of the same sequence (no mask, no
 //!   cache); grouped-query heads as in the decoder (`h / (n_head / n_head_kv)`); softmax in
-//!   f32 with the max subtracted. Rows are split over the kernels' pool; each row's result
-//!   is computed by one task in one order, so it does not depend on the split nor on the
-//!   other sequences of the batch.
+//!   f32 with the max subtracted and ggml's `exp` polynomial. One pool task per (sequence,
+//!   head) computes that head's scores and output as two register-tiled products, so a
+//!   result does not depend on the split nor on the other sequences of the batch.
 
 use crate::{AttnShape, BackendError};
-use jikji_kernels::pool::for_rows_mut;
+use jikji_kernels::lanes::{dot16_tile, v_expf_slice};
+use jikji_kernels::pool::{for_rows_mut, parallel_for};
+use std::sync::Mutex;
 
 /// Layer norm of every `w.len()`-wide row of `x` in place: `(x - mean) / sqrt(var + eps) · w + b`.
 pub(super) fn layer_norm(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) -> Result<(), BackendError> {
@@ -74,11 +76,18 @@ pub(super) fn gelu_inplace(x: &mut [f32]) {
 /// Bidirectional attention: `q` `[n, n_head · dk]`, `k` `[n, n_head_kv · dk]`, `v`
 /// `[n, n_head_kv · dv]`, the rows being the sequences of `seq_lens` one after another.
 /// Returns `[n, n_head · dv]`.
+///
+/// One task per (sequence, head), split over the pool: the scores `Q·Kᵀ` of the whole
+/// sequence as one register-tiled product over the head dimension
+/// (`jikji_kernels::lanes::dot16_tile`), the softmax rows (max subtracted, ggml's `exp`
+/// polynomial, `1 / sum` as an f32), then `P·V` as a second tiled product against the
+/// head's values transposed, both zero-padded to a multiple of 16 positions (zero terms
+/// leave every sum unchanged). A task's result depends only on its own sequence and head.
 pub(super) fn attention(s: &AttnShape, q: &[f32], k: &[f32], v: &[f32], seq_lens: &[usize]) -> Result<Vec<f32>, BackendError> {
     let n: usize = seq_lens.iter().sum();
     let (dk, dv) = (s.head_dim_k, s.head_dim_v);
     let (qw, kw, vw) = (s.n_head * dk, s.n_head_kv * dk, s.n_head_kv * dv);
-    if s.n_head_kv == 0 || !s.n_head.is_multiple_of(s.n_head_kv) || q.len() != n * qw || k.len() != n * kw || v.len() != n * vw || n == 0 {
+    if s.n_head_kv == 0 || !s.n_head.is_multiple_of(s.n_head_kv) || q.len() != n * qw || k.len() != n * kw || v.len() != n * vw || n == 0 || seq_lens.contains(&0) {
         return Err(BackendError::Shape(format!(
             "bidirectional attention: q/k/v of {}/{}/{} values for sequences of {seq_lens:?}",
             q.len(),
@@ -86,49 +95,56 @@ pub(super) fn attention(s: &AttnShape, q: &[f32], k: &[f32], v: &[f32], seq_lens
             v.len()
         )));
     }
-    // Sequence range of every row.
-    let mut span = Vec::with_capacity(n);
-    let mut start = 0;
-    for &len in seq_lens {
-        span.extend(std::iter::repeat_n((start, start + len), len));
-        start += len;
-    }
     let group = s.n_head / s.n_head_kv;
     let ow = s.n_head * dv;
-    let mut out = vec![0.0f32; n * ow]; // [n, n_head * dv]
-    for_rows_mut(&mut out, ow, 1, &|first, rows| {
-        let mut scores = Vec::new();
-        for (i, orow) in rows.chunks_exact_mut(ow).enumerate() {
-            let t = first + i;
-            let (a, b) = span[t];
-            for h in 0..s.n_head {
-                let hk = h / group;
-                let qh = &q[t * qw + h * dk..][..dk];
-                scores.clear();
-                let mut max = f32::NEG_INFINITY;
-                for j in a..b {
-                    let kh = &k[j * kw + hk * dk..][..dk];
-                    let dot: f32 = qh.iter().zip(kh).map(|(x, y)| x * y).sum();
-                    let sc = dot * s.kq_scale;
-                    max = max.max(sc);
-                    scores.push(sc);
-                }
-                let mut sum = 0.0f32;
-                for sc in scores.iter_mut() {
-                    *sc = (*sc - max).exp();
-                    sum += *sc;
-                }
-                let inv = 1.0 / sum;
-                let oh = &mut orow[h * dv..(h + 1) * dv];
-                oh.iter_mut().for_each(|o| *o = 0.0);
-                for (j, &p) in (a..b).zip(scores.iter()) {
-                    let vh = &v[j * vw + hk * dv..][..dv];
-                    let p = p * inv;
-                    oh.iter_mut().zip(vh).for_each(|(o, &x)| *o += p * x);
-                }
+    // (first row, length) of every sequence.
+    let mut seqs = Vec::with_capacity(seq_lens.len());
+    let mut start = 0;
+    for &len in seq_lens {
+        seqs.push((start, len));
+        start += len;
+    }
+    // One [len, dv] block per task, placed into the rows afterwards.
+    let blocks: Vec<Mutex<Vec<f32>>> = (0..seqs.len() * s.n_head).map(|_| Mutex::new(Vec::new())).collect();
+    parallel_for(seqs.len() * s.n_head, &|task| {
+        let ((t0, len), h) = (seqs[task / s.n_head], task % s.n_head);
+        let hk = h / group;
+        let lp = len.next_multiple_of(16);
+        // scores [len, lp]: row i = query t0 + i against every key of the sequence.
+        let mut p = vec![0.0f32; len * lp];
+        dot16_tile(&q[t0 * qw + h * dk..], qw, len, &k[t0 * kw + hk * dk..], kw, len, dk, 0, &mut p, lp);
+        for row in p.chunks_exact_mut(lp) {
+            let live = &mut row[..len];
+            let mut max = f32::NEG_INFINITY;
+            for sc in live.iter_mut() {
+                *sc *= s.kq_scale;
+                max = max.max(*sc);
+            }
+            live.iter_mut().for_each(|sc| *sc -= max);
+            v_expf_slice(live);
+            let inv = 1.0 / live.iter().map(|&e| e as f64).sum::<f64>() as f32;
+            live.iter_mut().for_each(|e| *e *= inv);
+        }
+        // The head's values transposed, [dv, lp]: row d = value column d over positions.
+        let mut vt = vec![0.0f32; dv * lp];
+        for j in 0..len {
+            let vh = &v[(t0 + j) * vw + hk * dv..][..dv];
+            for (d, &x) in vh.iter().enumerate() {
+                vt[d * lp + j] = x;
             }
         }
+        let mut o = vec![0.0f32; len * dv]; // [len, dv]
+        dot16_tile(&p, lp, len, &vt, lp, dv, lp, 0, &mut o, dv);
+        *blocks[task].lock().unwrap_or_else(|e| e.into_inner()) = o;
     });
+    let mut out = vec![0.0f32; n * ow]; // [n, n_head * dv]
+    for (task, block) in blocks.into_iter().enumerate() {
+        let ((t0, _), h) = (seqs[task / s.n_head], task % s.n_head);
+        let block = block.into_inner().unwrap_or_else(|e| e.into_inner());
+        for (i, orow) in block.chunks_exact(dv).enumerate() {
+            out[(t0 + i) * ow + h * dv..][..dv].copy_from_slice(orow);
+        }
+    }
     Ok(out)
 }
 

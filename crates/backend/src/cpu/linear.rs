@@ -14,7 +14,11 @@
 //! - Q4_K (row count a multiple of 8, which the peer repacks) and Q6_K go to
 //!   `jikji_kernels::matmul_peer_kquant`, which follows the peer's repacked gemm/gemv and
 //!   tiled/vec orders (chosen there from the token index and batch size).
-//! - Both split weight rows over the kernels' persistent thread pool.
+//! - F16 weights from 2 tokens on (single-sequence steps; encoders above all) take
+//!   llamafile tinyBLAS's order (`jikji_kernels::matmul_f16_tiled_rounded`): the input is
+//!   rounded to f16 values once, kept as f32, for every projection that shares it, and
+//!   the outputs are written without a zero fill (the peer's bits, less memory traffic).
+//! - All of them split weight rows over the kernels' persistent thread pool.
 //! - `batch_invariant` (the serving path, `KvView::Paged`): Q4_K/Q6_K go to
 //!   `jikji_kernels::matmul_kquant_batch_invariant` instead, one fold order for every row
 //!   whatever the row count; every other type is already invariant (`matmul_quantized`
@@ -24,7 +28,7 @@ use super::peer;
 use crate::{BackendError, MatrixRef};
 use jikji_gguf::GgmlType;
 use jikji_kernels::{
-    f16_tiled_supported, matmul_f16_tiled, matmul_kquant_batch_invariant, matmul_peer_kquant, matmul_quantized, matvec_peer_kquant_rows, matvec_quantized_rows, peer_kquant_supported,
+    f16_tiled_supported, matmul_f16_tiled_rounded, matmul_kquant_batch_invariant, matmul_peer_kquant, matmul_quantized, matvec_peer_kquant_rows, matvec_quantized_rows, peer_kquant_supported,
     quantize_activations, vec_dot_type,
 };
 use std::sync::Mutex;
@@ -65,6 +69,14 @@ pub fn matmul_head(m: &MatrixRef, x: &[f32], n_tokens: usize) -> Result<Vec<f32>
     Ok(y)
 }
 
+/// `x` rounded to f16 values (the peer's F16 activations, kept as f32 for the tiled
+/// kernel), row by row over the pool.
+fn round_input_f16(x: &[f32], cols: usize) -> Vec<f32> {
+    let mut xr = x.to_vec();
+    jikji_kernels::pool::for_rows_mut(&mut xr, cols.max(1), 16, &|_, rows| jikji_kernels::ops::round_f16_inplace(rows));
+    xr
+}
+
 /// `x`: `[n_tokens, cols]` → one `[n_tokens, m.rows]` output per matrix (all with `cols` columns).
 /// `batch_invariant`: every row in the same float order whatever `n_tokens` (serving).
 pub fn project_many(
@@ -73,9 +85,20 @@ pub fn project_many(
     n_tokens: usize,
     batch_invariant: bool,
 ) -> Result<Vec<Vec<f32>>, BackendError> {
+    // F16 weights from 2 tokens on (single-sequence orders): the peer's tinyBLAS order
+    // (`jikji_kernels::tiled_f16`) on the input rounded to f16 values once for all of them.
+    let tiled = |m: &MatrixRef| !batch_invariant && f16_tiled_supported(m.info.ggml_type, m.cols, n_tokens);
+    let rounded: Option<Vec<f32>> = match mats.iter().any(|m| tiled(m)) {
+        true => Some(round_input_f16(x, mats[0].cols)),
+        false => None,
+    };
     let mut cache: Vec<(GgmlType, Vec<u8>)> = Vec::new();
     let mut input_of = Vec::with_capacity(mats.len());
     for m in mats {
+        if tiled(m) {
+            input_of.push(usize::MAX); // reads `rounded`
+            continue;
+        }
         let vt = vec_dot_type(m.info.ggml_type);
         let idx = match cache.iter().position(|(t, _)| *t == vt) {
             Some(i) => i,
@@ -91,15 +114,16 @@ pub fn project_many(
     }
     let mut outs = Vec::with_capacity(mats.len());
     for (m, &idx) in mats.iter().zip(&input_of) {
+        if let (true, Some(xr)) = (tiled(m), &rounded) {
+            outs.push(matmul_f16_tiled_rounded(&m.view(), xr, n_tokens)?);
+            continue;
+        }
         let mut y = vec![0.0f32; n_tokens * m.rows]; // [n_tokens, m.rows]
         let ty = m.info.ggml_type;
         if batch_invariant && peer_kquant_supported(ty, m.rows, m.cols) {
             matmul_kquant_batch_invariant(&m.view(), &cache[idx].1, n_tokens, &mut y)?;
         } else if peer_kquant_supported(ty, m.rows, m.cols) {
             matmul_peer_kquant(&m.view(), &cache[idx].1, n_tokens, &mut y)?;
-        } else if !batch_invariant && f16_tiled_supported(ty, m.cols, n_tokens) {
-            // The peer's F16 order from 2 tokens on (tinyBLAS; `jikji_kernels::tiled_f16`).
-            matmul_f16_tiled(&m.view(), &cache[idx].1, n_tokens, &mut y)?;
         } else {
             matmul_quantized(&m.view(), &cache[idx].1, n_tokens, &mut y)?;
         }

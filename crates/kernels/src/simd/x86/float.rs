@@ -269,6 +269,12 @@ pub(super) mod f512 {
     /// llamafile tinyBLAS's F16 order (see `crate::tiled_f16`) on rows `0..rows` of `w`
     /// against `toks` activation rows widened to f32 (`xf`, `nb` apart): tiles of 4 rows ×
     /// 6 tokens, one 16-lane accumulator per output, `reduce` at the end.
+    ///
+    /// Blocks of [`ROW_BLOCK`] rows stay in L2 while the token groups pass over them; the
+    /// tokens past the last group of 6 go through one pass of 4 × `toks % 6` tiles (not one
+    /// 4 × 1 pass per token: each weight vector is widened once per pass). The first pass
+    /// over a block streams its weights from memory, so its tiles prefetch the next tile's
+    /// rows. None of this changes an output's operation order.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512dq,avx512vl")]
     pub(in crate::simd::x86) unsafe fn tiled_f16(
@@ -287,50 +293,75 @@ pub(super) mod f512 {
         // contract); every tile stays inside those bounds.
         unsafe {
             let (mr, nr) = (rows - rows % 4, toks - toks % 6);
+            let m = Mat { w, wrb, xf, nb, out, rs, ts };
             for b0 in (0..rows).step_by(ROW_BLOCK) {
                 let b1 = (b0 + ROW_BLOCK).min(rows);
                 let m1 = b1.min(mr).max(b0);
+                let rows = (b0, m1, b1);
                 for t0 in (0..nr).step_by(6) {
-                    for r0 in (b0..m1).step_by(4) {
-                        tile::<4, 6>(w, wrb, xf, nb, r0, t0, out, rs, ts);
-                    }
-                    for r0 in m1..b1 {
-                        tile::<1, 6>(w, wrb, xf, nb, r0, t0, out, rs, ts);
-                    }
+                    pass::<6>(&m, rows, t0, t0 == 0);
                 }
-                for t0 in nr..toks {
-                    for r0 in (b0..m1).step_by(4) {
-                        tile::<4, 1>(w, wrb, xf, nb, r0, t0, out, rs, ts);
-                    }
-                    for r0 in m1..b1 {
-                        tile::<1, 1>(w, wrb, xf, nb, r0, t0, out, rs, ts);
-                    }
+                let first = nr == 0;
+                match toks - nr {
+                    1 => pass::<1>(&m, rows, nr, first),
+                    2 => pass::<2>(&m, rows, nr, first),
+                    3 => pass::<3>(&m, rows, nr, first),
+                    4 => pass::<4>(&m, rows, nr, first),
+                    5 => pass::<5>(&m, rows, nr, first),
+                    _ => {}
                 }
             }
         }
     }
 
-    /// One `RM` × `RN` tile of [`tiled_f16`].
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512dq,avx512vl")]
-    unsafe fn tile<const RM: usize, const RN: usize>(
+    /// The operands of [`tiled_f16`].
+    #[derive(Clone, Copy)]
+    struct Mat {
         w: *const u8,
         wrb: usize,
         xf: *const f32,
         nb: usize,
-        r0: usize,
-        t0: usize,
         out: *mut f32,
         rs: usize,
         ts: usize,
-    ) {
+    }
+
+    /// Tokens `t0 .. t0 + RN` against the rows `(b0, m1, b1)` of one block: 4-row tiles
+    /// over `b0..m1`, single rows over `m1..b1`; `prefetch` on the first pass over a block.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512dq,avx512vl")]
+    unsafe fn pass<const RN: usize>(m: &Mat, (b0, m1, b1): (usize, usize, usize), t0: usize, prefetch: bool) {
+        // SAFETY: forwarded from `tiled_f16` (rows and tokens inside its bounds).
+        unsafe {
+            for r0 in (b0..m1).step_by(4) {
+                match prefetch {
+                    true => tile::<4, RN, true>(m, r0, t0),
+                    false => tile::<4, RN, false>(m, r0, t0),
+                }
+            }
+            for r0 in m1..b1 {
+                tile::<1, RN, false>(m, r0, t0);
+            }
+        }
+    }
+
+    /// One `RM` × `RN` tile of [`tiled_f16`]; `PF`: prefetch rows `r0 + RM .. r0 + 2 RM`
+    /// (the next tile's; addresses past the matrix are only hints, never read).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512dq,avx512vl")]
+    unsafe fn tile<const RM: usize, const RN: usize, const PF: bool>(m: &Mat, r0: usize, t0: usize) {
+        let Mat { w, wrb, xf, nb, out, rs, ts } = *m;
         // SAFETY: rows r0..r0+RM and tokens t0..t0+RN are inside the bounds of `tiled_f16`'s
-        // contract; loads stop at `nb` (a multiple of 16).
+        // contract; loads stop at `nb` (a multiple of 16); prefetches read nothing.
         unsafe {
             let mut c = [[_mm512_setzero_ps(); RM]; RN];
             let mut l = 0;
             while l < nb {
+                if PF && l % 32 == 0 {
+                    for i in 0..RM {
+                        _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add((r0 + RM + i) * wrb + 2 * l) as *const i8);
+                    }
+                }
                 let mut a = [_mm512_setzero_ps(); RM];
                 for (i, a) in a.iter_mut().enumerate() {
                     *a = _mm512_cvtph_ps(_mm256_loadu_si256(w.add((r0 + i) * wrb + 2 * l) as *const __m256i));
