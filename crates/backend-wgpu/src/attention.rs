@@ -12,7 +12,7 @@
 
 use crate::gpu::Kernel;
 use crate::{WgpuAct, WgpuBackend};
-use jikji_backend::{AttnShape, BackendError, Experts, Kv, Step};
+use jikji_backend::{AttnShape, Backend, BackendError, Experts, KAbsorb, Kv, MlaAttend, Rope, Step};
 
 /// Where each row of a step lives and what it sees.
 struct RowMap {
@@ -78,7 +78,6 @@ pub(crate) fn attention(be: &WgpuBackend, step: &mut Step<WgpuBackend>, il: usiz
     let map = row_map(step, s, capacity)?;
     let g = be.g();
     let slot = g.words(&map.slot, "cache slots")?;
-    let info = g.words(&map.info, "row positions")?;
     let paged = !map.tbl.is_empty();
     let tbl = g.words(&map.tbl, "block tables")?;
     let (kc, vc, f16) = match &step.kv {
@@ -87,25 +86,118 @@ pub(crate) fn attention(be: &WgpuBackend, step: &mut Step<WgpuBackend>, il: usiz
     };
     be.store(kc, k, &slot, f16);
     be.store(vc, v, &slot, f16);
+    attend(be, &map, q, kc, vc, s, 0, &tbl, paged)
+}
+
+/// The attend kernel over rows `map` of `q` (`[n, n_head · dk]`) → `[n, n_head · dv]`;
+/// `vstride` ≠ 0: the values are the first `dv` values of each key row of `kc` (`vc` is
+/// then `kc`), `vstride` wide.
+#[allow(clippy::too_many_arguments)]
+fn attend(be: &WgpuBackend, map: &RowMap, q: &WgpuAct, kc: &wgpu::Buffer, vc: &wgpu::Buffer, s: &AttnShape, vstride: usize, tbl: &wgpu::Buffer, paged: bool) -> Result<WgpuAct, BackendError> {
+    let g = be.g();
+    let n = q.rows;
+    let info = g.words(&map.info, "row positions")?;
     let out = be.act(n, s.n_head * s.head_dim_v)?;
-    let p = [s.n_head as u32, s.n_head_kv as u32, s.head_dim_k as u32, s.head_dim_v as u32, s.kq_scale.to_bits(), map.block_size as u32, paged as u32, 0];
+    let p = [s.n_head as u32, s.n_head_kv as u32, s.head_dim_k as u32, s.head_dim_v as u32, s.kq_scale.to_bits(), map.block_size as u32, paged as u32, vstride as u32];
     // One workgroup per (row, head): rows along x (at most 65,535 per dispatch).
     let mut r0 = 0;
     while r0 < n {
         let rows = (n - r0).min(65535);
         if r0 == 0 && rows == n {
-            g.dispatch(Kernel::Attend, &p, &[&q.buf, kc, vc, &info, &tbl, &out.buf], (rows as u32, s.n_head as u32));
+            g.dispatch(Kernel::Attend, &p, &[&q.buf, kc, vc, &info, tbl, &out.buf], (rows as u32, s.n_head as u32));
         } else {
             let idx: Vec<u32> = (r0..r0 + rows).map(|r| r as u32).collect();
             let qs = be.gather(q, &idx)?;
             let is = g.words(&map.info[3 * r0..3 * (r0 + rows)], "row positions")?;
             let os = be.act(rows, out.width)?;
-            g.dispatch(Kernel::Attend, &p, &[&qs.buf, kc, vc, &is, &tbl, &os.buf], (rows as u32, s.n_head as u32));
+            g.dispatch(Kernel::Attend, &p, &[&qs.buf, kc, vc, &is, tbl, &os.buf], (rows as u32, s.n_head as u32));
             be.scatter_add(&out, &os, &idx, &vec![1.0; rows])?;
         }
         r0 += rows;
     }
     Ok(out)
+}
+
+/// Multi-head latent attention on the device, as the CPU's `mla` computes it (see
+/// `jikji_backend::cpu::mla`): the cache row `[rmsnorm(c) | rope(k_pe)]` is stored once
+/// per token; each head's query is absorbed into latent space (`attn_k_b`, a matmul per
+/// head) beside its rotated part; the attend kernel then runs multi-query over the latent
+/// rows with the first `kv_lora` values of each key as its value (no value cache); each
+/// head's weighted latent goes through its `attn_v_b`. Column windows move between the
+/// steps with the `Rows` kernel's copy. Files with the older combined `attn_kv_b` (the
+/// key part applied transposed, held on the host) are refused.
+pub(crate) fn mla(be: &WgpuBackend, step: &mut Step<WgpuBackend>, il: usize, m: &MlaAttend<WgpuBackend>, q: &WgpuAct, ckv: &WgpuAct) -> Result<WgpuAct, BackendError> {
+    let s = &m.shape;
+    let n = step.n_rows();
+    let (nh, dk, lora, nr, nope, dv, w) = (s.n_head, s.dk(), s.kv_lora, s.rope, s.nope, s.dv, s.cache_width());
+    if q.rows != n || ckv.rows != n || q.width != nh * dk || ckv.width != w || m.v_b.len() != nh {
+        return Err(BackendError::Shape(format!("mla: q [{}, {}] and latent [{}, {}] for {n} rows of {nh} heads", q.rows, q.width, ckv.rows, ckv.width)));
+    }
+    let KAbsorb::PerHead(kb) = &m.k_absorb else {
+        return Err(BackendError::Device(
+            "this file's latent attention has the older combined attn_kv_b tensor, which the Vulkan backend does not take (a current llama.cpp conversion writes attn_k_b/attn_v_b); use --backend cpu".into(),
+        ));
+    };
+    if kb.len() != nh {
+        return Err(BackendError::Shape(format!("mla: {} absorbed key matrices for {nh} heads", kb.len())));
+    }
+    if w > 1024 || lora > 512 {
+        return Err(BackendError::Shape(format!("mla: latent rows of {w} values and values of {lora} (the Vulkan kernel takes at most 1024 and 512)")));
+    }
+    let (capacity, widths, layers) = match &step.kv {
+        Kv::Contiguous { cache, .. } | Kv::Shared { cache, .. } => (cache.n_ctx, (cache.k_width, cache.v_width), cache.layers.len()),
+        Kv::Paged { pool, .. } => (pool.n_blocks * pool.block_size, (pool.k_width, pool.v_width), pool.layers.len()),
+    };
+    if il >= layers || widths != (w, 0) {
+        return Err(BackendError::CacheMismatch(format!("layer {il} of a cache of {layers} layers with widths {}/{}, latent attention writes {w}/0", widths.0, widths.1)));
+    }
+    let rope = Rope::Yarn(m.rope);
+    // Cache rows [n, w] = [rmsnorm(c) | rope(k_pe)].
+    let mut c = be.act(n, lora)?;
+    be.copy_cols(ckv, 0, &c, 0, lora)?;
+    be.rms_norm_inplace(&mut c, &m.kv_a_norm, s.rms_eps)?;
+    let mut k_pe = be.act(n, nr)?;
+    be.copy_cols(ckv, lora, &k_pe, 0, nr)?;
+    be.rope(step, &mut k_pe, nr, &rope)?;
+    let rows = be.act(n, w)?;
+    be.copy_cols(&c, 0, &rows, 0, lora)?;
+    be.copy_cols(&k_pe, 0, &rows, lora, nr)?;
+    // Queries [n, nh · w]: per head [k_b · q_nope | rope(q_pe)].
+    let mut q_pe = be.act(n, nh * nr)?;
+    for h in 0..nh {
+        be.copy_cols(q, h * dk + nope, &q_pe, h * nr, nr)?;
+    }
+    be.rope(step, &mut q_pe, nr, &rope)?;
+    let q_full = be.act(n, nh * w)?;
+    for (h, kb) in kb.iter().enumerate() {
+        let qn = be.act(n, nope)?;
+        be.copy_cols(q, h * dk, &qn, 0, nope)?;
+        let q_lat = be.mm(kb, &qn)?; // [n, kv_lora]
+        be.copy_cols(&q_lat, 0, &q_full, h * w, lora)?;
+        be.copy_cols(&q_pe, h * nr, &q_full, h * w + lora, nr)?;
+    }
+    // Store, then attend multi-query over the latent rows.
+    let shape = AttnShape { n_head: nh, n_head_kv: 1, head_dim_k: w, head_dim_v: lora, kq_scale: s.kq_scale, window: None };
+    let map = row_map(step, &shape, capacity)?;
+    let g = be.g();
+    let slot = g.words(&map.slot, "cache slots")?;
+    let paged = !map.tbl.is_empty();
+    let tbl = g.words(&map.tbl, "block tables")?;
+    let (kc, f16) = match &step.kv {
+        Kv::Contiguous { cache, .. } | Kv::Shared { cache, .. } => (&cache.layers[il].0, cache.f16),
+        Kv::Paged { pool, .. } => (&pool.layers[il].0, true),
+    };
+    be.store(kc, &rows, &slot, f16);
+    let lat = attend(be, &map, &q_full, kc, kc, &shape, w, &tbl, paged)?; // [n, nh · kv_lora]
+    // Per head: the weighted latent through v_b → [n, nh · dv].
+    let ctx = be.act(n, nh * dv)?;
+    for (h, vb) in m.v_b.iter().enumerate() {
+        let lh = be.act(n, lora)?;
+        be.copy_cols(&lat, h * lora, &lh, 0, lora)?;
+        let v = be.mm(vb, &lh)?; // [n, dv]
+        be.copy_cols(&v, 0, &ctx, h * dv, dv)?;
+    }
+    Ok(ctx)
 }
 
 pub(crate) fn moe(be: &WgpuBackend, x: &WgpuAct, e: &Experts<WgpuBackend>) -> Result<WgpuAct, BackendError> {

@@ -24,7 +24,11 @@
 //!   keys, no score buffer), sliding windows and grouped-query heads included.
 //! - **MoE** routes on the host ([`jikji_backend::Routing::route`], the reference every
 //!   backend shares) from the downloaded router logits, then runs each used expert's rows
-//!   as one batch. Multi-head latent attention is not implemented (a clear error).
+//!   as one batch.
+//! - **Multi-head latent attention** (DeepSeek) composes the same kernels: the latent row
+//!   `[c | k_pe]` is the only cache (no values), queries are absorbed per head through
+//!   `attn_k_b`, and the attend kernel runs multi-query over the latent rows reading each
+//!   value as the first `kv_lora` values of its key (`attention::mla`).
 //!
 //! Numerics follow the CPU backend within float tolerance, not bit for bit: activations
 //! stay f32 (the CPU quantizes them to 8 bits as ggml does) and sums run in another order.

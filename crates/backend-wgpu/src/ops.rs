@@ -51,7 +51,7 @@ impl WgpuBackend {
     pub(crate) fn gather(&self, x: &WgpuAct, idx: &[u32]) -> Result<WgpuAct, BackendError> {
         let out = self.act(idx.len(), x.width)?;
         let ib = self.g().words(idx, "row indices")?;
-        let p = [0, x.width as u32, idx.len() as u32, 0];
+        let p = [0, x.width as u32, idx.len() as u32, 0, 0, 0, 0, 0];
         self.g().dispatch(Kernel::Rows, &p, &[&x.buf, &ib, &x.buf, &out.buf], Gpu::grid((idx.len() * x.width).div_ceil(256)));
         Ok(out)
     }
@@ -60,15 +60,29 @@ impl WgpuBackend {
     pub(crate) fn scatter_add(&self, out: &WgpuAct, src: &WgpuAct, idx: &[u32], w: &[f32]) -> Result<(), BackendError> {
         let ib = self.g().words(idx, "row indices")?;
         let wb = self.g().floats(w, "row weights")?;
-        let p = [1, src.width as u32, idx.len() as u32, 0];
+        let p = [1, src.width as u32, idx.len() as u32, 0, 0, 0, 0, 0];
         self.g().dispatch(Kernel::Rows, &p, &[&src.buf, &ib, &wb, &out.buf], Gpu::grid((idx.len() * src.width).div_ceil(256)));
         Ok(())
     }
 
     /// `cache[slot[i], :] = src[i, :]`, rounded to f16 when `f16`.
     pub(crate) fn store(&self, cache: &wgpu::Buffer, src: &WgpuAct, slots: &wgpu::Buffer, f16: bool) {
-        let p = [2, src.width as u32, src.rows as u32, f16 as u32];
+        let p = [2, src.width as u32, src.rows as u32, f16 as u32, 0, 0, 0, 0];
         self.g().dispatch(Kernel::Rows, &p, &[&src.buf, slots, &src.buf, cache], Gpu::grid((src.rows * src.width).div_ceil(256)));
+    }
+
+    /// `dst[i, d_off .. d_off + width] = src[i, s_off .. s_off + width]` for every row.
+    pub(crate) fn copy_cols(&self, src: &WgpuAct, s_off: usize, dst: &WgpuAct, d_off: usize, width: usize) -> Result<(), BackendError> {
+        if src.rows != dst.rows || s_off + width > src.width || d_off + width > dst.width {
+            return Err(BackendError::Shape(format!(
+                "column copy: {width} columns from {s_off} of [{}, {}] to {d_off} of [{}, {}]",
+                src.rows, src.width, dst.rows, dst.width
+            )));
+        }
+        let d = &self.g().dummy;
+        let p = [3, width as u32, src.rows as u32, 0, src.width as u32, s_off as u32, dst.width as u32, d_off as u32];
+        self.g().dispatch(Kernel::Rows, &p, &[&src.buf, d, d, &dst.buf], Gpu::grid((src.rows * width).div_ceil(256)));
+        Ok(())
     }
 
     pub(crate) fn elementwise(&self, op: u32, x: &WgpuAct, y: &wgpu::Buffer, width: u32, s: f32) {
@@ -311,8 +325,9 @@ impl Backend for WgpuBackend {
         crate::attention::attention(self, step, il, s, q, k, v)
     }
 
-    fn mla_attention(&self, _step: &mut Step<Self>, _il: usize, _m: &MlaAttend<Self>, _q: &WgpuAct, _ckv: &WgpuAct) -> Result<WgpuAct, BackendError> {
-        Err(BackendError::Device("multi-head latent attention (DeepSeek MLA) is not implemented on the Vulkan backend yet; use --backend cpu".into()))
+    fn mla_attention(&self, step: &mut Step<Self>, il: usize, m: &MlaAttend<Self>, q: &WgpuAct, ckv: &WgpuAct) -> Result<WgpuAct, BackendError> {
+        self.g().check()?;
+        crate::attention::mla(self, step, il, m, q, ckv)
     }
 
     fn moe(&self, _step: &Step<Self>, x: &WgpuAct, e: &Experts<Self>) -> Result<WgpuAct, BackendError> {

@@ -84,10 +84,23 @@ fn bench_runs_on_vulkan_and_names_the_backend() {
 }
 
 #[test]
-fn an_mla_model_on_vulkan_is_refused_naming_the_way_out() {
+fn run_on_vulkan_gives_the_cpus_greedy_continuation_for_a_latent_attention_model() {
+    if !have_vulkan() {
+        return;
+    }
     let r = TinyReference::load("deepseek_v2-1");
     let path = r.gguf_path().to_string_lossy().into_owned();
-    let e = failure(&jikji(&["run", "--backend", "vulkan", "-m", &path, "--raw", "-n", "1", "--", "hi"]));
+    let p = &r.prompts[0];
+    let ours = greedy_ids("vulkan", &path, &p.text);
+    assert_eq!(ours, greedy_ids("cpu", &path, &p.text), "`{}`: Vulkan vs CPU", p.text);
+    assert_eq!(ours, p.transformers.greedy, "`{}`: Vulkan vs transformers", p.text);
+}
+
+#[test]
+fn an_mla_model_on_cuda_is_refused_naming_the_way_out() {
+    let r = TinyReference::load("deepseek_v2-1");
+    let path = r.gguf_path().to_string_lossy().into_owned();
+    let e = failure(&jikji(&["run", "--backend", "cuda", "-m", &path, "--raw", "-n", "1", "--", "hi"]));
     assert!(e.contains("latent attention") && e.contains("--backend cpu"), "{e}");
 }
 

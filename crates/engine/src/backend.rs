@@ -10,8 +10,9 @@
 //!   and NVRTC are opened at run time.
 //! - `auto`: CUDA when built in and a device answers, else a Vulkan adapter that is a real
 //!   GPU (not a CPU implementation such as lavapipe), else the CPU. A model the chosen GPU
-//!   backend cannot run (multi-head latent attention today) falls back to the CPU under
-//!   `auto` and is a clear error under an explicit choice.
+//!   backend cannot run (multi-head latent attention on CUDA; on Vulkan, MLA files with
+//!   the older combined `attn_kv_b`) goes to the next choice under `auto` and is a clear
+//!   error under an explicit choice.
 //!
 //! Everything that can be refused is refused before weights are uploaded, with a
 //! [`BackendError`] that says which backend, why, and what to use instead.
@@ -76,8 +77,10 @@ pub enum BackendError {
     Cuda(String),
     #[error("this jikji was built without CUDA: rebuild with `cargo build --release -p jikji-cli --features cuda`, or use --backend vulkan or cpu")]
     CudaNotBuilt,
-    #[error("`{arch}` models use multi-head latent attention, which the {backend} backend does not implement yet: use --backend cpu")]
+    #[error("`{arch}` models use multi-head latent attention, which the {backend} backend does not implement yet: use --backend cpu or vulkan")]
     NeedsMla { arch: String, backend: &'static str },
+    #[error("this `deepseek2` file stores its latent attention as the older combined attn_kv_b tensor, which only the CPU backend takes (a current llama.cpp conversion writes attn_k_b/attn_v_b): use --backend cpu")]
+    CombinedKvB,
 }
 
 /// A backend opened on its device, ready to take weights.
@@ -133,10 +136,17 @@ impl Device {
     }
 }
 
-/// Whether `file` needs multi-head latent attention (`deepseek2`), which only the CPU runs.
+/// Whether `file` needs multi-head latent attention (`deepseek2`), which the CPU and
+/// Vulkan backends run and CUDA does not.
 fn needs_mla(file: &GgufFile) -> Option<String> {
     let arch = file.get_str("general.architecture").ok()??;
     (arch == "deepseek2").then(|| arch.to_string())
+}
+
+/// An MLA file without per-head `attn_k_b` (the older combined `attn_kv_b`, whose key part
+/// the CPU applies transposed from host memory): CPU only.
+fn combined_kv_b(file: &GgufFile) -> bool {
+    needs_mla(file).is_some() && file.tensor("blk.0.attn_k_b.weight").is_none()
 }
 
 fn open_vulkan() -> Result<jikji_wgpu::WgpuBackend, BackendError> {
@@ -160,22 +170,20 @@ pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
 /// Opens the device `kind` names for `file` (see the module docs for `auto`).
 pub fn select(kind: BackendKind, file: &GgufFile) -> Result<Device, BackendError> {
     let mla = needs_mla(file);
+    let vulkan_ok = !combined_kv_b(file);
     match kind {
         BackendKind::Cpu => Ok(Device::Cpu),
-        BackendKind::Vulkan | BackendKind::Cuda if mla.is_some() => {
-            let backend = if kind == BackendKind::Vulkan { "vulkan" } else { "cuda" };
-            Err(BackendError::NeedsMla { arch: mla.unwrap_or_default(), backend })
-        }
+        BackendKind::Cuda if mla.is_some() => Err(BackendError::NeedsMla { arch: mla.unwrap_or_default(), backend: "cuda" }),
+        BackendKind::Vulkan if !vulkan_ok => Err(BackendError::CombinedKvB),
         BackendKind::Vulkan => open_vulkan().map(Device::Vulkan),
         BackendKind::Cuda => open_cuda(),
         BackendKind::Auto => {
-            if mla.is_some() {
-                return Ok(Device::Cpu);
+            if mla.is_none() {
+                if let Ok(d) = open_cuda() {
+                    return Ok(d);
+                }
             }
-            if let Ok(d) = open_cuda() {
-                return Ok(d);
-            }
-            if jikji_wgpu::list_adapters().iter().any(|a| a.kind != "CPU") {
+            if vulkan_ok && jikji_wgpu::list_adapters().iter().any(|a| a.kind != "CPU") {
                 if let Ok(b) = open_vulkan() {
                     return Ok(Device::Vulkan(b));
                 }
@@ -232,14 +240,32 @@ mod tests {
     }
 
     #[test]
-    fn an_mla_model_is_refused_on_gpus_and_runs_on_the_cpu_under_auto() {
+    fn an_mla_model_is_refused_on_cuda_and_taken_by_vulkan() {
         let f = tiny("deepseek_v2-1.gguf");
-        for kind in [BackendKind::Vulkan, BackendKind::Cuda] {
-            let e = select(kind, &f).unwrap_err().to_string();
-            assert!(e.contains("deepseek2") && e.contains("latent attention") && e.contains("--backend cpu"), "{e}");
+        let e = select(BackendKind::Cuda, &f).unwrap_err().to_string();
+        assert!(e.contains("deepseek2") && e.contains("latent attention") && e.contains("--backend cpu"), "{e}");
+        // Vulkan runs MLA (per-head attn_k_b): it opens, or fails only for want of a device.
+        match select(BackendKind::Vulkan, &f) {
+            Ok(d) => assert_eq!(d.name(), "vulkan"),
+            Err(e) => assert!(matches!(e, BackendError::Vulkan(_)), "{e}"),
         }
-        assert_eq!(select(BackendKind::Auto, &f).unwrap().name(), "cpu");
+        // auto never takes CUDA for it; lavapipe is not a GPU, so here it is the CPU or a real GPU.
+        assert_ne!(select(BackendKind::Auto, &f).unwrap().name(), "cuda");
         assert_eq!(select(BackendKind::Cpu, &f).unwrap().name(), "cpu");
+    }
+
+    #[test]
+    fn an_mla_file_with_the_combined_kv_b_is_refused_on_vulkan_before_loading() {
+        // What select reads: the architecture and whether per-head attn_k_b exists.
+        let mut w = jikji_gguf::GgufWriter::new();
+        w.add_kv("general.architecture", jikji_gguf::Value::String("deepseek2".into()));
+        w.add_tensor("blk.0.attn_kv_b.weight", &[4, 4], jikji_gguf::GgmlType::F32, vec![0u8; 64]);
+        let f = GgufFile::from_bytes(w.to_bytes().unwrap()).unwrap();
+        let e = select(BackendKind::Vulkan, &f).unwrap_err();
+        assert!(matches!(e, BackendError::CombinedKvB), "{e}");
+        let e = e.to_string();
+        assert!(e.contains("attn_kv_b") && e.contains("--backend cpu"), "{e}");
+        assert_eq!(select(BackendKind::Auto, &f).unwrap().name(), "cpu");
     }
 
     #[cfg(not(feature = "cuda"))]

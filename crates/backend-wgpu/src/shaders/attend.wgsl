@@ -6,7 +6,9 @@
 //
 // Position j of the row's sequence lives at cache slot `tbl[off + j / bs] * bs + j % bs`
 // (paged pool) or `j` (contiguous cache, paged = 0). K and V are one layer's
-// `[slots, n_head_kv * dk]` and `[slots, n_head_kv * dv]` f32 buffers.
+// `[slots, n_head_kv * dk]` and `[slots, n_head_kv * dv]` f32 buffers, or, for latent
+// attention (`vstride` ≠ 0), V is the K buffer itself: a value is the first `dv` values of
+// its key row, `vstride` apart.
 struct P {
     n_head: u32,
     n_head_kv: u32,
@@ -15,7 +17,7 @@ struct P {
     kq_scale: f32,
     bs: u32,
     paged: u32,
-    _pad: u32,
+    vstride: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -28,7 +30,7 @@ struct P {
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 
 const LANES: u32 = 64u;
-const MAX_DK: u32 = 512u;
+const MAX_DK: u32 = 1024u;
 const DV_PER_LANE: u32 = 8u;
 
 var<workgroup> qs: array<f32, MAX_DK>;
@@ -86,7 +88,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let b = workgroupUniformLoad(&bounds);
     let off = rinfo[3u * r + 2u];
     let kw = p.n_head_kv * p.dk;
-    let vw = p.n_head_kv * p.dv;
+    let vw = select(p.n_head_kv * p.dv, p.vstride, p.vstride != 0u);
     var acc: array<f32, DV_PER_LANE>;
     var m = -3.0e38;
     var l = 0.0;

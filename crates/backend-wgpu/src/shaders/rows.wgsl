@@ -1,12 +1,18 @@
 // Row moves by index: op 0 gathers (out[i, :] = src[idx[i], :]); op 1 adds back scaled
 // (out[idx[i], :] += w[i] * src[i, :], one dispatch per expert so no two threads touch the
 // same element); op 2 stores into a KV cache layer (out[idx[i], :] = src[i, :], rounded
-// to f16 when `f16`, as the CPU's f16 caches round).
+// to f16 when `f16`, as the CPU's f16 caches round); op 3 copies a column window between
+// activations of the same row count (out[i, d_off + c] = src[i, s_off + c], c < width;
+// rows s_w and d_w wide), the reshapes of latent attention.
 struct P {
     op: u32,
     width: u32,
     n: u32,
     f16: u32,
+    s_w: u32,
+    s_off: u32,
+    d_w: u32,
+    d_off: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -29,6 +35,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         case 1u: {
             out[idx[i] * p.width + c] += wt[i] * src[g];
+        }
+        case 3u: {
+            out[i * p.d_w + p.d_off + c] = src[i * p.s_w + p.s_off + c];
         }
         default: {
             var v = src[g];
