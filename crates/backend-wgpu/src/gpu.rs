@@ -30,27 +30,46 @@ pub(crate) enum Kernel {
     Rope,
     Rows,
     Attend,
+    QuantQ8,
+    MatmulQ8,
 }
 
-const ALL: [Kernel; 8] = [Kernel::Matmul, Kernel::GetRows, Kernel::RmsNorm, Kernel::RmsNormInplace, Kernel::Elementwise, Kernel::Rope, Kernel::Rows, Kernel::Attend];
+const ALL: [Kernel; 10] = [
+    Kernel::Matmul,
+    Kernel::GetRows,
+    Kernel::RmsNorm,
+    Kernel::RmsNormInplace,
+    Kernel::Elementwise,
+    Kernel::Rope,
+    Kernel::Rows,
+    Kernel::Attend,
+    Kernel::QuantQ8,
+    Kernel::MatmulQ8,
+];
+
+/// The language extension of `dot4I8Packed` / `pack4xI8` (naga polyfills it where the
+/// Vulkan device lacks integer dot products).
+const PACKED_DOT: &str = "requires packed_4x8_integer_dot_product;";
 
 const QUANT: &str = include_str!("shaders/quant.wgsl");
 
-/// The WGSL source of `k`; `subgroups` picks the subgroup reduction of the matmul.
+/// A matmul body with its token-sum reduction: subgroup operations or workgroup memory.
+fn with_reduce(body: &str, subgroups: bool) -> String {
+    if subgroups {
+        body.replace("//!REDUCE", include_str!("shaders/reduce_sg.wgsl"))
+            .replace("//!SGARGS", ", @builtin(subgroup_invocation_id) sg_lane: u32")
+            .replace("//!SGCALL", ", sg_lane")
+    } else {
+        body.replace("//!REDUCE", include_str!("shaders/reduce_wg.wgsl"))
+    }
+}
+
+/// The WGSL source of `k`; `subgroups` picks the subgroup reduction of the matmuls.
 pub(crate) fn source(k: Kernel, subgroups: bool) -> String {
     match k {
-        Kernel::Matmul => {
-            let body = include_str!("shaders/matmul.wgsl");
-            if subgroups {
-                let body = body
-                    .replace("//!REDUCE", include_str!("shaders/reduce_sg.wgsl"))
-                    .replace("//!SGARGS", ", @builtin(subgroup_invocation_id) sg_lane: u32")
-                    .replace("//!SGCALL", ", sg_lane");
-                format!("{QUANT}\n{body}")
-            } else {
-                format!("{QUANT}\n{}", body.replace("//!REDUCE", include_str!("shaders/reduce_wg.wgsl")))
-            }
-        }
+        Kernel::Matmul => format!("{QUANT}\n{}", with_reduce(include_str!("shaders/matmul.wgsl"), subgroups)),
+        Kernel::MatmulQ8 => format!("{PACKED_DOT}\n{QUANT}\n{}", with_reduce(include_str!("shaders/matmul_q8.wgsl"), subgroups)),
+        Kernel::QuantQ8 => format!("{PACKED_DOT}\n{}", include_str!("shaders/quant_q8.wgsl")),
         Kernel::GetRows => format!("{QUANT}\n{}", include_str!("shaders/get_rows.wgsl")),
         Kernel::RmsNorm => include_str!("shaders/rms_norm.wgsl")
             .replace(

@@ -30,8 +30,15 @@
 //!   `attn_k_b`, and the attend kernel runs multi-query over the latent rows reading each
 //!   value as the first `kv_lora` values of its key (`attention::mla`).
 //!
-//! Numerics follow the CPU backend within float tolerance, not bit for bit: activations
-//! stay f32 (the CPU quantizes them to 8 bits as ggml does) and sums run in another order.
+//! - **Integer products**: for the legacy 32-value block types (Q4_0, Q4_1, Q5_0, Q5_1,
+//!   Q8_0) the activations are quantized to 8 bits on the device as ggml's x86 build
+//!   quantizes them, and each block's sum is `dot4I8Packed` over packed words (exact
+//!   integers; naga polyfills it where the device has no integer dot product), then scaled.
+//!
+//! Numerics follow the CPU backend within float tolerance, not bit for bit: the other types
+//! multiply f32 activations (the CPU quantizes them to 8 bits as ggml does) and sums run
+//! in another order; the integer path differs from the CPU only in how the block terms are
+//! summed.
 //! Tests compare every operation and whole tiny models with [`jikji_backend::CpuBackend`].
 
 pub mod device;

@@ -8,6 +8,16 @@ use jikji_backend::{Activation, AttnShape, Backend, BackendError, Experts, KvTyp
 /// Largest byte offset the kernels address within one binding (they index in u32).
 const MAX_CHUNK_BYTES: u64 = 1 << 31;
 
+/// Words per 32-value block of 8-bit activations: 8 of packed quants, d, s, Σq.
+const Q8_WORDS: usize = 11;
+
+/// Whether weights of type `ty` and `cols` columns take the integer matmul: the legacy
+/// 32-value block types, which the CPU also multiplies against 8-bit activations.
+pub(crate) fn int8_path(ty: jikji_gguf::GgmlType, cols: usize) -> bool {
+    use jikji_gguf::GgmlType::*;
+    matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0) && cols % 32 == 0 && cols > 0
+}
+
 fn f(x: f32) -> u32 {
     x.to_bits()
 }
@@ -33,18 +43,38 @@ impl WgpuBackend {
         Ok(WgpuAct { buf: self.g().buffer(n, "activation")?, rows, width })
     }
 
-    /// `y[:, w rows] = x · Wᵀ` into a new activation.
+    /// `y[:, w rows] = x · Wᵀ` into a new activation. The legacy 32-value block types take
+    /// the integer path (activations quantized to 8 bits, `dot4I8Packed`), as the CPU
+    /// multiplies them; every other type multiplies f32 activations by dequantized weights.
     pub(crate) fn mm(&self, w: &WgpuMatrix, x: &WgpuAct) -> Result<WgpuAct, BackendError> {
         if w.cols != x.width {
             return Err(BackendError::Shape(format!("matmul: a matrix of {} columns, an input {} wide", w.cols, x.width)));
         }
         let y = self.act(x.rows, w.rows)?;
         let tiles = x.rows.div_ceil(8);
+        let (kernel, xb) = match int8_path(w.ty, w.cols) {
+            true => (Kernel::MatmulQ8, self.quantize_q8(x)?),
+            false => (Kernel::Matmul, None),
+        };
+        let xbuf = xb.as_ref().unwrap_or(&x.buf);
         for c in &w.chunks {
             let p = [w.ty as u32, c.rows as u32, w.cols as u32, w.stride as u32, x.rows as u32, w.rows as u32, c.row0 as u32, 0];
-            self.g().dispatch(Kernel::Matmul, &p, &[&c.buf, &x.buf, &y.buf], Gpu::grid(c.rows * tiles));
+            self.g().dispatch(kernel, &p, &[&c.buf, xbuf, &y.buf], Gpu::grid(c.rows * tiles));
         }
         Ok(y)
+    }
+
+    /// `x` (`[rows, cols]`, `cols % 32 == 0`) quantized per 32-value block for the integer
+    /// matmul (`shaders/quant_q8.wgsl`: [`Q8_WORDS`] words a block).
+    fn quantize_q8(&self, x: &WgpuAct) -> Result<Option<wgpu::Buffer>, BackendError> {
+        let blocks = x.rows * x.width / 32;
+        let bytes = (blocks * Q8_WORDS * 4) as u64;
+        if bytes > self.g().max_binding {
+            return Err(BackendError::Alloc(format!("8-bit activations of {bytes} bytes exceed the device's storage-binding limit of {} bytes", self.g().max_binding)));
+        }
+        let xq = self.g().buffer(bytes, "8-bit activations")?;
+        self.g().dispatch(Kernel::QuantQ8, &[blocks as u32, 0, 0, 0], &[&x.buf, &xq], Gpu::grid(blocks.div_ceil(64)));
+        Ok(Some(xq))
     }
 
     /// Rows `idx` of `x` (each below `x.rows`, checked by the callers).

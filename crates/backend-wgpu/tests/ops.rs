@@ -37,6 +37,31 @@ fn matmul_of_every_type_matches_the_cpu_at_odd_shapes() {
 }
 
 #[test]
+fn legacy_block_types_multiply_8_bit_activations_in_integers_as_the_cpu_does() {
+    // Q4_0…Q8_0 take the integer path on both backends (activations quantized per 32
+    // values, ggml's x86 rounding, f16 scales): the integer block sums are identical, so
+    // only the float summation of the block terms differs, far below the 5e-4 bound.
+    let Some(g) = gpu() else { return };
+    let cpu = CpuBackend;
+    use GgmlType::*;
+    for ty in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0] {
+        for (rows, cols) in [(7usize, 32usize), (33, 96), (130, 1024)] {
+            let m = matrix(ty, rows, cols, rows as u64 + 7);
+            let (wc, wg) = (cpu.load_matrix(&m).unwrap(), g.load_matrix(&m).unwrap());
+            for n in [1usize, 9] {
+                let x = lcg(n as u64 + 5, n * cols);
+                let mut cc = cpu.new_cache(1, 1, 1, 1, KvType::F32).unwrap();
+                let mut gc = g.new_cache(1, 1, 1, 1, KvType::F32).unwrap();
+                let yc = cpu.download(&cpu.matmul(&Step::contiguous(&mut cc, 0, 0), &[&wc], &cpu.upload(&x, cols).unwrap()).unwrap()[0]);
+                let yg = g.download(&g.matmul(&Step::contiguous(&mut gc, 0, 0), &[&wg], &g.upload(&x, cols).unwrap()).unwrap()[0]);
+                let e = nmse(&yg, &yc);
+                assert!(e <= 1e-10, "{ty:?} [{rows}, {cols}] x {n} tokens: nmse {e} (integer sums should agree)");
+            }
+        }
+    }
+}
+
+#[test]
 fn vocab_projection_and_f32_columns_not_a_multiple_of_32_match_the_cpu() {
     let Some(g) = gpu() else { return };
     let cpu = CpuBackend;
