@@ -43,6 +43,10 @@ pub struct SuiteArgs {
     /// Longest generated answer (ko-evals).
     #[arg(long = "max-tokens", default_value_t = 48)]
     max_tokens: usize,
+    /// Answers generated together (ko-evals; llama.cpp's -np): each step decodes one batch
+    /// over the paged KV pool, as `serve` does. Answers do not depend on it.
+    #[arg(long = "parallel", visible_alias = "np", default_value_t = 16)]
+    parallel: usize,
     /// Write results.json and results.csv here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -136,7 +140,7 @@ pub fn suite(a: SuiteArgs) -> Result<()> {
                 let text = fmt.render(&arr, true).map_err(|e| e.to_string())?;
                 tokenize_chat_prompt(tok, &text).map_err(|e| e.to_string())
             };
-            let o = suite::generate::GenOptions { n_ctx: a.ctx, max_tokens: a.max_tokens, ubatch: ub };
+            let o = suite::generate::GenOptions { n_ctx: a.ctx, max_tokens: a.max_tokens, parallel: a.parallel };
             let r = suite::generate::run(&opened.model, tok, v, &render, o, |d, t| progress.tick(d, t))?;
             let mut out = io::stdout().lock();
             writeln!(out, "subject\tn\texact\tmatch\tincludes")?;
@@ -161,7 +165,7 @@ pub fn suite(a: SuiteArgs) -> Result<()> {
                 r.generated_tokens as f64 / r.generation_seconds.max(1e-9)
             );
             let secs = r.prompt_seconds + r.generation_seconds;
-            let json = serde_json::json!({ "kind": "generation", "sampling": {"temperature": 0, "max_tokens": a.max_tokens}, "result": r });
+            let json = serde_json::json!({ "kind": "generation", "sampling": {"temperature": 0, "max_tokens": a.max_tokens}, "parallel": a.parallel, "result": r });
             (line, r.prompt_tokens + r.generated_tokens, r.generated_tokens, secs, json)
         }
     };
