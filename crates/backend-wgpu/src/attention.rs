@@ -80,25 +80,25 @@ pub(crate) fn attention(be: &WgpuBackend, step: &mut Step<WgpuBackend>, il: usiz
     let slot = g.words(&map.slot, "cache slots")?;
     let paged = !map.tbl.is_empty();
     let tbl = g.words(&map.tbl, "block tables")?;
-    let (kc, vc, f16) = match &step.kv {
-        Kv::Contiguous { cache, .. } | Kv::Shared { cache, .. } => (&cache.layers[il].0, &cache.layers[il].1, cache.f16),
-        Kv::Paged { pool, .. } => (&pool.layers[il].0, &pool.layers[il].1, true),
+    let (kc, vc, f16, packed) = match &step.kv {
+        Kv::Contiguous { cache, .. } | Kv::Shared { cache, .. } => (&cache.layers[il].0, &cache.layers[il].1, cache.f16, cache.packed),
+        Kv::Paged { pool, .. } => (&pool.layers[il].0, &pool.layers[il].1, true, pool.packed),
     };
-    be.store(kc, k, &slot, f16);
-    be.store(vc, v, &slot, f16);
-    attend(be, &map, q, kc, vc, s, 0, &tbl, paged)
+    be.store(kc, k, &slot, f16, packed);
+    be.store(vc, v, &slot, f16, packed);
+    attend(be, &map, q, (kc, vc, packed), s, 0, &tbl, paged)
 }
 
-/// The attend kernel over rows `map` of `q` (`[n, n_head · dk]`) → `[n, n_head · dv]`;
-/// `vstride` ≠ 0: the values are the first `dv` values of each key row of `kc` (`vc` is
-/// then `kc`), `vstride` wide.
+/// The attend kernel over rows `map` of `q` (`[n, n_head · dk]`) → `[n, n_head · dv]`,
+/// reading the layer's `(keys, values, packed f16)`; `vstride` ≠ 0: the values are the
+/// first `dv` values of each key row (`values` is then `keys`), `vstride` wide.
 #[allow(clippy::too_many_arguments)]
-fn attend(be: &WgpuBackend, map: &RowMap, q: &WgpuAct, kc: &wgpu::Buffer, vc: &wgpu::Buffer, s: &AttnShape, vstride: usize, tbl: &wgpu::Buffer, paged: bool) -> Result<WgpuAct, BackendError> {
+fn attend(be: &WgpuBackend, map: &RowMap, q: &WgpuAct, (kc, vc, packed): (&wgpu::Buffer, &wgpu::Buffer, bool), s: &AttnShape, vstride: usize, tbl: &wgpu::Buffer, paged: bool) -> Result<WgpuAct, BackendError> {
     let g = be.g();
     let n = q.rows;
     let info = g.words(&map.info, "row positions")?;
     let out = be.act(n, s.n_head * s.head_dim_v)?;
-    let p = [s.n_head as u32, s.n_head_kv as u32, s.head_dim_k as u32, s.head_dim_v as u32, s.kq_scale.to_bits(), map.block_size as u32, paged as u32, vstride as u32];
+    let p = [s.n_head as u32, s.n_head_kv as u32, s.head_dim_k as u32, s.head_dim_v as u32, s.kq_scale.to_bits(), map.block_size as u32, paged as u32, vstride as u32, packed as u32, 0, 0, 0];
     // One workgroup per (row, head): rows along x (at most 65,535 per dispatch).
     let mut r0 = 0;
     while r0 < n {
@@ -183,12 +183,12 @@ pub(crate) fn mla(be: &WgpuBackend, step: &mut Step<WgpuBackend>, il: usize, m: 
     let slot = g.words(&map.slot, "cache slots")?;
     let paged = !map.tbl.is_empty();
     let tbl = g.words(&map.tbl, "block tables")?;
-    let (kc, f16) = match &step.kv {
-        Kv::Contiguous { cache, .. } | Kv::Shared { cache, .. } => (&cache.layers[il].0, cache.f16),
-        Kv::Paged { pool, .. } => (&pool.layers[il].0, true),
+    let (kc, f16, packed) = match &step.kv {
+        Kv::Contiguous { cache, .. } | Kv::Shared { cache, .. } => (&cache.layers[il].0, cache.f16, cache.packed),
+        Kv::Paged { pool, .. } => (&pool.layers[il].0, true, pool.packed),
     };
-    be.store(kc, &rows, &slot, f16);
-    let lat = attend(be, &map, &q_full, kc, kc, &shape, w, &tbl, paged)?; // [n, nh · kv_lora]
+    be.store(kc, &rows, &slot, f16, packed);
+    let lat = attend(be, &map, &q_full, (kc, kc, packed), &shape, w, &tbl, paged)?; // [n, nh · kv_lora]
     // Per head: the weighted latent through v_b → [n, nh · dv].
     let ctx = be.act(n, nh * dv)?;
     for (h, vb) in m.v_b.iter().enumerate() {

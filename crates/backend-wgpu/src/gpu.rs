@@ -32,9 +32,10 @@ pub(crate) enum Kernel {
     Attend,
     QuantQ8,
     MatmulQ8,
+    KvStore16,
 }
 
-const ALL: [Kernel; 10] = [
+const ALL: [Kernel; 11] = [
     Kernel::Matmul,
     Kernel::GetRows,
     Kernel::RmsNorm,
@@ -45,6 +46,7 @@ const ALL: [Kernel; 10] = [
     Kernel::Attend,
     Kernel::QuantQ8,
     Kernel::MatmulQ8,
+    Kernel::KvStore16,
 ];
 
 /// The language extension of `dot4I8Packed` / `pack4xI8` (naga polyfills it where the
@@ -70,6 +72,7 @@ pub(crate) fn source(k: Kernel, subgroups: bool) -> String {
         Kernel::Matmul => format!("{QUANT}\n{}", with_reduce(include_str!("shaders/matmul.wgsl"), subgroups)),
         Kernel::MatmulQ8 => format!("{PACKED_DOT}\n{QUANT}\n{}", with_reduce(include_str!("shaders/matmul_q8.wgsl"), subgroups)),
         Kernel::QuantQ8 => format!("{PACKED_DOT}\n{}", include_str!("shaders/quant_q8.wgsl")),
+        Kernel::KvStore16 => include_str!("shaders/kv16.wgsl").to_string(),
         Kernel::GetRows => format!("{QUANT}\n{}", include_str!("shaders/get_rows.wgsl")),
         Kernel::RmsNorm => include_str!("shaders/rms_norm.wgsl")
             .replace(

@@ -16,10 +16,12 @@
 //! - **Activations** are f32 storage buffers; only [`Backend::download`] reads back.
 //!   Dispatches are recorded into one command encoder and submitted when a result is read
 //!   ([`gpu`]), so a forward pass is one submission.
-//! - **KV caches** (contiguous per sequence, and the paged pool) live on the device as f32
-//!   buffers per layer; values are rounded to f16 on store where the cache is f16 (the pool
-//!   always), as the CPU's caches round, so attention sees the CPU's numbers. (Storing f16
-//!   halves would halve that memory; it is left for later.)
+//! - **KV caches** (contiguous per sequence, and the paged pool) live on the device, one
+//!   buffer per layer for keys and one for values. An f16 cache (the default, the pool
+//!   always) stores its values as f16 packed two to a 32-bit word, rounded as the CPU's f16
+//!   caches round, so attention sees the CPU's numbers in half the memory of f32; an f32
+//!   cache, or one whose widths are odd, keeps f32 words (rounded to f16 values where the
+//!   cache is f16).
 //! - **Attention** is one flash-style kernel per layer (online softmax over chunks of
 //!   keys, no score buffer), sliding windows and grouped-query heads included.
 //! - **MoE** routes on the host ([`jikji_backend::Routing::route`], the reference every
@@ -129,6 +131,8 @@ pub struct WgpuCache {
     pub(crate) k_width: usize,
     pub(crate) v_width: usize,
     pub(crate) f16: bool,
+    /// f16 values stored two to a word (both widths even); else f32 words.
+    pub(crate) packed: bool,
 }
 
 /// The paged pool: per layer `[n_blocks * block_size, width]` keys and values.
@@ -138,6 +142,8 @@ pub struct WgpuPool {
     pub(crate) block_size: usize,
     pub(crate) k_width: usize,
     pub(crate) v_width: usize,
+    /// As [`WgpuCache::packed`] (the pool is always f16).
+    pub(crate) packed: bool,
 }
 
 /// Types the matmul and embedding kernels dequantize.

@@ -18,6 +18,11 @@ pub(crate) fn int8_path(ty: jikji_gguf::GgmlType, cols: usize) -> bool {
     matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0) && cols % 32 == 0 && cols > 0
 }
 
+/// Whether cache rows of these widths pack into whole words of f16 pairs.
+fn pairs(k_width: usize, v_width: usize) -> bool {
+    k_width % 2 == 0 && v_width % 2 == 0
+}
+
 fn f(x: f32) -> u32 {
     x.to_bits()
 }
@@ -95,8 +100,14 @@ impl WgpuBackend {
         Ok(())
     }
 
-    /// `cache[slot[i], :] = src[i, :]`, rounded to f16 when `f16`.
-    pub(crate) fn store(&self, cache: &wgpu::Buffer, src: &WgpuAct, slots: &wgpu::Buffer, f16: bool) {
+    /// `cache[slot[i], :] = src[i, :]`: f16 pairs in one word each when `packed`, else f32
+    /// words, rounded to f16 values when `f16`.
+    pub(crate) fn store(&self, cache: &wgpu::Buffer, src: &WgpuAct, slots: &wgpu::Buffer, f16: bool, packed: bool) {
+        if packed {
+            let p = [src.width as u32, src.rows as u32, 0, 0];
+            self.g().dispatch(Kernel::KvStore16, &p, &[&src.buf, slots, cache], Gpu::grid((src.rows * src.width / 2).div_ceil(256)));
+            return;
+        }
         let p = [2, src.width as u32, src.rows as u32, f16 as u32, 0, 0, 0, 0];
         self.g().dispatch(Kernel::Rows, &p, &[&src.buf, slots, &src.buf, cache], Gpu::grid((src.rows * src.width).div_ceil(256)));
     }
@@ -137,8 +148,9 @@ impl WgpuBackend {
         Ok(len / w.len)
     }
 
-    fn alloc_layers(&self, n_layer: usize, slots: usize, k_width: usize, v_width: usize) -> Result<Vec<(wgpu::Buffer, wgpu::Buffer)>, BackendError> {
-        let bytes = |w: usize| slots.checked_mul(w).and_then(|n| n.checked_mul(4)).ok_or_else(|| BackendError::Alloc("cache size overflows".into()));
+    /// `n_layer` key/value buffer pairs of `slots` rows, `elem` bytes a value.
+    fn alloc_layers(&self, n_layer: usize, slots: usize, k_width: usize, v_width: usize, elem: usize) -> Result<Vec<(wgpu::Buffer, wgpu::Buffer)>, BackendError> {
+        let bytes = |w: usize| slots.checked_mul(w).and_then(|n| n.checked_mul(elem)).ok_or_else(|| BackendError::Alloc("cache size overflows".into()));
         let (kb, vb) = (bytes(k_width)? as u64, bytes(v_width)? as u64);
         if kb.max(vb) > self.g().max_binding {
             return Err(BackendError::Alloc(format!(
@@ -366,17 +378,20 @@ impl Backend for WgpuBackend {
     }
 
     fn new_cache(&self, n_layer: usize, n_ctx: usize, k_width: usize, v_width: usize, ty: KvType) -> Result<WgpuCache, BackendError> {
-        let layers = self.alloc_layers(n_layer, n_ctx, k_width, v_width)?;
-        Ok(WgpuCache { layers, n_ctx, k_width, v_width, f16: ty == KvType::F16 })
+        let f16 = ty == KvType::F16;
+        let packed = f16 && pairs(k_width, v_width);
+        let layers = self.alloc_layers(n_layer, n_ctx, k_width, v_width, if packed { 2 } else { 4 })?;
+        Ok(WgpuCache { layers, n_ctx, k_width, v_width, f16, packed })
     }
 
     fn new_pool(&self, n_layer: usize, n_blocks: usize, block_size: usize, k_width: usize, v_width: usize) -> Result<WgpuPool, BackendError> {
         let slots = n_blocks.checked_mul(block_size).ok_or_else(|| BackendError::Alloc("pool size overflows".into()))?;
-        let layers = self.alloc_layers(n_layer, slots, k_width, v_width)?;
-        Ok(WgpuPool { layers, n_blocks, block_size, k_width, v_width })
+        let packed = pairs(k_width, v_width);
+        let layers = self.alloc_layers(n_layer, slots, k_width, v_width, if packed { 2 } else { 4 })?;
+        Ok(WgpuPool { layers, n_blocks, block_size, k_width, v_width, packed })
     }
 
     fn pool_block_bytes(&self, pool: &WgpuPool) -> usize {
-        pool.layers.len() * pool.block_size * (pool.k_width + pool.v_width) * 4
+        pool.layers.len() * pool.block_size * (pool.k_width + pool.v_width) * if pool.packed { 2 } else { 4 }
     }
 }

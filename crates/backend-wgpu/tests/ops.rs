@@ -260,7 +260,9 @@ fn paged_attention_matches_the_cpu_for_a_batch_of_sequences() {
                 pos[i] += lens[i];
             }
         }
-        assert_eq!(g.pool_block_bytes(&pg), 2 * bs * (kw + vw) * 4);
+        // f16 packed two to a word: the CPU pool's bytes, half of f32's.
+        assert_eq!(g.pool_block_bytes(&pg), 2 * bs * (kw + vw) * 2);
+        assert_eq!(g.pool_block_bytes(&pg), cpu.pool_block_bytes(&pc));
     }
 }
 

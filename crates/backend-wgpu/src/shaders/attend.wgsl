@@ -6,7 +6,8 @@
 //
 // Position j of the row's sequence lives at cache slot `tbl[off + j / bs] * bs + j % bs`
 // (paged pool) or `j` (contiguous cache, paged = 0). K and V are one layer's
-// `[slots, n_head_kv * dk]` and `[slots, n_head_kv * dv]` f32 buffers, or, for latent
+// `[slots, n_head_kv * dk]` and `[slots, n_head_kv * dv]` buffers, f16 packed two to a
+// word (`kv16`, the f16 caches) or f32 (`bitcast`), or, for latent
 // attention (`vstride` ≠ 0), V is the K buffer itself: a value is the first `dv` values of
 // its key row, `vstride` apart.
 struct P {
@@ -18,12 +19,16 @@ struct P {
     bs: u32,
     paged: u32,
     vstride: u32,
+    kv16: u32,
+    _a: u32,
+    _b: u32,
+    _c: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> K: array<f32>;
-@group(0) @binding(3) var<storage, read> V: array<f32>;
+@group(0) @binding(2) var<storage, read> K: array<u32>;
+@group(0) @binding(3) var<storage, read> V: array<u32>;
 // Per row: position, first visible position, offset of its block table in `tbl`.
 @group(0) @binding(4) var<storage, read> rinfo: array<u32>;
 @group(0) @binding(5) var<storage, read> tbl: array<u32>;
@@ -37,6 +42,21 @@ var<workgroup> qs: array<f32, MAX_DK>;
 var<workgroup> pr: array<f32, LANES>;
 var<workgroup> red: array<f32, LANES>;
 var<workgroup> bounds: vec2<u32>;
+
+// Element `i` of the key / value buffer.
+fn kval(i: u32) -> f32 {
+    if (p.kv16 != 0u) {
+        return unpack2x16float(K[i >> 1u])[i & 1u];
+    }
+    return bitcast<f32>(K[i]);
+}
+
+fn vval(i: u32) -> f32 {
+    if (p.kv16 != 0u) {
+        return unpack2x16float(V[i >> 1u])[i & 1u];
+    }
+    return bitcast<f32>(V[i]);
+}
 
 fn slot(j: u32, off: u32) -> u32 {
     if (p.paged != 0u) {
@@ -100,7 +120,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let ko = slot(j, off) * kw + kvh * p.dk;
             var d = 0.0;
             for (var i = 0u; i < p.dk; i++) {
-                d += qs[i] * K[ko + i];
+                d += qs[i] * kval(ko + i);
             }
             s = d * p.kq_scale;
         }
@@ -116,7 +136,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             if (d < p.dv) {
                 var a = acc[k] * corr;
                 for (var jj = 0u; jj < n; jj++) {
-                    a += pr[jj] * V[slot(c0 + jj, off) * vw + kvh * p.dv + d];
+                    a += pr[jj] * vval(slot(c0 + jj, off) * vw + kvh * p.dv + d);
                 }
                 acc[k] = a;
             }
