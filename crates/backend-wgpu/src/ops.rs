@@ -15,12 +15,12 @@ const Q8_WORDS: usize = 11;
 /// 32-value block types, which the CPU also multiplies against 8-bit activations.
 pub(crate) fn int8_path(ty: jikji_gguf::GgmlType, cols: usize) -> bool {
     use jikji_gguf::GgmlType::*;
-    matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0) && cols % 32 == 0 && cols > 0
+    matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0) && cols.is_multiple_of(32) && cols > 0
 }
 
 /// Whether cache rows of these widths pack into whole words of f16 pairs.
 fn pairs(k_width: usize, v_width: usize) -> bool {
-    k_width % 2 == 0 && v_width % 2 == 0
+    k_width.is_multiple_of(2) && v_width.is_multiple_of(2)
 }
 
 fn f(x: f32) -> u32 {
