@@ -81,6 +81,7 @@ pub(crate) struct Kernels {
     pub scatter_add_scaled: CudaFunction,
     pub kv_store: CudaFunction,
     pub attend: CudaFunction,
+    pub copy_cols: CudaFunction,
 }
 
 pub(crate) struct Inner {
@@ -197,6 +198,7 @@ impl CudaBackend {
             scatter_add_scaled: f("scatter_add_scaled")?,
             kv_store: f("kv_store")?,
             attend: f("attend")?,
+            copy_cols: f("copy_cols")?,
         };
         let stream = ctx.default_stream();
         Ok(CudaBackend { inner: Arc::new(Inner { ctx, stream, k, info, failed: Mutex::new(None), memo: Mutex::new(HashMap::new()) }) })
@@ -499,8 +501,9 @@ impl Backend for CudaBackend {
         attention::attention(self, step, il, s, q, k, v)
     }
 
-    fn mla_attention(&self, _step: &mut Step<Self>, _il: usize, _m: &MlaAttend<Self>, _q: &CudaAct, _ckv: &CudaAct) -> Result<CudaAct, BackendError> {
-        Err(BackendError::Device("multi-head latent attention (DeepSeek MLA) is not implemented on the CUDA backend yet; use --backend cpu".into()))
+    fn mla_attention(&self, step: &mut Step<Self>, il: usize, m: &MlaAttend<Self>, q: &CudaAct, ckv: &CudaAct) -> Result<CudaAct, BackendError> {
+        self.check()?;
+        attention::mla(self, step, il, m, q, ckv)
     }
 
     fn moe(&self, step: &Step<Self>, x: &CudaAct, e: &Experts<Self>) -> Result<CudaAct, BackendError> {

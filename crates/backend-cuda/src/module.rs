@@ -19,8 +19,8 @@ pub const SOURCES: [(&str, &str); 4] = [
 ];
 
 /// Every kernel entry point the backend loads.
-pub const KERNELS: [&str; 13] =
-    ["mm_q", "get_rows", "rms_norm", "rms_norm_inplace", "add", "add_row", "scale", "glu", "rope", "gather_rows", "scatter_add_scaled", "kv_store", "attend"];
+pub const KERNELS: [&str; 14] =
+    ["mm_q", "get_rows", "rms_norm", "rms_norm_inplace", "add", "add_row", "scale", "glu", "rope", "gather_rows", "scatter_add_scaled", "kv_store", "attend", "copy_cols"];
 
 /// The whole translation unit.
 pub fn source() -> String {

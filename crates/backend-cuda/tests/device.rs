@@ -76,7 +76,8 @@ fn matmul_of_every_type_matches_the_cpu_at_odd_shapes() {
 fn tiny_models_give_the_cpus_logits_and_greedy_tokens() {
     let Some(g) = gpu() else { return };
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny");
-    for name in ["llama-1", "qwen2-1", "qwen3-1", "gemma3-1", "exaone-1", "exaone4-1", "qwen3moe-1"] {
+    // deepseek_v2-1 / v3-1: multi-head latent attention (latent cache, absorbed queries).
+    for name in ["llama-1", "qwen2-1", "qwen3-1", "gemma3-1", "exaone-1", "exaone4-1", "qwen3moe-1", "deepseek_v2-1", "deepseek_v3-1"] {
         let path = dir.join(format!("{name}.gguf"));
         let file = Arc::new(GgufFile::open(&path).unwrap());
         let cpu = jikji_models::Model::load(file.clone()).unwrap();

@@ -9,10 +9,9 @@
 //!   only in a build with the `cuda` feature (the CLI's `--features cuda`); the driver
 //!   and NVRTC are opened at run time.
 //! - `auto`: CUDA when built in and a device answers, else a Vulkan adapter that is a real
-//!   GPU (not a CPU implementation such as lavapipe), else the CPU. A model the chosen GPU
-//!   backend cannot run (multi-head latent attention on CUDA; on Vulkan, MLA files with
-//!   the older combined `attn_kv_b`) goes to the next choice under `auto` and is a clear
-//!   error under an explicit choice.
+//!   GPU (not a CPU implementation such as lavapipe), else the CPU. A model the GPU
+//!   backends cannot run (multi-head latent attention stored as the older combined
+//!   `attn_kv_b`) goes to the CPU under `auto` and is a clear error under an explicit choice.
 //!
 //! Everything that can be refused is refused before weights are uploaded, with a
 //! [`BackendError`] that says which backend, why, and what to use instead.
@@ -77,8 +76,6 @@ pub enum BackendError {
     Cuda(String),
     #[error("this jikji was built without CUDA: rebuild with `cargo build --release -p jikji-cli --features cuda`, or use --backend vulkan or cpu")]
     CudaNotBuilt,
-    #[error("`{arch}` models use multi-head latent attention, which the {backend} backend does not implement yet: use --backend cpu or vulkan")]
-    NeedsMla { arch: String, backend: &'static str },
     #[error("this `deepseek2` file stores its latent attention as the older combined attn_kv_b tensor, which only the CPU backend takes (a current llama.cpp conversion writes attn_k_b/attn_v_b): use --backend cpu")]
     CombinedKvB,
 }
@@ -136,17 +133,11 @@ impl Device {
     }
 }
 
-/// Whether `file` needs multi-head latent attention (`deepseek2`), which the CPU and
-/// Vulkan backends run and CUDA does not.
-fn needs_mla(file: &GgufFile) -> Option<String> {
-    let arch = file.get_str("general.architecture").ok()??;
-    (arch == "deepseek2").then(|| arch.to_string())
-}
-
-/// An MLA file without per-head `attn_k_b` (the older combined `attn_kv_b`, whose key part
-/// the CPU applies transposed from host memory): CPU only.
+/// An MLA file (`deepseek2`) without per-head `attn_k_b` (the older combined `attn_kv_b`,
+/// whose key part the CPU applies transposed from host memory): CPU only.
 fn combined_kv_b(file: &GgufFile) -> bool {
-    needs_mla(file).is_some() && file.tensor("blk.0.attn_k_b.weight").is_none()
+    let arch = file.get_str("general.architecture").ok().flatten();
+    arch == Some("deepseek2") && file.tensor("blk.0.attn_k_b.weight").is_none()
 }
 
 fn open_vulkan() -> Result<jikji_wgpu::WgpuBackend, BackendError> {
@@ -169,21 +160,20 @@ pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
 
 /// Opens the device `kind` names for `file` (see the module docs for `auto`).
 pub fn select(kind: BackendKind, file: &GgufFile) -> Result<Device, BackendError> {
-    let mla = needs_mla(file);
-    let vulkan_ok = !combined_kv_b(file);
+    let gpu_ok = !combined_kv_b(file);
     match kind {
         BackendKind::Cpu => Ok(Device::Cpu),
-        BackendKind::Cuda if mla.is_some() => Err(BackendError::NeedsMla { arch: mla.unwrap_or_default(), backend: "cuda" }),
-        BackendKind::Vulkan if !vulkan_ok => Err(BackendError::CombinedKvB),
+        BackendKind::Vulkan | BackendKind::Cuda if !gpu_ok => Err(BackendError::CombinedKvB),
         BackendKind::Vulkan => open_vulkan().map(Device::Vulkan),
         BackendKind::Cuda => open_cuda(),
         BackendKind::Auto => {
-            if mla.is_none() {
-                if let Ok(d) = open_cuda() {
-                    return Ok(d);
-                }
+            if !gpu_ok {
+                return Ok(Device::Cpu);
             }
-            if vulkan_ok && jikji_wgpu::list_adapters().iter().any(|a| a.kind != "CPU") {
+            if let Ok(d) = open_cuda() {
+                return Ok(d);
+            }
+            if jikji_wgpu::list_adapters().iter().any(|a| a.kind != "CPU") {
                 if let Ok(b) = open_vulkan() {
                     return Ok(Device::Vulkan(b));
                 }
@@ -240,27 +230,28 @@ mod tests {
     }
 
     #[test]
-    fn an_mla_model_is_refused_on_cuda_and_taken_by_vulkan() {
+    fn an_mla_model_is_taken_by_the_gpu_backends() {
         let f = tiny("deepseek_v2-1.gguf");
-        let e = select(BackendKind::Cuda, &f).unwrap_err().to_string();
-        assert!(e.contains("deepseek2") && e.contains("latent attention") && e.contains("--backend cpu"), "{e}");
-        // Vulkan runs MLA (per-head attn_k_b): it opens, or fails only for want of a device.
+        // Per-head attn_k_b: Vulkan and CUDA run it; they fail here only for want of a
+        // device or of the CUDA build.
         match select(BackendKind::Vulkan, &f) {
             Ok(d) => assert_eq!(d.name(), "vulkan"),
             Err(e) => assert!(matches!(e, BackendError::Vulkan(_)), "{e}"),
         }
-        // auto never takes CUDA for it; lavapipe is not a GPU, so here it is the CPU or a real GPU.
-        assert_ne!(select(BackendKind::Auto, &f).unwrap().name(), "cuda");
+        if let Err(e) = select(BackendKind::Cuda, &f) {
+            assert!(matches!(e, BackendError::Cuda(_) | BackendError::CudaNotBuilt), "{e}");
+        }
         assert_eq!(select(BackendKind::Cpu, &f).unwrap().name(), "cpu");
     }
 
     #[test]
-    fn an_mla_file_with_the_combined_kv_b_is_refused_on_vulkan_before_loading() {
+    fn an_mla_file_with_the_combined_kv_b_is_refused_on_the_gpus_before_loading() {
         // What select reads: the architecture and whether per-head attn_k_b exists.
         let mut w = jikji_gguf::GgufWriter::new();
         w.add_kv("general.architecture", jikji_gguf::Value::String("deepseek2".into()));
         w.add_tensor("blk.0.attn_kv_b.weight", &[4, 4], jikji_gguf::GgmlType::F32, vec![0u8; 64]);
         let f = GgufFile::from_bytes(w.to_bytes().unwrap()).unwrap();
+        assert!(matches!(select(BackendKind::Cuda, &f).unwrap_err(), BackendError::CombinedKvB));
         let e = select(BackendKind::Vulkan, &f).unwrap_err();
         assert!(matches!(e, BackendError::CombinedKvB), "{e}");
         let e = e.to_string();

@@ -24,10 +24,12 @@ extern "C" __global__ void kv_store(void* cache, int f16, const float* src, cons
 // One block per (row, head): scores of the row's query against the visible keys
 // (positions lo[r]..=pos[r]) into `sc` (row-major, `span` floats per (row, head)), softmax,
 // then the probability-weighted sum of values into out `[rows, n_head * dv]`.
-// Row r's block table starts at tbl + tbl_off[r] (tbl null: contiguous cache).
+// Row r's block table starts at tbl + tbl_off[r] (tbl null: contiguous cache). `vstride`
+// nonzero (latent attention): V is the key buffer, a value the first dv values of its key
+// row, `vstride` wide.
 extern "C" __global__ void attend(const float* q, const void* K, const void* V, int f16,
                                   const int* pos, const int* lo, const int* tbl, const int* tbl_off, int bs,
-                                  int n_head, int n_head_kv, int dk, int dv, float kq_scale,
+                                  int n_head, int n_head_kv, int dk, int dv, int vstride, float kq_scale,
                                   float* sc, int span, int r0, float* out) {
     __shared__ float scratch[32];
     extern __shared__ float qs[]; // [dk]
@@ -39,7 +41,7 @@ extern "C" __global__ void attend(const float* q, const void* K, const void* V, 
     const int* t = tbl ? tbl + tbl_off[r] : (const int*)0;
     int p0 = lo[r], n = pos[r] - p0 + 1;
     float* s = sc + ((u64)(r - r0) * n_head + h) * span;
-    u64 kw = (u64)n_head_kv * dk, vw = (u64)n_head_kv * dv;
+    u64 kw = (u64)n_head_kv * dk, vw = vstride ? (u64)vstride : (u64)n_head_kv * dv;
     float mx = -JK_INF;
     for (int j = threadIdx.x; j < n; j += blockDim.x) {
         u64 base = slot_of(t, bs, p0 + j) * kw + (u64)kvh * dk;

@@ -105,3 +105,12 @@ extern "C" __global__ void scatter_add_scaled(float* out, const float* src, cons
     int i = g / width, c = g % width;
     out[(u64)idx[i] * width + c] += w[i] * src[g];
 }
+
+// dst[r, d_off + c] = src[r, s_off + c] for c < width, rows `s_w` / `d_w` wide: the column
+// windows latent attention moves between its steps.
+extern "C" __global__ void copy_cols(const float* src, int s_w, int s_off, float* dst, int d_w, int d_off, int width, int rows) {
+    u64 g = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (g >= (u64)rows * width) return;
+    u64 r = g / width, c = g % width;
+    dst[r * d_w + d_off + c] = src[r * s_w + s_off + c];
+}
